@@ -1,0 +1,65 @@
+"""Third-party-style methods used by the tests through `module:Class` and entry points."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from unlearn.methods import Method, Track, UnlearnRequest
+
+SEEN: list[UnlearnRequest] = []
+
+
+class NanWeights(Method):
+    """Returns a model whose weights are NaN (a method that diverged without a NaN loss)."""
+
+    def unlearn(self, request: UnlearnRequest) -> nn.Module:
+        with torch.no_grad():
+            for p in request.model.parameters():
+                p.fill_(float("nan"))
+        return request.model
+
+
+class Boom(Method):
+    """Raises an ordinary exception."""
+
+    def unlearn(self, request: UnlearnRequest) -> nn.Module:
+        raise RuntimeError("kaboom")
+
+
+class WrongShape(Method):
+    """Returns a model with an extra output class."""
+
+    def unlearn(self, request: UnlearnRequest) -> nn.Module:
+        model = request.model
+        model.head = nn.Linear(model.head.in_features, request.num_classes + 1)
+        return model
+
+
+@dataclass(frozen=True)
+class SpyHParams:
+    scale: float = 1.0
+
+
+class Spy(Method):
+    """Records the request it receives and returns the model unchanged."""
+
+    HParams = SpyHParams
+
+    def unlearn(self, request: UnlearnRequest) -> nn.Module:
+        SEEN.append(request)
+        return request.model
+
+
+class ForgetOnlySpy(Spy):
+    """A spy on the forget-only track."""
+
+    @property
+    def track(self) -> Track:
+        return Track.FORGET_ONLY
+
+
+class NotAMethod:
+    """Something that is not a Method subclass."""

@@ -1,0 +1,119 @@
+"""The harness: oracles, data access, caching, method behaviour and failure records."""
+
+from __future__ import annotations
+
+import torch
+
+import plugin_methods
+import unlearn.methods.retrain as retrain_module
+from unlearn.cache import ModelCache
+from unlearn.forget import ForgetSpec, load_or_build
+from unlearn.harness import Workspace
+from unlearn.results import read_record
+from unlearn.spec import Recipe
+from unlearn.train import train_with_recipe
+
+from conftest import make_runner
+
+
+def test_training_is_deterministic_for_a_seed(digits_task):
+    recipe = Recipe(epochs=2, batch_size=64, lr=0.05)
+    a = train_with_recipe(digits_task.new_model(0), digits_task.train, recipe, seed=0)
+    b = train_with_recipe(digits_task.new_model(0), digits_task.train, recipe, seed=0)
+    c = train_with_recipe(digits_task.new_model(1), digits_task.train, recipe, seed=1)
+    for key, value in a.state_dict().items():
+        assert torch.equal(value, b.state_dict()[key]), key
+    assert not torch.equal(a.head.weight, c.head.weight)
+
+
+def test_the_oracle_never_trains_on_a_forget_index(tmp_path, digits_spec, digits_task, monkeypatch):
+    seen = []
+
+    def spy(model, data, recipe, seed, progress=None):
+        seen.append(data.index.tolist())
+        return train_with_recipe(model, data, recipe, seed, progress)
+
+    monkeypatch.setattr(retrain_module, "train_with_recipe", spy)
+    workspace = Workspace.at(tmp_path)  # a fresh cache, so the oracles really train
+    runner = make_runner(digits_spec, digits_task, workspace, ["finetune"], ["random:0.1", "class:3"], [0])
+    for text in ("random:0.1", "class:3"):
+        manifest = load_or_build(workspace.forget_dir, ForgetSpec.parse(text), digits_task.dataset, 0)
+        runner.group(ForgetSpec.parse(text), manifest, 0)
+        trained_on = seen[-1]
+        assert not set(trained_on) & set(manifest.indices)
+        assert sorted(trained_on + manifest.indices) == list(range(len(digits_task.train)))
+    assert len(seen) == 2
+
+
+def test_methods_get_only_what_their_track_grants(digits_spec, digits_task, workspace):
+    plugin_methods.SEEN.clear()
+    runner = make_runner(
+        digits_spec, digits_task, workspace, ["plugin_methods:Spy", "plugin_methods:ForgetOnlySpy"], ["random:0.1"], [0]
+    )
+    runner.run()
+    full, forget_only = plugin_methods.SEEN
+    manifest = load_or_build(workspace.forget_dir, ForgetSpec.parse("random:0.1"), digits_task.dataset, 0)
+    assert full.forget.index.tolist() == manifest.indices
+    assert not set(full.retain.index.tolist()) & set(manifest.indices)
+    assert len(full.forget) + len(full.retain) == len(digits_task.train)
+    assert forget_only.retain is None and forget_only.forget.index.tolist() == manifest.indices
+    assert set(vars(full)) == {
+        "model", "forget", "retain", "num_classes", "device", "seed", "recipe", "new_model", "track", "progress"
+    }
+
+
+def test_each_method_lowers_forget_accuracy_on_a_classwise_set(digits_spec, digits_task, workspace):
+    methods = ["retrain", "finetune", "grad-ascent", "random-label"]
+    result = make_runner(digits_spec, digits_task, workspace, methods, ["class:3"], [0]).run()
+    assert [r.status for r in result.records] == ["ok"] * 4
+    for record in result.records:
+        original_forget_acc = 100.0 - record.original_metrics["UA"]
+        forget_acc = 100.0 - record.metrics["UA"]
+        assert original_forget_acc > 95.0
+        assert forget_acc < original_forget_acc - 25.0, record.method
+    oracle = result.records[0]
+    assert oracle.metrics["UA"] > 99.0 and oracle.metrics["TA"] > 95.0
+    assert oracle.metrics == oracle.oracle_metrics and oracle.gaps["Avg. Gap"] == 0.0
+
+
+def test_a_diverging_method_becomes_a_failed_record_and_the_grid_goes_on(digits_spec, digits_task, workspace):
+    methods = ["plugin_methods:NanWeights", "plugin_methods:Boom", "plugin_methods:WrongShape", "grad-ascent", "retrain"]
+    hparams = {"grad-ascent": {"lr": 1000.0, "max_grad_norm": None, "epochs": 3}}
+    result = make_runner(digits_spec, digits_task, workspace, methods, ["class:3"], [0], hparams).run()
+    status = {r.method: (r.status, r.error) for r in result.records}
+    assert status["plugin_methods:NanWeights"][0] == "failed"
+    assert "NaN" in status["plugin_methods:NanWeights"][1]
+    assert status["plugin_methods:Boom"] == ("failed", "RuntimeError: kaboom")
+    assert status["plugin_methods:WrongShape"][0] == "failed" and "shape" in status["plugin_methods:WrongShape"][1]
+    assert status["grad-ascent"][0] == "failed" and status["grad-ascent"][1].startswith("diverged")
+    assert status["retrain"] == ("ok", None)
+    for record in result.records:
+        stored = read_record(record_path_of(workspace, record))
+        assert stored == record
+
+
+def record_path_of(workspace, record):
+    from unlearn.results import record_path
+
+    return record_path(workspace.results_dir, record.benchmark, record.method, record.forget.spec, record.seed,
+                       record.config_hash)
+
+
+def test_cached_models_are_reused_and_corrupt_entries_rebuilt(tmp_path, digits_task, capsys):
+    cache = ModelCache(tmp_path)
+    calls = []
+    recipe = Recipe(epochs=1, batch_size=128, lr=0.05)
+
+    def build():
+        calls.append(1)
+        return train_with_recipe(digits_task.new_model(0), digits_task.train, recipe, 0)
+
+    key = {"test": "cache"}
+    first = cache.get_or_build("original", key, build, lambda: digits_task.new_model(0))
+    second = cache.get_or_build("original", key, build, lambda: digits_task.new_model(0))
+    assert (first.hit, second.hit, len(calls)) == (False, True, 1)
+    assert torch.equal(first.model.head.weight, second.model.head.weight)
+    cache.path("original", key).write_bytes(b"\x80\x04not a safetensors file")  # e.g. a pickle
+    third = cache.get_or_build("original", key, build, lambda: digits_task.new_model(0))
+    assert not third.hit and len(calls) == 2
+    assert "ignoring unusable cache entry" in capsys.readouterr().err

@@ -1,0 +1,5 @@
+"""Allow `python -m unlearn`."""
+
+from unlearn.cli import main
+
+raise SystemExit(main())

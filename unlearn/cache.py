@@ -1,0 +1,66 @@
+"""Trained models cached on disk as safetensors, keyed by a hash of everything that determines them."""
+
+from __future__ import annotations
+
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+from torch import nn
+
+from unlearn.checkpoints import load_weights_into, read_weights, save_weights
+from unlearn.errors import UserError
+from unlearn.hashing import canonical_json, stable_hash
+
+CACHE_VERSION = 1
+"""Bump when the training code changes in a way that changes cached models."""
+
+
+@dataclass(frozen=True)
+class CachedModel:
+    """A model from the cache with how long building it took and whether it was a cache hit."""
+
+    model: nn.Module
+    seconds: float
+    hit: bool
+    key_hash: str
+
+
+class ModelCache:
+    """A directory of `<kind>/<hash>.safetensors` files; the full key is stored inside and checked on load."""
+
+    def __init__(self, root: Path):
+        self.root = Path(root)
+
+    def path(self, kind: str, key: dict[str, Any]) -> Path:
+        """Where the model for `key` lives."""
+        return self.root / kind / f"{stable_hash(self._full_key(key))[:20]}.safetensors"
+
+    @staticmethod
+    def _full_key(key: dict[str, Any]) -> dict[str, Any]:
+        return {"cache_version": CACHE_VERSION, **key}
+
+    def get_or_build(
+        self, kind: str, key: dict[str, Any], build: Callable[[], nn.Module], template: Callable[[], nn.Module]
+    ) -> CachedModel:
+        """Load the cached model for `key` into `template()`, or `build()` it, time it and cache it."""
+        path = self.path(kind, key)
+        key_text = canonical_json(self._full_key(key))
+        key_hash = stable_hash(self._full_key(key))
+        if path.exists():
+            try:
+                state, meta = read_weights(path)
+                if meta.get("key") != key_text:
+                    raise UserError(f"{path}: stored key does not match")
+                model = template()
+                load_weights_into(model, state, str(path))
+                return CachedModel(model, float(meta["seconds"]), True, key_hash)
+            except (UserError, KeyError, TypeError, ValueError) as exc:
+                print(f"unlearn: warning: ignoring unusable cache entry ({exc}); rebuilding", file=sys.stderr)
+        start = time.perf_counter()
+        model = build()
+        seconds = time.perf_counter() - start
+        save_weights(model, path, {"key": key_text, "seconds": seconds})
+        return CachedModel(model, seconds, False, key_hash)

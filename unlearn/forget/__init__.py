@@ -1,0 +1,19 @@
+"""Forget sets: builders behind a registry, persisted as index manifests."""
+
+from __future__ import annotations
+
+from unlearn.forget import classwise as _classwise  # noqa: F401  (registers "class")
+from unlearn.forget import random as _random  # noqa: F401  (registers "random")
+from unlearn.forget.base import BUILDERS, BuiltSet, ForgetBuilder, ForgetSpec
+from unlearn.forget.manifest import ForgetManifest, load_or_build, manifest_path, read_manifest
+
+__all__ = [
+    "BUILDERS",
+    "BuiltSet",
+    "ForgetBuilder",
+    "ForgetManifest",
+    "ForgetSpec",
+    "load_or_build",
+    "manifest_path",
+    "read_manifest",
+]

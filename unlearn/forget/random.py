@@ -1,0 +1,52 @@
+"""Random forget sets: a uniform random fraction of the training set (10 % and 50 % in SalUn)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from unlearn.data.base import Dataset
+from unlearn.errors import UserError
+from unlearn.forget.base import BUILDERS, BuiltSet, ForgetBuilder
+from unlearn.hashing import hash_rank
+
+
+@BUILDERS.register("random")
+class RandomForget(ForgetBuilder):
+    """random:F — a uniform random fraction F ∈ (0, 1) of the training set, drawn per seed.
+
+    The round(F·N) samples with the smallest sha256("unlearn-random-forget-v1:<seed>:<i>")
+    are chosen: no library RNG is involved, so a seed names the same set everywhere, and
+    for one seed a smaller fraction is a subset of a larger one.
+    """
+
+    syntax = "random:FRACTION (0 < FRACTION < 1)"
+
+    def parse(self, arg: str) -> dict[str, Any]:
+        try:
+            fraction = float(arg)
+        except ValueError:
+            raise UserError(f"malformed forget spec 'random:{arg}': the fraction must be a number in (0, 1)") from None
+        if not 0.0 < fraction < 1.0:
+            raise UserError(f"forget fraction {arg} is outside (0, 1)")
+        return {"fraction": fraction}
+
+    def check(self, params: dict[str, Any], dataset: Dataset) -> None:
+        size = self._size(params["fraction"], len(dataset.train))
+        if not 0 < size < len(dataset.train):
+            raise UserError(
+                f"random:{params['fraction']} selects {size} of {len(dataset.train)} training samples; "
+                "it must leave a non-empty forget set and retain set"
+            )
+
+    @staticmethod
+    def _size(fraction: float, n: int) -> int:
+        return int(round(fraction * n))
+
+    def build(self, params: dict[str, Any], dataset: Dataset, seed: int) -> BuiltSet:
+        n = len(dataset.train)
+        salt = f"unlearn-random-forget-v1:{seed}"
+        order = sorted(range(n), key=lambda i: hash_rank(salt, i))
+        chosen = np.array(sorted(order[: self._size(params["fraction"], n)]), dtype=np.int64)
+        return BuiltSet(chosen)

@@ -1,0 +1,473 @@
+"""Run a grid of (method × forget set × seed) cells of one benchmark, resumably.
+
+Per seed and forget set: the manifest is loaded or built, the original model and
+the oracle (the `retrain` method's cached output) are loaded or trained, both are
+evaluated once, and then each method gets a request holding only what its track
+grants. Each cell ends as one JSON record whose path is keyed by the hash of the
+cell's config, so a rerun skips finished cells.
+"""
+
+from __future__ import annotations
+
+import copy
+import tempfile
+import time
+import traceback
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Callable, Mapping, Sequence
+
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from unlearn.cache import ModelCache
+from unlearn.checkpoints import load_weights_into
+from unlearn.data import Dataset, TensorData, load_dataset
+from unlearn.errors import Diverged, UserError
+from unlearn.forget import ForgetManifest, ForgetSpec, load_or_build
+from unlearn.hashing import stable_hash
+from unlearn.methods import (
+    METHODS,
+    Method,
+    Track,
+    UnlearnRequest,
+    hparams_dict,
+    make_hparams,
+    resolve_method,
+)
+from unlearn.methods.retrain import Retrain
+from unlearn.metrics import METRICS, Evaluation, evaluate, gaps
+from unlearn.models import build_model
+from unlearn.provenance import environment
+from unlearn.results import ForgetInfo, InvalidRecord, ResultRecord, read_record, record_path, write_record
+from unlearn.seeding import derive_seed
+from unlearn.spec import BenchmarkSpec
+from unlearn.train import check_finite, train_with_recipe
+
+
+@dataclass(frozen=True)
+class Workspace:
+    """Where a run reads and writes: records, model cache, forget-set manifests, dataset files."""
+
+    results_dir: Path
+    cache_dir: Path
+    forget_dir: Path
+    data_root: Path
+    download: bool = False
+
+    @classmethod
+    def at(cls, root: Path | str = ".", **overrides: Any) -> "Workspace":
+        """The standard layout under `root`: data/runs, data/cache, data/forget-sets, data/datasets."""
+        root = Path(root)
+        base = cls(root / "data/runs", root / "data/cache", root / "data/forget-sets", root / "data/datasets")
+        return replace(base, **{k: v for k, v in overrides.items() if v is not None})
+
+    def check_writable(self) -> None:
+        """Raise UserError unless every output directory can be created and written (writes nothing)."""
+        for label, path in (
+            ("results directory", self.results_dir),
+            ("cache directory", self.cache_dir),
+            ("forget-set directory", self.forget_dir),
+        ):
+            ensure_writable(path, label)
+
+
+def ensure_writable(path: Path, label: str) -> None:
+    """Raise UserError unless `path` is, or could be created as, a writable directory.
+
+    Probes the nearest existing ancestor with an anonymous temporary file, which
+    the OS removes at once: nothing is left behind, and the probe is truthful for
+    root and on read-only file systems, where permission bits are not.
+    """
+    probe = Path(path).absolute()
+    while not probe.exists():
+        probe = probe.parent
+    if not probe.is_dir():
+        raise UserError(f"{label} {path} cannot be created: {probe} is not a directory")
+    try:
+        with tempfile.TemporaryFile(dir=probe):
+            pass
+    except OSError as exc:
+        raise UserError(f"{label} {path} is not writable ({exc.strerror})") from None
+
+
+@dataclass(frozen=True)
+class MethodChoice:
+    """A method of the grid: its name, class, validated hyperparameters and where it came from."""
+
+    name: str
+    cls: type[Method]
+    hparams: Any
+    origin: str
+
+    def instance(self) -> Method:
+        return self.cls(self.hparams)
+
+
+@dataclass(frozen=True)
+class GridPlan:
+    """A validated grid: nothing in it can fail for a reason the user could have fixed."""
+
+    spec: BenchmarkSpec
+    methods: tuple[MethodChoice, ...]
+    forgets: tuple[ForgetSpec, ...]
+    seeds: tuple[int, ...]
+
+    @property
+    def size(self) -> int:
+        return len(self.methods) * len(self.forgets) * len(self.seeds)
+
+
+def choose_method(spec: BenchmarkSpec, name: str, overrides: Mapping[str, Any] | None = None) -> MethodChoice:
+    """Resolve a method and its hyperparameters: reference defaults < benchmark's tuned values < overrides."""
+    cls = resolve_method(name)
+    values = {**spec.hparams.get(name, {}), **(overrides or {})}
+    return MethodChoice(name, cls, make_hparams(cls, name, values), METHODS.origin(name))
+
+
+def plan_grid(
+    spec: BenchmarkSpec,
+    methods: Sequence[str] | None = None,
+    forgets: Sequence[str] | None = None,
+    seeds: Sequence[int] | None = None,
+    hparams: Mapping[str, Mapping[str, Any]] | None = None,
+) -> GridPlan:
+    """Validate the grid's names and values against the registries (no data is loaded here)."""
+    method_names = list(dict.fromkeys(methods or spec.grid.methods))
+    hparams = hparams or {}
+    for name in hparams:
+        if name not in method_names:
+            raise UserError(f"--hparam names method {name!r}, which is not in the grid ({', '.join(method_names)})")
+    for name in spec.metrics:
+        METRICS.get(name)
+    choices = tuple(choose_method(spec, name, hparams.get(name)) for name in method_names)
+    forget_specs = tuple(ForgetSpec.parse(text) for text in dict.fromkeys(forgets or spec.grid.forget))
+    seed_list = tuple(dict.fromkeys(seeds if seeds is not None else spec.grid.seeds))
+    if not seed_list:
+        raise UserError("no seeds given")
+    if any(s < 0 for s in seed_list):
+        raise UserError("seeds must be non-negative integers")
+    return GridPlan(spec, choices, forget_specs, seed_list)
+
+
+class Task:
+    """A benchmark on a device: its dataset (kept on the device), model factory and recipe."""
+
+    def __init__(self, spec: BenchmarkSpec, dataset: Dataset, device: torch.device):
+        self.spec = spec
+        self.dataset = dataset
+        self.device = device
+        self.train = dataset.train.to(device)
+        self.val = dataset.val.to(device)
+        self.test = dataset.test.to(device)
+
+    @classmethod
+    def load(cls, spec: BenchmarkSpec, workspace: Workspace, device: torch.device) -> "Task":
+        return cls(spec, load_dataset(spec.dataset, workspace.data_root, workspace.download), device)
+
+    def check(self, plan: GridPlan) -> None:
+        """Raise UserError if a forget spec does not fit the dataset (e.g. an unknown class)."""
+        for forget in plan.forgets:
+            forget.builder.check(forget.params, self.dataset)
+
+    def new_model(self, seed: int) -> nn.Module:
+        """A freshly initialised model for `seed` on the device (the global RNG is left untouched)."""
+        c, h, w = self.dataset.input_shape
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(derive_seed(seed, "init"))
+            model = build_model(self.spec.model, c, (h, w), self.dataset.num_classes, self.dataset.mean, self.dataset.std)
+        return model.to(self.device)
+
+    def original_key(self, seed: int) -> dict[str, Any]:
+        """Everything that determines the original model of `seed`."""
+        return {"role": "original", **self.spec.model_key(), "data": self.dataset.fingerprint, "seed": seed}
+
+    def splits(self, manifest: ForgetManifest) -> dict[str, TensorData]:
+        """The evaluation splits of a cell: forget, retain, val, test (and test_forgotten, class-wise)."""
+        in_forget = torch.zeros(len(self.train), dtype=torch.bool, device=self.device)
+        in_forget[torch.as_tensor(manifest.indices, dtype=torch.long, device=self.device)] = True
+        splits = {"forget": self.train.where(in_forget), "retain": self.train.where(~in_forget)}
+        if manifest.forgotten_classes:
+            gone = torch.as_tensor(manifest.forgotten_classes, device=self.device)
+            splits["val"] = self.val.where(~torch.isin(self.val.y, gone))
+            splits["test"] = self.test.where(~torch.isin(self.test.y, gone))
+            forgotten_test = self.test.where(torch.isin(self.test.y, gone))
+            if len(forgotten_test):
+                splits["test_forgotten"] = forgotten_test
+        else:
+            splits["val"], splits["test"] = self.val, self.test
+        return splits
+
+
+@dataclass
+class Cell:
+    """One (method, forget set, seed) cell with its config, config hash and record path."""
+
+    method: MethodChoice
+    forget: ForgetSpec
+    manifest: ForgetManifest
+    seed: int
+    config: dict[str, Any]
+    config_hash: str
+    path: Path
+
+
+@dataclass
+class CellGroup:
+    """What every method of one (forget set, seed) shares: splits, original model, oracle and their scores."""
+
+    splits: dict[str, TensorData]
+    original: nn.Module
+    original_key: str
+    original_metrics: dict[str, float]
+    oracle_key: str
+    oracle_metrics: dict[str, float]
+
+
+@dataclass
+class GridResult:
+    """The records of a grid, in grid order, and how many cells ran versus were reused."""
+
+    records: list[ResultRecord] = field(default_factory=list)
+    ran: int = 0
+    reused: int = 0
+
+
+class Runner:
+    """Executes a GridPlan on a Task, writing one record per cell into the workspace."""
+
+    def __init__(
+        self,
+        plan: GridPlan,
+        task: Task,
+        workspace: Workspace,
+        *,
+        progress: bool = False,
+        log: Callable[[str], None] | None = None,
+        retry_failed: bool = False,
+    ):
+        self.plan = plan
+        self.task = task
+        self.spec = plan.spec
+        self.workspace = workspace
+        self.cache = ModelCache(workspace.cache_dir)
+        self.progress = progress
+        self.log = log or (lambda _msg: None)
+        self.retry_failed = retry_failed
+        self.env = environment(task.device)
+
+    # -- cells ---------------------------------------------------------------------------------
+
+    def cell(self, method: MethodChoice, forget: ForgetSpec, manifest: ForgetManifest, seed: int) -> Cell:
+        """Describe one cell; its config determines its result, and its hash names the record file."""
+        instance = method.instance()
+        config = {
+            "benchmark": self.spec.name,
+            "benchmark_model": self.spec.model_key(),
+            "data": self.task.dataset.fingerprint,
+            "metrics": list(self.spec.metrics),
+            "gap_metrics": list(self.spec.gap_metrics),
+            "method": method.name,
+            "method_origin": method.origin,
+            "hparams": hparams_dict(method.hparams),
+            "track": instance.track.value,
+            "forget": forget.text,
+            "forget_sha256": manifest.sha256,
+            "seed": seed,
+        }
+        config_hash = stable_hash(config)
+        path = record_path(self.workspace.results_dir, self.spec.name, method.name, forget.text, seed, config_hash)
+        return Cell(method, forget, manifest, seed, config, config_hash, path)
+
+    def finished(self, cell: Cell) -> ResultRecord | None:
+        """The cell's stored record if it counts as done (valid, and not failed under --retry-failed)."""
+        if not cell.path.exists():
+            return None
+        try:
+            record = read_record(cell.path)
+        except InvalidRecord as exc:
+            self.log(f"warning: {exc}; running the cell again")
+            return None
+        if record.status == "failed" and self.retry_failed:
+            return None
+        return record
+
+    # -- models ----------------------------------------------------------------------------------
+
+    def request(self, method: Method, original: nn.Module, splits: Mapping[str, TensorData], seed: int) -> UnlearnRequest:
+        """The request for one cell: only the data the method's track grants, never test/val/oracle."""
+        retain = splits["retain"] if method.track is Track.FULL else None
+        return UnlearnRequest(
+            model=copy.deepcopy(original),
+            forget=splits["forget"],
+            retain=retain,
+            num_classes=self.task.dataset.num_classes,
+            device=self.task.device,
+            seed=seed,
+            recipe=self.spec.train,
+            new_model=lambda: self.task.new_model(seed),
+            track=method.track,
+            progress=self.progress,
+        )
+
+    def unlearned(
+        self, choice: MethodChoice, original: nn.Module, original_key: dict[str, Any], manifest: ForgetManifest,
+        splits: Mapping[str, TensorData], seed: int,
+    ) -> tuple[nn.Module, float, bool, str | None]:
+        """Run a method (or load its cached output); returns (model, seconds, from_cache, cache key hash)."""
+        method = choice.instance()
+        request = self.request(method, original, splits, seed)
+
+        def call() -> nn.Module:
+            model = method.unlearn(request)
+            self._check_output(model, seed)
+            return model
+
+        if method.cache_output:
+            key = {
+                "role": "unlearned",
+                "original": original_key,
+                "forget_sha256": manifest.sha256,
+                "method": choice.name,
+                "method_origin": choice.origin,
+                "hparams": hparams_dict(choice.hparams),
+                "track": method.track.value,
+            }
+            cached = self.cache.get_or_build("unlearned", key, call, lambda: self.task.new_model(seed))
+            return cached.model, cached.seconds, cached.hit, cached.key_hash
+        start = time.perf_counter()
+        model = call()
+        return model, time.perf_counter() - start, False, None
+
+    def _check_output(self, model: Any, seed: int) -> None:
+        if not isinstance(model, nn.Module):
+            raise TypeError(f"unlearn() returned {type(model).__name__}, not a torch.nn.Module")
+        check_finite(model)
+        try:
+            load_weights_into(self.task.new_model(seed), model.state_dict(), "the unlearned model")
+        except UserError as exc:  # here it is the method's fault, so a failed cell, not a usage error
+            raise ValueError(str(exc)) from None
+
+    def group(self, forget: ForgetSpec, manifest: ForgetManifest, seed: int) -> CellGroup:
+        """Load or train the original model and the oracle of (forget set, seed) and score both."""
+        task = self.task
+        splits = task.splits(manifest)
+        original_key = task.original_key(seed)
+        label = "original" if self.progress else None
+        original = self.cache.get_or_build(
+            "original",
+            original_key,
+            lambda: train_with_recipe(task.new_model(seed), task.train, self.spec.train, seed, label),
+            lambda: task.new_model(seed),
+        )
+        oracle_choice = choose_method(self.spec, "retrain")
+        oracle, _, _, oracle_key = self.unlearned(oracle_choice, original.model, original_key, manifest, splits, seed)
+        return CellGroup(
+            splits=splits,
+            original=original.model,
+            original_key=original.key_hash,
+            original_metrics=self.score(original.model, splits),
+            oracle_key=oracle_key or "",
+            oracle_metrics=self.score(oracle, splits),
+        )
+
+    def score(self, model: nn.Module, splits: Mapping[str, TensorData]) -> dict[str, float]:
+        """All the benchmark's metrics for one model, from one forward pass per split."""
+        return evaluate(Evaluation(model, splits, self.spec.eval_batch_size), self.spec.metrics)
+
+    # -- the grid ----------------------------------------------------------------------------------
+
+    def run(self) -> GridResult:
+        """Run every cell not already finished; return all the grid's records in grid order."""
+        result = GridResult()
+        bar = tqdm(total=self.plan.size, desc=self.spec.name, unit="cell", disable=not self.progress)
+        done = 0
+        for seed in self.plan.seeds:
+            for forget in self.plan.forgets:
+                manifest = load_or_build(self.workspace.forget_dir, forget, self.task.dataset, seed)
+                cells = [self.cell(m, forget, manifest, seed) for m in self.plan.methods]
+                group: CellGroup | None = None
+                for cell in cells:
+                    done += 1
+                    where = f"[{done}/{self.plan.size}] {cell.method.name} · {forget.text} · seed {seed}"
+                    bar.set_postfix_str(f"{cell.method.name} {forget.text} s{seed}")
+                    record = self.finished(cell)
+                    if record is not None:
+                        result.reused += 1
+                        self.log(f"{where}: reused {cell.path}")
+                    else:
+                        if group is None:
+                            group = self.group(forget, manifest, seed)
+                        record = self.execute(cell, group)
+                        write_record(cell.path, record)
+                        result.ran += 1
+                        self.log(f"{where}: {describe(record)}")
+                    result.records.append(record)
+                    bar.update(1)
+        bar.close()
+        return result
+
+    def execute(self, cell: Cell, group: CellGroup) -> ResultRecord:
+        """Run one cell's method and score it; any exception becomes a failed record."""
+        base = dict(
+            benchmark=self.spec.name,
+            method=cell.method.name,
+            method_origin=cell.method.origin,
+            hparams=cell.config["hparams"],
+            track=cell.config["track"],
+            forget=ForgetInfo(
+                spec=cell.forget.text,
+                sha256=cell.manifest.sha256,
+                size=cell.manifest.size,
+                forgotten_classes=cell.manifest.forgotten_classes,
+            ),
+            seed=cell.seed,
+            config=cell.config,
+            config_hash=cell.config_hash,
+            oracle_metrics=group.oracle_metrics,
+            original_metrics=group.original_metrics,
+            models={"original": group.original_key, "oracle": group.oracle_key},
+            env=self.env,
+        )
+        try:
+            original_key = self.task.original_key(cell.seed)
+            model, seconds, from_cache, _ = self.unlearned(
+                cell.method, group.original, original_key, cell.manifest, group.splits, cell.seed
+            )
+            metrics = self.score(model, group.splits)
+            missing = [k for k in self.spec.gap_metrics if k not in metrics]
+            if missing:
+                raise UserError(f"gap metrics {missing} are not produced by metrics {self.spec.metrics}")
+            return ResultRecord(
+                status="ok",
+                metrics=metrics,
+                gaps=gaps(metrics, group.oracle_metrics, self.spec.gap_metrics),
+                run_time_s=seconds,
+                run_time_from_cache=from_cache,
+                **base,
+            )
+        except UserError:
+            raise
+        except Exception as exc:  # a method's failure is a result, not a crash of the grid
+            reason = f"diverged: {exc}" if isinstance(exc, Diverged) else f"{type(exc).__name__}: {exc}"
+            return ResultRecord(
+                status="failed",
+                error=reason.splitlines()[0] if reason else type(exc).__name__,
+                traceback=traceback.format_exc(),
+                metrics={},
+                gaps={},
+                run_time_s=None,
+                **base,
+            )
+
+
+def describe(record: ResultRecord) -> str:
+    """A one-line summary of a record for logs."""
+    if record.status == "failed":
+        return f"FAILED ({record.error})"
+    m = record.metrics
+    return (
+        f"UA {m['UA']:.1f} RA {m['RA']:.1f} TA {m['TA']:.1f} MIA {m.get('MIA-Efficacy', float('nan')):.1f} "
+        f"gap {record.gaps['Avg. Gap']:.2f} in {record.run_time_s:.2f}s"
+    )

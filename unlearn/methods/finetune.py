@@ -1,0 +1,30 @@
+"""FT: fine-tune the original model on the retain set (catastrophic forgetting of D_f)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from torch import nn
+
+from unlearn.methods.base import METHODS, Method, SGDHParams, UnlearnRequest, sgd_fit
+from unlearn.train import Phase, cross_entropy
+
+
+@dataclass(frozen=True)
+class FinetuneHParams(SGDHParams):
+    """Reference defaults (SalUn code, CIFAR-10): 10 epochs, lr 0.01, batch 256, SGD momentum 0.9, wd 5e-4."""
+
+    epochs: int = 10
+    lr: float = 0.01
+
+
+@METHODS.register("finetune")
+class Finetune(Method):
+    """FT: cross-entropy on the retain set only, SGD at a constant learning rate (as in SalUn's FT)."""
+
+    HParams = FinetuneHParams
+
+    def unlearn(self, request: UnlearnRequest) -> nn.Module:
+        hp: FinetuneHParams = self.hparams
+        phase = Phase(request.require_retain(), cross_entropy, hp.batch_size)
+        return sgd_fit(request.model, [phase], hp, request, "finetune")

@@ -1,0 +1,55 @@
+"""RL: random-label forgetting (a pass over D_f with random labels, then a pass over D_r)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from unlearn.methods.base import METHODS, Method, SGDHParams, Track, UnlearnRequest, sgd_fit
+from unlearn.train import Phase, cross_entropy
+
+
+@dataclass(frozen=True)
+class RandomLabelHParams(SGDHParams):
+    """Reference defaults (SalUn's RL loop and optimiser): 10 epochs, lr 0.013, batch 256.
+
+    `retain=False` is the language-model paper's variant: fine-tune on the forget
+    inputs with random labels only, with no retain pass (forget-only track).
+    """
+
+    epochs: int = 10
+    lr: float = 0.013
+    retain: bool = True
+
+
+@METHODS.register("random-label")
+class RandomLabel(Method):
+    """RL: each epoch one pass over D_f with uniformly random labels, then one over D_r with true labels.
+
+    As the reference (SalUn `RL.py`, CIFAR-10 branch): labels are drawn uniformly from
+    all C classes afresh for every batch (they may equal the true label); the two passes
+    are sequential with weight 1, CE loss, SGD. Random labels come from a generator
+    seeded by the cell seed instead of the global RNG.
+    """
+
+    HParams = RandomLabelHParams
+
+    @property
+    def track(self) -> Track:
+        return Track.FULL if self.hparams.retain else Track.FORGET_ONLY
+
+    def unlearn(self, request: UnlearnRequest) -> nn.Module:
+        hp: RandomLabelHParams = self.hparams
+        labels = request.generator("random-labels")
+
+        def random_label_loss(model: nn.Module, x: Tensor, y: Tensor) -> Tensor:
+            y_random = torch.randint(0, request.num_classes, y.shape, generator=labels).to(y.device)
+            return F.cross_entropy(model(x), y_random)
+
+        phases = [Phase(request.forget, random_label_loss, hp.batch_size)]
+        if hp.retain:
+            phases.append(Phase(request.require_retain(), cross_entropy, hp.batch_size))
+        return sgd_fit(request.model, phases, hp, request, "random-label")

@@ -1,0 +1,9 @@
+"""Model factories: every model is a `Classifier` (normalize, body, linear head)."""
+
+from __future__ import annotations
+
+from unlearn.models import resnet as _resnet  # noqa: F401  (registers "resnet18")
+from unlearn.models import small_cnn as _small_cnn  # noqa: F401  (registers "small-cnn")
+from unlearn.models.base import MODELS, Classifier, build_model
+
+__all__ = ["MODELS", "Classifier", "build_model"]

@@ -1,0 +1,50 @@
+"""What produced a result: package versions, git commit, device, platform."""
+
+from __future__ import annotations
+
+import platform
+import subprocess
+import sys
+from functools import lru_cache
+from importlib.metadata import PackageNotFoundError, version
+from typing import Any
+
+import torch
+
+from unlearn.spec import REPO_ROOT
+
+PACKAGES = ("unlearn", "torch", "torchvision", "numpy", "scikit-learn", "pandas", "safetensors", "pydantic")
+
+
+def _git(*args: str) -> str | None:
+    try:
+        out = subprocess.run(
+            ["git", "-C", str(REPO_ROOT), *args], capture_output=True, text=True, timeout=10, check=True
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip()
+
+
+@lru_cache(maxsize=1)
+def _static() -> dict[str, Any]:
+    versions: dict[str, str] = {}
+    for name in PACKAGES:
+        try:
+            versions[name] = version(name)
+        except PackageNotFoundError:
+            versions[name] = "not installed"
+    commit = _git("rev-parse", "HEAD")
+    dirty = _git("status", "--porcelain", "--untracked-files=no")
+    return {
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "packages": versions,
+        "git_commit": commit or None,
+        "git_dirty": (dirty != "") if dirty is not None and commit else None,
+    }
+
+
+def environment(device: torch.device) -> dict[str, Any]:
+    """The environment block every result record carries."""
+    return {**_static(), "device": str(device), "torch_threads": torch.get_num_threads()}

@@ -1,0 +1,118 @@
+"""Result records: one JSON file per grid cell, schema-validated on read, written atomically."""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from unlearn.atomic import atomic_write_text
+from unlearn.errors import UserError
+
+SCHEMA = "unlearn.result/1"
+
+
+class ForgetInfo(BaseModel):
+    """Which forget set a cell used."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    spec: str
+    sha256: str
+    size: int
+    forgotten_classes: list[int] | None
+
+
+class Environment(BaseModel):
+    """Versions, commit and device that produced a record."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    python: str
+    platform: str
+    packages: dict[str, str]
+    git_commit: str | None
+    git_dirty: bool | None
+    device: str
+    torch_threads: int
+
+
+class ResultRecord(BaseModel):
+    """The outcome of one (benchmark, method, forget set, seed) cell.
+
+    `metrics`, `oracle_metrics` and `original_metrics` hold the same metric keys for
+    the unlearned model, the retrained oracle and the original model of the cell;
+    `gaps` holds |metric − oracle| per gap metric and their mean, 'Avg. Gap'. A
+    failed cell has status 'failed', the reason in `error` and no metrics or gaps.
+    """
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    schema_id: Literal["unlearn.result/1"] = Field(SCHEMA, alias="schema")
+    status: Literal["ok", "failed"]
+    error: str | None = None
+    traceback: str | None = None
+    benchmark: str
+    method: str
+    method_origin: str
+    hparams: dict[str, Any]
+    track: str
+    forget: ForgetInfo
+    seed: int
+    config: dict[str, Any]
+    config_hash: str
+    metrics: dict[str, float]
+    oracle_metrics: dict[str, float]
+    original_metrics: dict[str, float]
+    gaps: dict[str, float]
+    run_time_s: float | None
+    run_time_from_cache: bool = False
+    models: dict[str, str]
+    env: Environment
+
+    @field_validator("metrics", "oracle_metrics", "original_metrics", "gaps")
+    @classmethod
+    def _finite(cls, values: dict[str, float]) -> dict[str, float]:
+        bad = [k for k, v in values.items() if not math.isfinite(v)]
+        if bad:
+            raise ValueError(f"non-finite values for {bad}")
+        return values
+
+    def to_json(self) -> str:
+        return self.model_dump_json(by_alias=True, indent=1) + "\n"
+
+
+class InvalidRecord(UserError):
+    """A file under a results directory that is not a valid result record."""
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9.+-]+", "_", text).strip("_")
+
+
+def record_path(results_dir: Path, benchmark: str, method: str, forget: str, seed: int, config_hash: str) -> Path:
+    """`<results>/<benchmark>/<forget>/<method>/seed<S>-<hash12>.json`: one file per cell config."""
+    return Path(results_dir) / _slug(benchmark) / _slug(forget) / _slug(method) / f"seed{seed}-{config_hash[:12]}.json"
+
+
+def write_record(path: Path, record: ResultRecord) -> None:
+    """Write a record atomically (a reader sees the old file, the new file, or none)."""
+    atomic_write_text(path, record.to_json())
+
+
+def read_record(path: Path) -> ResultRecord:
+    """Read and validate a record; raise InvalidRecord naming the path and the first problem."""
+    try:
+        return ResultRecord.model_validate(json.loads(Path(path).read_text(encoding="utf-8")))
+    except OSError as exc:
+        raise InvalidRecord(f"{path}: unreadable ({exc.strerror})") from None
+    except json.JSONDecodeError as exc:
+        raise InvalidRecord(f"{path}: not JSON ({exc.msg} at line {exc.lineno})") from None
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        where = ".".join(str(p) for p in err["loc"]) or "record"
+        raise InvalidRecord(f"{path}: {where}: {err['msg']}") from None

@@ -1,0 +1,123 @@
+"""Benchmark specs: validated YAML files under benchmarks/ naming data, model, recipe, grid and tuned values."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, ValidationError
+
+from unlearn.errors import UserError
+from unlearn.registry import did_you_mean
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+class Recipe(BaseModel):
+    """How a benchmark trains its original model (and, identically, the retrained oracle)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    epochs: PositiveInt
+    batch_size: PositiveInt
+    lr: PositiveFloat
+    momentum: float = Field(0.9, ge=0.0, lt=1.0)
+    weight_decay: float = Field(5e-4, ge=0.0)
+    schedule: Literal["constant", "cosine"] = "cosine"
+    augment: Literal["none", "crop-flip"] = "none"
+
+
+class GridSpec(BaseModel):
+    """The default grid `unlearn run` executes for a benchmark."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    methods: list[str] = Field(min_length=1)
+    forget: list[str] = Field(min_length=1)
+    seeds: list[int] = Field(min_length=1)
+
+
+class BenchmarkSpec(BaseModel):
+    """One benchmark: dataset, model, the original model's training recipe, metrics and default grid.
+
+    `hparams` holds this benchmark's tuned hyperparameters per method; they override
+    the method's reference defaults, and `--hparam` overrides them in turn.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str
+    description: str
+    dataset: str
+    model: str
+    train: Recipe
+    eval_batch_size: PositiveInt = 1024
+    cpu_threads: PositiveInt | None = None
+    """torch intra-op threads when running on CPU (None: torch's default); small models run fastest on 1."""
+    metrics: list[str] = Field(default_factory=lambda: ["accuracy", "mia-efficacy"])
+    gap_metrics: list[str] = Field(default_factory=lambda: ["UA", "RA", "TA", "MIA-Efficacy"])
+    grid: GridSpec
+    hparams: dict[str, dict[str, Any]] = Field(default_factory=dict)
+
+    def model_key(self) -> dict[str, Any]:
+        """What determines the original model (besides data and seed): dataset, architecture, recipe."""
+        return {"dataset": self.dataset, "model": self.model, "train": self.train.model_dump()}
+
+
+def benchmark_dirs() -> list[Path]:
+    """Where benchmark specs are looked up: $UNLEARN_BENCHMARK_PATH, ./benchmarks, the repository's benchmarks/."""
+    extra = [Path(p) for p in os.environ.get("UNLEARN_BENCHMARK_PATH", "").split(os.pathsep) if p]
+    dirs: list[Path] = []
+    for d in [*extra, Path.cwd() / "benchmarks", REPO_ROOT / "benchmarks"]:
+        if d.is_dir() and d.resolve() not in [x.resolve() for x in dirs]:
+            dirs.append(d)
+    return dirs
+
+
+def available_benchmarks() -> dict[str, Path]:
+    """Benchmark name -> spec file, the first directory in `benchmark_dirs()` winning."""
+    found: dict[str, Path] = {}
+    for d in benchmark_dirs():
+        for path in sorted(d.glob("*.yaml")):
+            found.setdefault(path.stem, path)
+    return found
+
+
+def read_spec(path: Path) -> BenchmarkSpec:
+    """Parse and validate one spec file; raise UserError with the file and the first problem."""
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise UserError(f"{path}: cannot read benchmark spec ({exc.strerror})") from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark is not None else ""
+        raise UserError(f"{path}: malformed YAML{where}") from None
+    if not isinstance(data, dict):
+        raise UserError(f"{path}: a benchmark spec must be a YAML mapping")
+    try:
+        spec = BenchmarkSpec.model_validate(data)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        where = ".".join(str(p) for p in err["loc"]) or "spec"
+        raise UserError(f"{path}: {where}: {err['msg']}") from None
+    return spec
+
+
+def load_benchmark(name_or_path: str) -> BenchmarkSpec:
+    """Load a benchmark by name (see `unlearn benchmarks`) or by the path of a spec file."""
+    if name_or_path.endswith((".yaml", ".yml")) or os.sep in name_or_path:
+        path = Path(name_or_path)
+        if not path.is_file():
+            raise UserError(f"benchmark spec {path} does not exist")
+        return read_spec(path)
+    found = available_benchmarks()
+    if name_or_path not in found:
+        names = sorted(found)
+        raise UserError(
+            f"unknown benchmark {name_or_path!r}{did_you_mean(name_or_path, names)}; "
+            f"available: {', '.join(names) or 'none'}"
+        )
+    return read_spec(found[name_or_path])

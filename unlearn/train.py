@@ -1,0 +1,148 @@
+"""The one training loop: original models, oracles and every fine-tuning-based method use `fit`.
+
+A method describes its epoch as a list of phases (which data, which loss, which
+epochs), plus optional hooks around the optimiser step; `fit` does the rest.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Iterable, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from tqdm.auto import tqdm
+
+from unlearn.data.tensors import TensorData
+from unlearn.errors import Diverged
+from unlearn.seeding import generator as seeded_generator
+from unlearn.spec import Recipe
+
+LossFn = Callable[[nn.Module, Tensor, Tensor], Tensor]
+"""(model, x, y) -> scalar loss."""
+
+Augment = Callable[[Tensor, torch.Generator], Tensor]
+StepHook = Callable[[nn.Module], None]
+
+
+@dataclass
+class Phase:
+    """One pass over `data` with `loss`, run in every epoch for which `active(epoch)` holds."""
+
+    data: TensorData
+    loss: LossFn
+    batch_size: int
+    active: Callable[[int], bool] = lambda epoch: True
+    augment: Augment | None = None
+
+
+def cross_entropy(model: nn.Module, x: Tensor, y: Tensor) -> Tensor:
+    """Mean cross-entropy of the model's logits against `y`."""
+    return F.cross_entropy(model(x), y)
+
+
+def negative_cross_entropy(model: nn.Module, x: Tensor, y: Tensor) -> Tensor:
+    """Minus the mean cross-entropy: minimising it is gradient ascent on the loss."""
+    return -F.cross_entropy(model(x), y)
+
+
+def crop_flip(x: Tensor, gen: torch.Generator, pad: int = 4) -> Tensor:
+    """Random crop with `pad` zero padding and random horizontal flip, done on x's device."""
+    n, c, h, w = x.shape
+    padded = F.pad(x, (pad, pad, pad, pad))
+    dy = torch.randint(0, 2 * pad + 1, (n, 1), generator=gen).to(x.device)
+    dx = torch.randint(0, 2 * pad + 1, (n, 1), generator=gen).to(x.device)
+    rows = (dy + torch.arange(h, device=x.device)).view(n, 1, h, 1)
+    cols = (dx + torch.arange(w, device=x.device)).view(n, 1, 1, w)
+    batch = torch.arange(n, device=x.device).view(n, 1, 1, 1)
+    chan = torch.arange(c, device=x.device).view(1, c, 1, 1)
+    out = padded[batch, chan, rows, cols]
+    flip = (torch.rand(n, generator=gen) < 0.5).to(x.device).view(n, 1, 1, 1)
+    return torch.where(flip, out.flip(3), out)
+
+
+AUGMENTATIONS: dict[str, Augment | None] = {"none": None, "crop-flip": crop_flip}
+
+
+def sgd(params: Iterable[nn.Parameter], lr: float, momentum: float = 0.9, weight_decay: float = 5e-4) -> torch.optim.SGD:
+    """The SalUn-family optimiser: SGD with momentum and weight decay."""
+    return torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay)
+
+
+def fit(
+    model: nn.Module,
+    phases: Sequence[Phase],
+    *,
+    epochs: int,
+    optimizer: torch.optim.Optimizer,
+    generator: torch.Generator,
+    scheduler: torch.optim.lr_scheduler.LRScheduler | None = None,
+    before_step: StepHook | None = None,
+    after_step: StepHook | None = None,
+    progress: str | None = None,
+) -> None:
+    """Train `model` in place for `epochs` epochs of `phases`.
+
+    Batches are shuffled with `generator` (CPU, so runs match across devices). The
+    scheduler, if any, steps once per epoch. `before_step` sees the gradients just
+    before `optimizer.step()` (to mask or clip them); `after_step` runs right after it
+    (to project weights). A non-finite loss raises `Diverged` at the end of its epoch
+    (checked once per epoch so that GPUs are not synchronised every step). `progress`
+    is a label for an epoch progress bar, or None for no bar.
+    """
+    model.train()
+    device = next(model.parameters()).device
+    bar = tqdm(range(epochs), desc=progress, leave=False, disable=progress is None)
+    for epoch in bar:
+        non_finite = torch.zeros((), dtype=torch.bool, device=device)
+        for phase in phases:
+            if not phase.active(epoch):
+                continue
+            for x, y in phase.data.batches(phase.batch_size, shuffle=True, generator=generator):
+                if phase.augment is not None:
+                    x = phase.augment(x, generator)
+                loss = phase.loss(model, x, y)
+                non_finite |= ~torch.isfinite(loss.detach())
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                if before_step is not None:
+                    before_step(model)
+                optimizer.step()
+                if after_step is not None:
+                    after_step(model)
+        if bool(non_finite):
+            raise Diverged(f"loss became NaN or infinite in epoch {epoch + 1} of {epochs}")
+        if scheduler is not None:
+            scheduler.step()
+    bar.close()
+
+
+def train_with_recipe(
+    model: nn.Module, data: TensorData, recipe: Recipe, seed: int, progress: str | None = None
+) -> nn.Module:
+    """Train `model` on `data` with a benchmark recipe: the original model and the oracle both come from here."""
+    optimizer = sgd(model.parameters(), recipe.lr, recipe.momentum, recipe.weight_decay)
+    scheduler = (
+        torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=recipe.epochs)
+        if recipe.schedule == "cosine"
+        else None
+    )
+    phase = Phase(data, cross_entropy, recipe.batch_size, augment=AUGMENTATIONS[recipe.augment])
+    fit(
+        model,
+        [phase],
+        epochs=recipe.epochs,
+        optimizer=optimizer,
+        scheduler=scheduler,
+        generator=seeded_generator(seed, "train-batches"),
+        progress=progress,
+    )
+    return model
+
+
+def check_finite(model: nn.Module) -> None:
+    """Raise `Diverged` if any parameter or buffer of `model` is NaN or infinite."""
+    for name, tensor in model.state_dict().items():
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            raise Diverged(f"weights became NaN or infinite ({name})")
