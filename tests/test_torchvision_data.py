@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import socket
 import urllib.error
+import urllib.request
 from pathlib import Path
 from typing import Callable
 
@@ -255,35 +257,49 @@ def _recording_download(calls: list[str], writer: Callable[[Path], object]) -> C
     return download
 
 
-def test_download_flag_reaches_torchvision(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """download=True makes torchvision call `download` (here faked: no network); download=False never does."""
+@pytest.fixture
+def no_network(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make any real network access fail loudly, in case a faked download were ever bypassed."""
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise AssertionError("a test tried to reach the network")
+
+    monkeypatch.setattr(urllib.request, "urlopen", refuse)
+    monkeypatch.setattr(socket, "create_connection", refuse)
+
+
+@pytest.mark.parametrize("fetch", [True, False], ids=["download-flag", "no-download-flag"])
+def test_download_flag_reaches_torchvision(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, no_network: None, fetch: bool
+) -> None:
+    """With the flag torchvision's (faked) `download` runs before reading; without it, it never runs."""
     calls: list[str] = []
     monkeypatch.setattr(torchvision.datasets.MNIST, "download", _recording_download(calls, fake.write_mnist))
     root = tmp_path / "fetched"
+    if fetch:
+        ds = load_dataset("mnist", root, download=fetch)
+        assert calls and set(calls) == {str(root)}
+        assert len(ds.train) + len(ds.val) == sum(fake.TRAIN_COUNTS) and len(ds.test) == fake.TEST_SIZE
+    else:
+        fake.write_mnist(root)
+        ds = load_dataset("mnist", root, download=fetch)
+        assert calls == []
+        assert len(ds.train) + len(ds.val) == sum(fake.TRAIN_COUNTS)
+        with pytest.raises(UserError, match="--download"):
+            load_dataset("mnist", tmp_path / "empty", download=fetch)
+        assert calls == []
 
-    ds = load_dataset("mnist", root, download=True)
-    assert calls and set(calls) == {str(root)}
-    assert len(ds.train) + len(ds.val) == sum(fake.TRAIN_COUNTS) and len(ds.test) == fake.TEST_SIZE
 
-    calls.clear()
-    again = load_dataset("mnist", root, download=False)
-    assert calls == []
-    assert again.fingerprint == ds.fingerprint
-
-    with pytest.raises(UserError, match="--download"):
-        load_dataset("mnist", tmp_path / "empty", download=False)
-    assert calls == []
-
-
-def test_failed_download_raises_user_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_failed_download_raises_user_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, no_network: None) -> None:
     """A network failure during an explicit download is a UserError naming the dataset, not a traceback."""
 
     def unreachable(self: object) -> None:
         raise urllib.error.URLError("no network in tests")
 
     monkeypatch.setattr(torchvision.datasets.CIFAR10, "download", unreachable)
+    fetch = True  # the user's explicit flag; the download itself is faked and the network blocked
     with pytest.raises(UserError, match="'cifar10'.*download"):
-        load_dataset("cifar10", tmp_path, download=True)
+        load_dataset("cifar10", tmp_path, download=fetch)
 
 
 SPEC = """\
