@@ -117,3 +117,24 @@ def test_cached_models_are_reused_and_corrupt_entries_rebuilt(tmp_path, digits_t
     third = cache.get_or_build("original", key, build, lambda: digits_task.new_model(0))
     assert not third.hit and len(calls) == 2
     assert "ignoring unusable cache entry" in capsys.readouterr().err
+
+
+def test_table_leads_with_the_oracle_even_without_a_retrain_cell(digits_spec, digits_task, workspace):
+    from unlearn.leaderboard import summary_tables
+
+    result = make_runner(digits_spec, digits_task, workspace, ["random-label"], ["class:3"], [0]).run()
+    table = summary_tables(result.records, ["UA", "Avg. Gap", "RTE (s)"])[("digits", "class:3")]
+    assert list(table.index) == ["retrain", "original", "random-label"]
+    assert float(table.loc["retrain", "UA"]) == round(result.records[0].oracle_metrics["UA"], 2)
+    assert table.loc["retrain", "RTE (s)"] == "—" and table.loc["random-label", "ok"] == "1/1"
+
+
+def test_gap_metrics_no_metric_produces_are_refused_before_anything_runs(digits_spec):
+    import pytest
+
+    from unlearn.errors import UserError
+    from unlearn.harness import plan_grid
+
+    spec = digits_spec.model_copy(update={"gap_metrics": ["UA", "MIA-Entropy"]})
+    with pytest.raises(UserError, match="MIA-Entropy"):
+        plan_grid(spec)

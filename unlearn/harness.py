@@ -139,8 +139,10 @@ def plan_grid(
     for name in hparams:
         if name not in method_names:
             raise UserError(f"--hparam names method {name!r}, which is not in the grid ({', '.join(method_names)})")
-    for name in spec.metrics:
-        METRICS.get(name)
+    produced = {key for name in spec.metrics for key in METRICS.get(name).produces}
+    missing = [key for key in spec.gap_metrics if key not in produced]
+    if missing:
+        raise UserError(f"benchmark {spec.name!r}: gap metrics {missing} are produced by none of {spec.metrics}")
     choices = tuple(choose_method(spec, name, hparams.get(name)) for name in method_names)
     forget_specs = tuple(ForgetSpec.parse(text) for text in dict.fromkeys(forgets or spec.grid.forget))
     seed_list = tuple(dict.fromkeys(seeds if seeds is not None else spec.grid.seeds))
@@ -436,9 +438,6 @@ class Runner:
                 cell.method, group.original, original_key, cell.manifest, group.splits, cell.seed
             )
             metrics = self.score(model, group.splits)
-            missing = [k for k in self.spec.gap_metrics if k not in metrics]
-            if missing:
-                raise UserError(f"gap metrics {missing} are not produced by metrics {self.spec.metrics}")
             return ResultRecord(
                 status="ok",
                 metrics=metrics,
@@ -447,8 +446,6 @@ class Runner:
                 run_time_from_cache=from_cache,
                 **base,
             )
-        except UserError:
-            raise
         except Exception as exc:  # a method's failure is a result, not a crash of the grid
             reason = f"diverged: {exc}" if isinstance(exc, Diverged) else f"{type(exc).__name__}: {exc}"
             return ResultRecord(

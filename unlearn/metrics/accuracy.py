@@ -5,7 +5,7 @@ from __future__ import annotations
 from unlearn.metrics.base import Evaluation, metric
 
 
-@metric("accuracy", needs=("forget", "retain", "val", "test"))
+@metric("accuracy", needs=("forget", "retain", "val", "test"), produces=("UA", "RA", "TA", "VA"))
 def accuracy(ev: Evaluation) -> dict[str, float]:
     """UA = 100 − accuracy on D_f; RA on D_r; TA on test; VA on validation (all eval mode, in %).
 

@@ -81,19 +81,25 @@ class Metric:
     name: str
     fn: MetricFn
     needs: tuple[str, ...]
+    """Splits the metric reads."""
+    produces: tuple[str, ...]
+    """Keys it always returns (it may add optional ones, such as TA-forgotten)."""
 
     def __call__(self, evaluation: Evaluation) -> dict[str, float]:
+        missing = [split for split in self.needs if not evaluation.has(split)]
+        if missing:
+            raise KeyError(f"metric {self.name!r} needs the splits {missing}")
         return self.fn(evaluation)
 
 
 METRICS: Registry[Metric] = Registry("metric", entry_point_group="unlearn.metrics", import_paths=True)
 
 
-def metric(name: str, needs: Sequence[str]) -> Callable[[MetricFn], MetricFn]:
-    """Decorator registering a metric function that reads the given splits."""
+def metric(name: str, needs: Sequence[str], produces: Sequence[str]) -> Callable[[MetricFn], MetricFn]:
+    """Decorator registering a metric function with the splits it reads and the keys it returns."""
 
     def decorate(fn: MetricFn) -> MetricFn:
-        METRICS.register(name)(Metric(name, fn, tuple(needs)))
+        METRICS.register(name)(Metric(name, fn, tuple(needs), tuple(produces)))
         return fn
 
     return decorate

@@ -18,7 +18,7 @@ def svc_mia_efficacy(members: np.ndarray, non_members: np.ndarray, targets: np.n
     return 100.0 * float(1.0 - predicted_member.mean())
 
 
-@metric("mia-efficacy", needs=("retain", "test", "forget"))
+@metric("mia-efficacy", needs=("retain", "test", "forget"), produces=("MIA-Efficacy",))
 def mia_efficacy(ev: Evaluation) -> dict[str, float]:
     """MIA-Efficacy (SalUn's SVC_MIA_forget_efficacy): % of D_f an SVC on confidence calls non-member.
 
