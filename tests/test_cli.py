@@ -54,6 +54,14 @@ def test_rerun_skips_finished_cells_and_a_resumed_grid_gives_the_same_results(tm
     assert code == 0 and "0 cells run, 4 reused" in err
     assert {p: (p.read_bytes(), p.stat().st_mtime_ns) for p in paths} == before
 
+    cache = {p: p.stat().st_mtime_ns for p in shared_cache.rglob("*.safetensors")}
+    assert len(cache) >= 2  # the original model and the oracle of class:3, seed 0
+    garbled = next(p for p in paths if "random-label" in str(p))
+    garbled.write_text("{ not json")
+    code, out, err = run(capsys, *args)
+    assert code == 0 and "1 cells run, 3 reused" in err and f"{garbled}: not JSON" in err
+    assert read_record(garbled).status == "ok"
+
     lost = next(p for p in paths if "finetune" in str(p))
     old = json.loads(lost.read_text())
     lost.unlink()  # as if the run had died before this cell
@@ -61,6 +69,7 @@ def test_rerun_skips_finished_cells_and_a_resumed_grid_gives_the_same_results(tm
     assert code == 0 and "1 cells run, 3 reused" in err
     new = json.loads(lost.read_text())
     assert new["metrics"] == old["metrics"] and new["gaps"] == old["gaps"] and new["config_hash"] == old["config_hash"]
+    assert {p: p.stat().st_mtime_ns for p in shared_cache.rglob("*.safetensors")} == cache  # models reused
 
 
 def test_methods_and_benchmarks_list_one_line_each(capsys):
