@@ -36,7 +36,6 @@ from unlearn.methods import (
     make_hparams,
     resolve_method,
 )
-from unlearn.methods.retrain import Retrain
 from unlearn.metrics import METRICS, Evaluation, evaluate, gaps
 from unlearn.models import build_model
 from unlearn.provenance import environment
