@@ -11,7 +11,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from unlearn.atomic import atomic_write_text
-from unlearn.errors import UserError
+from unlearn.errors import UserError, validation_problem
 
 SCHEMA = "unlearn.result/1"
 
@@ -113,6 +113,4 @@ def read_record(path: Path) -> ResultRecord:
     except json.JSONDecodeError as exc:
         raise InvalidRecord(f"{path}: not JSON ({exc.msg} at line {exc.lineno})") from None
     except ValidationError as exc:
-        err = exc.errors()[0]
-        where = ".".join(str(p) for p in err["loc"]) or "record"
-        raise InvalidRecord(f"{path}: {where}: {err['msg']}") from None
+        raise InvalidRecord(f"{path}: {validation_problem(exc, 'record')}") from None

@@ -9,7 +9,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, ValidationError
 
-from unlearn.errors import UserError
+from unlearn.errors import UserError, validation_problem
 from unlearn.registry import did_you_mean
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -100,9 +100,7 @@ def read_spec(path: Path) -> BenchmarkSpec:
     try:
         spec = BenchmarkSpec.model_validate(data)
     except ValidationError as exc:
-        err = exc.errors()[0]
-        where = ".".join(str(p) for p in err["loc"]) or "spec"
-        raise UserError(f"{path}: {where}: {err['msg']}") from None
+        raise UserError(f"{path}: {validation_problem(exc, 'spec')}") from None
     return spec
 
 

@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from unlearn.atomic import atomic_write_text
 from unlearn.data.base import Dataset
-from unlearn.errors import UserError
+from unlearn.errors import UserError, validation_problem
 from unlearn.forget.base import ForgetSpec
 from unlearn.hashing import stable_hash
 
@@ -72,7 +72,7 @@ def read_manifest(path: Path) -> ForgetManifest:
     try:
         return ForgetManifest.model_validate(json.loads(path.read_text(encoding="utf-8")))
     except (OSError, json.JSONDecodeError, ValidationError) as exc:
-        reason = str(exc).splitlines()[0] if not isinstance(exc, ValidationError) else exc.errors()[0]["msg"]
+        reason = validation_problem(exc) if isinstance(exc, ValidationError) else str(exc).splitlines()[0]
         raise UserError(f"{path}: invalid forget-set manifest ({reason}); delete it to rebuild") from None
 
 

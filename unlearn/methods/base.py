@@ -18,7 +18,7 @@ from pydantic import TypeAdapter, ValidationError
 from torch import nn
 
 from unlearn.data.tensors import TensorData
-from unlearn.errors import UserError
+from unlearn.errors import UserError, validation_problem
 from unlearn.registry import Registry, did_you_mean
 from unlearn.seeding import generator as seeded_generator
 from unlearn.train import Phase, Recipe, StepHook, fit, sgd
@@ -146,9 +146,8 @@ def make_hparams(cls: type[Method], name: str, values: Mapping[str, Any]) -> Any
     try:
         return TypeAdapter(hp_cls).validate_python(dict(values))
     except ValidationError as exc:
-        err = exc.errors()[0]
-        where = ".".join(str(p) for p in err["loc"])
-        raise UserError(f"hyperparameter {name}.{where}: {err['msg']} (got {err.get('input')!r})") from None
+        got = exc.errors()[0].get("input")
+        raise UserError(f"hyperparameter {name}.{validation_problem(exc)} (got {got!r})") from None
 
 
 def hparams_dict(hparams: Any) -> dict[str, Any]:
