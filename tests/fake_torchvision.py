@@ -114,7 +114,7 @@ def write_cifar10(root: Path, seed: int = 1) -> FakeSplits:
     """Write a fake CIFAR-10 (five train batches, test batch, batches.meta) under root/cifar-10-batches-py."""
     fake = _splits(3, 32, tuple(range(10)), seed)
     base = Path(root) / "cifar-10-batches-py"
-    for b, (xs, ys) in enumerate(zip(np.array_split(fake.train_x, 5), np.array_split(fake.train_y, 5)), start=1):
+    for b, (xs, ys) in enumerate(zip(np.array_split(fake.train_x, 5), np.array_split(fake.train_y, 5), strict=True), start=1):
         _pickle(base / f"data_batch_{b}", {"data": _cifar_rows(xs), "labels": [int(v) for v in ys]})
     _pickle(base / "test_batch", {"data": _cifar_rows(fake.test_x), "labels": [int(v) for v in fake.test_y]})
     _pickle(base / "batches.meta", {"label_names": list(CIFAR10_NAMES)})

@@ -120,13 +120,15 @@ def test_cached_models_are_reused_and_corrupt_entries_rebuilt(tmp_path, digits_t
 
 
 def test_table_leads_with_the_oracle_even_without_a_retrain_cell(digits_spec, digits_task, workspace):
-    from unlearn.leaderboard import summary_tables
+    from unlearn.leaderboard import summarize
 
     result = make_runner(digits_spec, digits_task, workspace, ["random-label"], ["class:3"], [0]).run()
-    table = summary_tables(result.records, ["UA", "Avg. Gap", "RTE (s)"])[("digits", "class:3")]
-    assert list(table.index) == ["retrain", "original", "random-label"]
-    assert float(table.loc["retrain", "UA"]) == round(result.records[0].oracle_metrics["UA"], 2)
-    assert table.loc["retrain", "RTE (s)"] == "—" and table.loc["random-label", "ok"] == "1/1"
+    (table,) = summarize(result.records, ["UA", "Avg. Gap", "RTE (s)"])
+    assert (table.benchmark, table.forget) == ("digits", "class:3")
+    assert [r.method for r in table.rows] == ["retrain", "original", "random-label"]
+    assert table.row("retrain").stats["UA"].mean == result.records[0].oracle_metrics["UA"]
+    assert table.row("retrain").stats["RTE (s)"].text() == "—"
+    assert (table.row("random-label").ok, table.row("random-label").runs) == (1, 1)
 
 
 def test_gap_metrics_no_metric_produces_are_refused_before_anything_runs(digits_spec):

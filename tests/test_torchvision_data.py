@@ -129,7 +129,7 @@ def test_loads_official_splits_as_float_tensors(name: str, tmp_path: Path, monke
     # Validation: round(0.1 × class size) per class, chosen by the documented sha256 rule.
     class_ids = fake.CIFAR100_CLASS_IDS if name == "cifar100" else tuple(range(10))
     val_counts = {k: int((ds.val.y == k).sum()) for k in class_ids}
-    assert val_counts == dict(zip(class_ids, fake.EXPECTED_VAL_COUNTS))
+    assert val_counts == dict(zip(class_ids, fake.EXPECTED_VAL_COUNTS, strict=True))
     assert set(val_pos) == documented_val_indices(written.train_y, name)
 
 

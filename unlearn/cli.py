@@ -119,7 +119,7 @@ def _hparam_overrides(items: Sequence[tuple[str, str, str]]) -> dict[str, dict[s
 def cmd_run(args: argparse.Namespace) -> int:
     from unlearn.device import configure_threads, resolve_device
     from unlearn.harness import Runner, Task, Workspace, plan_grid
-    from unlearn.leaderboard import format_tables, summary_tables
+    from unlearn.leaderboard import AVG_GAP, RUN_TIME, format_text, summarize
     from unlearn.spec import load_benchmark
 
     spec = load_benchmark(args.benchmark)
@@ -144,8 +144,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     print(f"unlearn: {spec.name}: {plan.size} cells on {device}; records in {workspace.results_dir}", file=sys.stderr)
     result = Runner(plan, task, workspace, progress=progress, log=log, retry_failed=args.retry_failed).run()
 
-    columns = [*spec.gap_metrics, "Avg. Gap", "RTE (s)"]
-    print(format_tables(summary_tables(result.records, columns)))
+    print(format_text(summarize(result.records, [*spec.gap_metrics, AVG_GAP, RUN_TIME])))
     failed = [r for r in result.records if r.status == "failed"]
     print(f"unlearn: {result.ran} cells run, {result.reused} reused, {len(failed)} failed", file=sys.stderr)
     for r in failed:

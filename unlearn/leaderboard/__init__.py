@@ -1,0 +1,20 @@
+"""The leaderboard: summary tables from records, and (later modules) rendering and plots."""
+
+from unlearn.leaderboard.tables import (
+    AVG_GAP,
+    ORACLE,
+    ORIGINAL,
+    RUN_TIME,
+    Row,
+    Stat,
+    Table,
+    default_columns,
+    format_text,
+    records_frame,
+    summarize,
+)
+
+__all__ = [
+    "AVG_GAP", "ORACLE", "ORIGINAL", "RUN_TIME", "Row", "Stat", "Table",
+    "default_columns", "format_text", "records_frame", "summarize",
+]
