@@ -10,7 +10,6 @@ cell's config, so a rerun skips finished cells.
 from __future__ import annotations
 
 import copy
-import tempfile
 import time
 import traceback
 from dataclasses import dataclass, field, replace
@@ -21,7 +20,8 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from unlearn.cache import ModelCache
+from unlearn.atomic import ensure_writable
+from unlearn.cache import CachedModel, ModelCache
 from unlearn.checkpoints import load_weights_into
 from unlearn.data import Dataset, TensorData, load_dataset
 from unlearn.errors import Diverged, UserError
@@ -70,25 +70,6 @@ class Workspace:
             ("forget-set directory", self.forget_dir),
         ):
             ensure_writable(path, label)
-
-
-def ensure_writable(path: Path, label: str) -> None:
-    """Raise UserError unless `path` is, or could be created as, a writable directory.
-
-    Probes the nearest existing ancestor with an anonymous temporary file, which
-    the OS removes at once: nothing is left behind, and the probe is truthful for
-    root and on read-only file systems, where permission bits are not.
-    """
-    probe = Path(path).absolute()
-    while not probe.exists():
-        probe = probe.parent
-    if not probe.is_dir():
-        raise UserError(f"{label} {path} cannot be created: {probe} is not a directory")
-    try:
-        with tempfile.TemporaryFile(dir=probe):
-            pass
-    except OSError as exc:
-        raise UserError(f"{label} {path} is not writable ({exc.strerror})") from None
 
 
 @dataclass(frozen=True)
@@ -350,18 +331,22 @@ class Runner:
         except UserError as exc:  # here it is the method's fault, so a failed cell, not a usage error
             raise ValueError(str(exc)) from None
 
-    def group(self, forget: ForgetSpec, manifest: ForgetManifest, seed: int) -> CellGroup:
-        """Load or train the original model and the oracle of (forget set, seed) and score both."""
+    def original(self, seed: int) -> CachedModel:
+        """Load or train the original model of `seed` (trained on the whole training split)."""
         task = self.task
-        splits = task.splits(manifest)
-        original_key = task.original_key(seed)
         label = "original" if self.progress else None
-        original = self.cache.get_or_build(
+        return self.cache.get_or_build(
             "original",
-            original_key,
+            task.original_key(seed),
             lambda: train_with_recipe(task.new_model(seed), task.train, self.spec.train, seed, label),
             lambda: task.new_model(seed),
         )
+
+    def group(self, forget: ForgetSpec, manifest: ForgetManifest, seed: int) -> CellGroup:
+        """Load or train the original model and the oracle of (forget set, seed) and score both."""
+        splits = self.task.splits(manifest)
+        original_key = self.task.original_key(seed)
+        original = self.original(seed)
         oracle_choice = choose_method(self.spec, "retrain")
         oracle, _, _, oracle_key = self.unlearned(oracle_choice, original.model, original_key, manifest, splits, seed)
         return CellGroup(
