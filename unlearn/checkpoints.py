@@ -1,8 +1,18 @@
-"""Model weights in and out as safetensors: no pickle is ever loaded from disk."""
+"""Model weights in and out.
+
+Weights are written as safetensors. A user-supplied checkpoint is read by `read_checkpoint`: safetensors always,
+a PyTorch pickle only when the user allows it, and then only through torch.load(weights_only=True).
+"""
 
 from __future__ import annotations
 
 import json
+import pickle
+import re
+import shlex
+import warnings
+import zipfile
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -52,3 +62,161 @@ def load_weights_into(model: nn.Module, state: dict[str, torch.Tensor], source: 
             parts.append(f"shape of {k}: {tuple(state[k].shape)} vs model {tuple(expected[k].shape)}")
         raise UserError(f"{source}: weights do not fit the model ({'; '.join(parts)})")
     model.load_state_dict(state, strict=True)
+
+
+# safetensors rejects headers larger than this (100 MB); a bigger length field means the file is something else.
+_MAX_SAFETENSORS_HEADER = 100_000_000
+_WRAPPER_KEYS = ("state_dict", "model_state_dict", "model")
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+def read_checkpoint(path: Path, allow_pickle: bool = False) -> dict[str, torch.Tensor]:
+    """Read a user-supplied checkpoint into a state dict, deciding its format from its content, not its name.
+
+    safetensors is read after checking its header against the file size. A PyTorch pickle (torch.save's zip
+    format or a raw pickle) is refused unless `allow_pickle`, and then loaded only with torch.load(weights_only=True).
+    Every failure raises UserError with one line naming the file.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise UserError(f"{path}: no such file")
+    if path.is_dir():
+        raise UserError(f"{path}: is a directory, not a checkpoint file")
+    if not path.is_file():
+        raise UserError(f"{path}: not a regular file")
+    try:
+        size = path.stat().st_size
+        with open(path, "rb") as fh:
+            head = fh.read(9)
+    except OSError as exc:
+        raise UserError(f"{path}: cannot read: {exc.strerror or exc}") from None
+    if size == 0:
+        raise UserError(f"{path}: empty file (0 bytes), not a checkpoint")
+
+    header_len = int.from_bytes(head[:8], "little")
+    if len(head) == 9 and head[8:9] == b"{" and header_len <= _MAX_SAFETENSORS_HEADER:
+        return _read_safetensors(path, size, header_len)
+    if head[:4] == b"PK\x03\x04":
+        if not _zip_may_be_torch(path):
+            raise UserError(f"{path}: not a checkpoint (a zip archive without data.pkl, so not a PyTorch checkpoint)")
+        return _read_pickle(path, allow_pickle)
+    if len(head) >= 2 and head[0] == 0x80 and 2 <= head[1] <= 5:
+        return _read_pickle(path, allow_pickle)
+    raise UserError(f"{path}: not a checkpoint (neither safetensors nor a PyTorch pickle)")
+
+
+def _one_line(text: str, limit: int = 200) -> str:
+    """The first non-empty line of `text` without terminal colour codes, cut to `limit` characters."""
+    lines = [line.strip() for line in _ANSI.sub("", text).splitlines() if line.strip()]
+    line = lines[0] if lines else "no reason given"
+    return line if len(line) <= limit else line[: limit - 3] + "..."
+
+
+def _read_safetensors(path: Path, size: int, header_len: int) -> dict[str, torch.Tensor]:
+    """Check the header of the safetensors file at `path` against its `size`, then load it."""
+    if 8 + header_len > size:
+        raise UserError(f"{path}: truncated: expected at least {8 + header_len} bytes (header), file has {size}")
+    try:
+        raw = _read_range(path, 8, header_len)
+    except OSError as exc:
+        raise UserError(f"{path}: cannot read: {exc.strerror or exc}") from None
+    try:
+        header = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError):
+        raise UserError(f"{path}: not a checkpoint (neither safetensors nor a PyTorch pickle)") from None
+    if not isinstance(header, dict):
+        raise UserError(f"{path}: not a checkpoint (neither safetensors nor a PyTorch pickle)")
+    data_end = 0
+    for name, entry in header.items():
+        if name == "__metadata__":
+            continue
+        offsets = entry.get("data_offsets") if isinstance(entry, dict) else None
+        if not (
+            isinstance(offsets, list)
+            and len(offsets) == 2
+            and all(isinstance(o, int) and not isinstance(o, bool) and o >= 0 for o in offsets)
+            and offsets[0] <= offsets[1]
+        ):
+            raise UserError(f"{path}: malformed safetensors header (entry {name!r} has no valid data_offsets)")
+        data_end = max(data_end, offsets[1])
+    expected = 8 + header_len + data_end
+    if expected > size:
+        raise UserError(f"{path}: truncated: expected {expected} bytes, file has {size}")
+    try:
+        return load_file(str(path))
+    except (SafetensorError, OSError, ValueError, RuntimeError, MemoryError) as exc:
+        raise UserError(f"{path}: unreadable safetensors checkpoint ({_one_line(str(exc))})") from None
+
+
+def _read_range(path: Path, offset: int, length: int) -> bytes:
+    with open(path, "rb") as fh:
+        fh.seek(offset)
+        return fh.read(length)
+
+
+def _zip_may_be_torch(path: Path) -> bool:
+    """False only for a readable zip archive with no data.pkl; a damaged zip may still be a (truncated) torch.save."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            return any(name.endswith("data.pkl") for name in archive.namelist())
+    except (zipfile.BadZipFile, OSError, ValueError):
+        return True
+
+
+def _conversion_command(path: Path) -> str:
+    """A shell-quoted one-line python -c that converts the pickle at `path` to safetensors next to it."""
+    out = path.with_name(path.stem + (".converted" if path.suffix == ".safetensors" else "") + ".safetensors")
+    code = (
+        "import torch, safetensors.torch as st; "
+        f'sd = torch.load(open({json.dumps(str(path))}, "rb"), map_location="cpu", weights_only=True); '
+        f"st.save_file({{k: v.detach().clone().contiguous() for k, v in sd.items()}}, {json.dumps(str(out))})"
+    )
+    return f"python -c {shlex.quote(code)}"
+
+
+def _read_pickle(path: Path, allow_pickle: bool) -> dict[str, torch.Tensor]:
+    if not allow_pickle:
+        raise UserError(
+            f"{path}: is a PyTorch pickle file; loading a pickle can run arbitrary code, so unlearn refuses it. "
+            f"Convert it once, in a trusted environment: {_conversion_command(path)} "
+            "-- or pass --allow-pickle to load it with torch.load(weights_only=True)."
+        )
+    try:
+        # A file object, not the path: torch.load picks safetensors by a ".safetensors" name; here content decides.
+        with open(path, "rb") as fh, warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # e.g. torch's note about an unusual pickle protocol
+            obj = torch.load(fh, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        text = str(exc)
+        reason = _one_line(text.split("WeightsUnpickler error:", 1)[-1])
+        reason = reason.split(". ", 1)[0].rstrip(".") + "."  # drop torch's advice on allowlisting the global
+        raise UserError(f"{path}: the weights-only loader refused this pickle: {reason}") from None
+    except Exception as exc:  # truncated zip (RuntimeError), EOFError, ...: any failure reading untrusted bytes
+        raise UserError(f"{path}: unreadable PyTorch pickle ({type(exc).__name__}: {_one_line(str(exc))})") from None
+    state = _as_state_dict(obj)
+    if state is None and isinstance(obj, Mapping):
+        present = [k for k in _WRAPPER_KEYS if k in obj]
+        if len(present) == 1:
+            state = _as_state_dict(obj[present[0]])
+    if state is None:
+        raise UserError(
+            f"{path}: holds no state dict (found {_describe(obj)}); expected a mapping of parameter names to tensors"
+        )
+    return state
+
+
+def _as_state_dict(obj: object) -> dict[str, torch.Tensor] | None:
+    if isinstance(obj, Mapping) and all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in obj.items()):
+        return dict(obj)
+    return None
+
+
+def _describe(obj: object) -> str:
+    kind = type(obj).__name__
+    if isinstance(obj, Mapping):
+        for key, value in obj.items():
+            if not isinstance(key, str):
+                return f"a {kind} with a {type(key).__name__} key"
+            if not isinstance(value, torch.Tensor):
+                return f"a {kind} whose entry {key!r} is a {type(value).__name__}"
+    return f"a {kind}"
