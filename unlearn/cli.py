@@ -15,6 +15,9 @@ unlearn: an open machine-unlearning benchmark suite.
 
   unlearn run                      run the default digits benchmark and print its table
   unlearn run --methods retrain,finetune --forget class:3 --seeds 0,1,2
+  unlearn evaluate --forget class:3 --checkpoint m.safetensors   score a model unlearned elsewhere
+  unlearn submit --methods M       check M's records (complete grid, same oracle) and copy them to leaderboard/
+  unlearn leaderboard              regenerate leaderboard/ (tables, CSV, HTML, plots) from its records
   unlearn methods                  list unlearning methods
   unlearn benchmarks               list benchmarks
 """
@@ -70,6 +73,38 @@ def _hparam(text: str) -> tuple[str, str, str]:
     return method, name, value
 
 
+EVALUATE_EPILOG = """\
+Checkpoints are safetensors files holding the benchmark model's state dict (keys and
+shapes must match exactly). Pickle files (torch.save's .pt/.pth/.bin) can run code
+when loaded and are refused; convert one once, where you trust it:
+  python -c "import torch, safetensors.torch as st; st.save_file(torch.load('m.pt', weights_only=True), 'm.safetensors')"
+or pass --allow-pickle to load it with torch.load(weights_only=True).
+
+Exit codes: 0 scored, 2 bad input (unknown cell, unreadable or mismatched checkpoint).
+"""
+
+
+def _runtime_options(parser: argparse.ArgumentParser) -> None:
+    """Options shared by commands that load a benchmark's data and models."""
+    parser.add_argument("--device", default="auto", help="auto (CUDA if present, else CPU), cpu, cuda, cuda:N, mps")
+    parser.add_argument("--threads", type=int, help="CPU threads for torch (default: the benchmark's cpu_threads)")
+    parser.add_argument("--workdir", type=Path, default=Path("."), help="root of data/runs, data/cache, data/forget-sets")
+    parser.add_argument("--cache-dir", type=Path, help="trained-model cache, shareable (default: WORKDIR/data/cache)")
+    parser.add_argument("--data-root", type=Path,
+                        help="dataset files for torchvision datasets (default: WORKDIR/data/datasets)")
+    parser.add_argument("--download", action="store_true", help="allow downloading a missing torchvision dataset")
+    bar = parser.add_mutually_exclusive_group()
+    bar.add_argument("--progress", dest="progress", action="store_true", default=None, help="show progress bars")
+    bar.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bars")
+
+
+def _cell_options(parser: argparse.ArgumentParser) -> None:
+    """--benchmark, --forget and --seed naming one cell."""
+    parser.add_argument("--benchmark", default="digits", help="benchmark name or spec file (default: digits)")
+    parser.add_argument("--forget", required=True, help="one forget spec, e.g. class:3 or random:0.1")
+    parser.add_argument("--seed", type=int, default=0, help="the cell's seed (default: 0)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="unlearn", description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
@@ -87,18 +122,72 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--seeds", type=_seeds, help="comma-separated seeds, e.g. 0,1,2")
     run.add_argument("--hparam", type=_hparam, action="append", default=[], metavar="METHOD.NAME=VALUE",
                      help="override one hyperparameter (repeatable)")
-    run.add_argument("--device", default="auto", help="auto (CUDA if present, else CPU), cpu, cuda, cuda:N, mps")
-    run.add_argument("--threads", type=int, help="CPU threads for torch (default: the benchmark's cpu_threads)")
-    run.add_argument("--workdir", type=Path, default=Path("."), help="root of data/runs, data/cache, data/forget-sets")
     run.add_argument("--results-dir", type=Path, help="where records go (default: WORKDIR/data/runs)")
-    run.add_argument("--cache-dir", type=Path, help="trained-model cache, shareable (default: WORKDIR/data/cache)")
-    run.add_argument("--data-root", type=Path, help="dataset files for torchvision datasets (default: WORKDIR/data/datasets)")
-    run.add_argument("--download", action="store_true", help="allow downloading a missing torchvision dataset")
     run.add_argument("--retry-failed", action="store_true", help="rerun cells whose record says failed")
-    bar = run.add_mutually_exclusive_group()
-    bar.add_argument("--progress", dest="progress", action="store_true", default=None, help="show progress bars")
-    bar.add_argument("--no-progress", dest="progress", action="store_false", help="log one line per cell instead")
+    _runtime_options(run)
     run.set_defaults(handler=cmd_run)
+
+    evaluate = sub.add_parser(
+        "evaluate",
+        help="score a checkpoint unlearned elsewhere against a cell's oracle",
+        description="Score a model unlearned outside this harness on one cell (benchmark, forget set, seed): "
+        "the same metrics and gaps to the oracle as the leaderboard. The cell's original model and oracle are "
+        "loaded from the cache or trained. Start from `unlearn export`'s original.safetensors.",
+        epilog=EVALUATE_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    _cell_options(evaluate)
+    evaluate.add_argument("--checkpoint", type=Path, required=True, help="the unlearned model (.safetensors)")
+    evaluate.add_argument("--allow-pickle", action="store_true",
+                          help="accept a PyTorch pickle (.pt/.pth/.bin), loaded with torch.load(weights_only=True)")
+    evaluate.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
+    _runtime_options(evaluate)
+    evaluate.set_defaults(handler=cmd_evaluate)
+
+    export = sub.add_parser(
+        "export",
+        help="write a cell's original model and forget set, to unlearn it outside the harness",
+        description="Write OUT/original.safetensors (the cell's original model, trained or taken from the cache) "
+        "and OUT/forget-set.json (the forget set's training-split indices and their sha256).",
+    )
+    _cell_options(export)
+    export.add_argument("--out", type=Path, required=True, help="output directory")
+    _runtime_options(export)
+    export.set_defaults(handler=cmd_export)
+
+    submit = sub.add_parser(
+        "submit",
+        help="validate a method's records and copy them into leaderboard/results",
+        description="Check the records of the given methods (default: every method with records) and copy them "
+        "into the leaderboard with a provenance block, replacing the methods' earlier leaderboard records. "
+        "Refused, with what is missing, unless every method has exactly one finished record per cell of the "
+        "benchmark's grid (its forget sets x seeds), made under the current spec with one hyperparameter "
+        "configuration and recorded versions, and scored against the same oracle as the leaderboard's "
+        "retrain records.",
+    )
+    submit.add_argument("--benchmark", default="digits", help="benchmark name or spec file (default: digits)")
+    submit.add_argument("--methods", type=_csv, help="comma-separated methods to submit (default: all found)")
+    submit.add_argument("--results-dir", type=Path, default=Path("data/runs"),
+                        help="where `unlearn run` wrote the records (default: ./data/runs)")
+    submit.add_argument("--leaderboard", type=Path, default=Path("leaderboard"),
+                        help="leaderboard directory (default: ./leaderboard)")
+    submit.add_argument("--submitter", help="name recorded in the provenance block (default: git user.name)")
+    submit.add_argument("--allow-failed", action="store_true", help="submit failed cells as results")
+    submit.add_argument("--dry-run", action="store_true", help="run every check, write nothing")
+    submit.set_defaults(handler=cmd_submit)
+
+    board = sub.add_parser(
+        "leaderboard",
+        help="regenerate leaderboard/README.md, leaderboard.csv, index.html and plots from the records",
+        description="Regenerate the leaderboard from the result records under DIR/results. Invalid records, "
+        "duplicate cells, conflicting configurations and records scored against another oracle are reported "
+        "and skipped. The same records always give the same files.",
+    )
+    board.add_argument("--dir", type=Path, default=Path("leaderboard"), help="leaderboard directory (default: ./leaderboard)")
+    board.add_argument("--results", type=Path, help="records to read (default: DIR/results)")
+    board.add_argument("--check", action="store_true",
+                       help="write nothing; exit 1 if the files are not what the records give (for CI)")
+    board.set_defaults(handler=cmd_leaderboard)
 
     methods = sub.add_parser("methods", help="list unlearning methods, one per line")
     methods.set_defaults(handler=cmd_methods)
@@ -116,30 +205,38 @@ def _hparam_overrides(items: Sequence[tuple[str, str, str]]) -> dict[str, dict[s
     return out
 
 
-def cmd_run(args: argparse.Namespace) -> int:
+def _runtime(args: argparse.Namespace, spec: Any) -> tuple[Any, Any, bool]:
+    """Resolve the device, set torch's threads, and check the workspace: (device, workspace, progress)."""
     from unlearn.device import configure_threads, resolve_device
-    from unlearn.harness import Runner, Task, Workspace, plan_grid
-    from unlearn.leaderboard import AVG_GAP, RUN_TIME, format_text, summarize
-    from unlearn.spec import load_benchmark
+    from unlearn.harness import Workspace
 
-    spec = load_benchmark(args.benchmark)
-    plan = plan_grid(spec, args.methods, args.forget, args.seeds, _hparam_overrides(args.hparam))
     device = resolve_device(args.device)
     if args.threads is not None and args.threads < 1:
         raise UserError("--threads must be at least 1")
     configure_threads(device, args.threads or spec.cpu_threads)
     workspace = Workspace.at(
         args.workdir,
-        results_dir=args.results_dir,
+        results_dir=getattr(args, "results_dir", None),
         cache_dir=args.cache_dir,
         data_root=args.data_root,
         download=args.download,
     )
     workspace.check_writable()
+    progress = sys.stderr.isatty() if args.progress is None else args.progress
+    return device, workspace, progress
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from unlearn.harness import Runner, Task, plan_grid
+    from unlearn.leaderboard import AVG_GAP, RUN_TIME, format_text, summarize
+    from unlearn.spec import load_benchmark
+
+    spec = load_benchmark(args.benchmark)
+    plan = plan_grid(spec, args.methods, args.forget, args.seeds, _hparam_overrides(args.hparam))
+    device, workspace, progress = _runtime(args, spec)
     task = Task.load(spec, workspace, device)
     task.check(plan)
 
-    progress = sys.stderr.isatty() if args.progress is None else args.progress
     log = None if progress else (lambda msg: print(msg, file=sys.stderr, flush=True))
     print(f"unlearn: {spec.name}: {plan.size} cells on {device}; records in {workspace.results_dir}", file=sys.stderr)
     result = Runner(plan, task, workspace, progress=progress, log=log, retry_failed=args.retry_failed).run()
@@ -149,6 +246,93 @@ def cmd_run(args: argparse.Namespace) -> int:
     print(f"unlearn: {result.ran} cells run, {result.reused} reused, {len(failed)} failed", file=sys.stderr)
     for r in failed:
         print(f"unlearn: failed: {r.method} · {r.forget.spec} · seed {r.seed}: {r.error}", file=sys.stderr)
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    import json
+
+    from unlearn.evaluate import evaluate_checkpoint
+    from unlearn.leaderboard import AVG_GAP
+    from unlearn.spec import load_benchmark
+
+    spec = load_benchmark(args.benchmark)
+    device, workspace, progress = _runtime(args, spec)
+    score = evaluate_checkpoint(spec, workspace, device, args.forget, args.seed, args.checkpoint,
+                                allow_pickle=args.allow_pickle, progress=progress)
+    if args.json:
+        print(json.dumps(score.to_dict(), indent=1, sort_keys=True))
+        return 0
+    columns = [*spec.gap_metrics, AVG_GAP]
+    rows = [("checkpoint", {**score.metrics, AVG_GAP: score.gaps[AVG_GAP]}),
+            ("retrain (oracle)", {**score.oracle_metrics, AVG_GAP: 0.0}),
+            ("original", score.original_metrics)]
+    print(f"{score.benchmark} · forget {score.forget} · seed {score.seed} · {score.checkpoint}")
+    print(f"{'':<18}" + "".join(f"{c:>14}" for c in columns))
+    for label, values in rows:
+        cells = "".join(f"{values[c]:>14.2f}" if c in values else f"{'—':>14}" for c in columns)
+        print(f"{label:<18}{cells}")
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from unlearn.evaluate import export_original
+    from unlearn.spec import load_benchmark
+
+    spec = load_benchmark(args.benchmark)
+    device, workspace, progress = _runtime(args, spec)
+    for path in export_original(spec, workspace, device, args.forget, args.seed, args.out, progress=progress):
+        print(path)
+    return 0
+
+
+def cmd_submit(args: argparse.Namespace) -> int:
+    from unlearn.atomic import ensure_writable
+    from unlearn.spec import load_benchmark
+    from unlearn.submit import submit
+
+    spec = load_benchmark(args.benchmark)
+    if not args.dry_run:
+        ensure_writable(args.leaderboard / "results", "leaderboard results directory")
+    report = submit(spec, args.results_dir, args.leaderboard / "results", args.methods,
+                    submitted_by=args.submitter, allow_failed=args.allow_failed, dry_run=args.dry_run)
+    for note in report.notes:
+        print(f"unlearn: note: {note}", file=sys.stderr)
+    verb = "would copy" if args.dry_run else "copied"
+    print(
+        f"unlearn: {verb} {len(report.written)} records of {', '.join(report.methods)} to {args.leaderboard}/results"
+        f" ({len(report.removed)} earlier records {'would be ' if args.dry_run else ''}replaced)",
+        file=sys.stderr,
+    )
+    if not args.dry_run:
+        print("unlearn: now regenerate the tables with `unlearn leaderboard`", file=sys.stderr)
+    return 0
+
+
+def cmd_leaderboard(args: argparse.Namespace) -> int:
+    from unlearn.leaderboard.build import regenerate, stale_outputs
+
+    results = args.results if args.results is not None else args.dir / "results"
+    if not results.is_dir():
+        raise UserError(f"no records directory {results} (run from the repository root, or pass --dir / --results)")
+    if args.check:
+        stale = stale_outputs(args.dir, args.results)
+        if stale:
+            print(f"unlearn: {args.dir} is out of date: {', '.join(stale)}; run `unlearn leaderboard`", file=sys.stderr)
+            return 1
+        print(f"unlearn: {args.dir} is up to date", file=sys.stderr)
+        return 0
+    from unlearn.atomic import ensure_writable
+
+    ensure_writable(args.dir, "leaderboard directory")
+    build = regenerate(args.dir, args.results)
+    for skipped in build.collection.skipped:
+        print(f"unlearn: skipped {skipped.path}: {skipped.reason}", file=sys.stderr)
+    print(
+        f"unlearn: wrote {len(build.outputs)} files to {args.dir} from {len(build.collection.records)} records"
+        f" ({len(build.collection.skipped)} skipped)",
+        file=sys.stderr,
+    )
     return 0
 
 

@@ -26,15 +26,23 @@ def _git(*args: str) -> str | None:
     return out.stdout.strip()
 
 
+def package_version(name: str) -> str:
+    """The installed version of distribution `name`, or 'not installed'."""
+    try:
+        return version(name)
+    except PackageNotFoundError:
+        return "not installed"
+
+
+def git_commit() -> str | None:
+    """The commit of the repository unlearn runs from, or None outside a git checkout."""
+    return _git("rev-parse", "HEAD") or None
+
+
 @lru_cache(maxsize=1)
 def _static() -> dict[str, Any]:
-    versions: dict[str, str] = {}
-    for name in PACKAGES:
-        try:
-            versions[name] = version(name)
-        except PackageNotFoundError:
-            versions[name] = "not installed"
-    commit = _git("rev-parse", "HEAD")
+    versions = {name: package_version(name) for name in PACKAGES}
+    commit = git_commit()
     dirty = _git("status", "--porcelain", "--untracked-files=no")
     return {
         "python": sys.version.split()[0],

@@ -41,6 +41,19 @@ class Environment(BaseModel):
     torch_threads: int
 
 
+class Submission(BaseModel):
+    """Provenance added by `unlearn submit` when a record is copied onto the leaderboard."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    submitted_by: str
+    submitted_on: str
+    source: str
+    checks: list[str]
+    unlearn_version: str
+    unlearn_commit: str | None
+
+
 class ResultRecord(BaseModel):
     """The outcome of one (benchmark, method, forget set, seed) cell.
 
@@ -48,6 +61,7 @@ class ResultRecord(BaseModel):
     the unlearned model, the retrained oracle and the original model of the cell;
     `gaps` holds |metric − oracle| per gap metric and their mean, 'Avg. Gap'. A
     failed cell has status 'failed', the reason in `error` and no metrics or gaps.
+    Records on the leaderboard also carry a `submission` block.
     """
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
@@ -73,6 +87,7 @@ class ResultRecord(BaseModel):
     run_time_from_cache: bool = False
     models: dict[str, str]
     env: Environment
+    submission: Submission | None = None
 
     @field_validator("metrics", "oracle_metrics", "original_metrics", "gaps")
     @classmethod

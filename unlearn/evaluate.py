@@ -1,0 +1,109 @@
+"""Score a model unlearned elsewhere against one benchmark cell, and export what such a user starts from.
+
+`evaluate_checkpoint` loads (or trains and caches) the cell's original model and
+oracle exactly as `unlearn run` does, loads the checkpoint's weights into the
+benchmark's model with strict key and shape checks, and computes the benchmark's
+metrics and the gaps to the oracle: the numbers a leaderboard row holds for one seed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from unlearn.atomic import atomic_write_text
+from unlearn.checkpoints import load_weights_into, read_checkpoint, save_weights
+from unlearn.errors import Diverged, UserError
+from unlearn.forget import load_or_build
+from unlearn.harness import Runner, Task, Workspace, plan_grid
+from unlearn.hashing import sha256_hex
+from unlearn.metrics import gaps
+from unlearn.spec import BenchmarkSpec
+from unlearn.train import check_finite
+
+ORACLE = "retrain"
+
+
+@dataclass
+class CheckpointScore:
+    """A checkpoint's metrics next to its cell's oracle and original model."""
+
+    benchmark: str
+    forget: str
+    seed: int
+    checkpoint: str
+    checkpoint_sha256: str
+    metrics: dict[str, float]
+    gaps: dict[str, float]
+    oracle_metrics: dict[str, float]
+    original_metrics: dict[str, float]
+    models: dict[str, str]
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _cell(spec: BenchmarkSpec, workspace: Workspace, device: torch.device, forget: str, seed: int):
+    plan = plan_grid(spec, [ORACLE], [forget], [seed])
+    task = Task.load(spec, workspace, device)
+    task.check(plan)
+    manifest = load_or_build(workspace.forget_dir, plan.forgets[0], task.dataset, seed)
+    return plan, task, manifest
+
+
+def evaluate_checkpoint(
+    spec: BenchmarkSpec,
+    workspace: Workspace,
+    device: torch.device,
+    forget: str,
+    seed: int,
+    checkpoint: Path,
+    *,
+    allow_pickle: bool = False,
+    progress: bool = False,
+) -> CheckpointScore:
+    """Score `checkpoint` on the cell (spec, forget, seed); bad checkpoints raise UserError before any training."""
+    state = read_checkpoint(Path(checkpoint), allow_pickle=allow_pickle)
+    plan, task, manifest = _cell(spec, workspace, device, forget, seed)
+    model = task.new_model(seed)
+    load_weights_into(model, {k: v.to(device) for k, v in state.items()}, str(checkpoint))
+    try:
+        check_finite(model)
+    except Diverged as exc:
+        raise UserError(f"{checkpoint}: {exc}") from None
+    runner = Runner(plan, task, workspace, progress=progress)
+    group = runner.group(plan.forgets[0], manifest, seed)
+    try:
+        metrics = runner.score(model, group.splits)
+    except Diverged as exc:
+        raise UserError(f"{checkpoint}: the model's outputs are not finite ({exc})") from None
+    return CheckpointScore(
+        benchmark=spec.name,
+        forget=plan.forgets[0].text,
+        seed=seed,
+        checkpoint=str(checkpoint),
+        checkpoint_sha256=sha256_hex(Path(checkpoint).read_bytes()),
+        metrics=metrics,
+        gaps=gaps(metrics, group.oracle_metrics, spec.gap_metrics),
+        oracle_metrics=group.oracle_metrics,
+        original_metrics=group.original_metrics,
+        models={"original": group.original_key, "oracle": group.oracle_key},
+    )
+
+
+def export_original(
+    spec: BenchmarkSpec, workspace: Workspace, device: torch.device, forget: str, seed: int, out: Path,
+    *, progress: bool = False,
+) -> list[Path]:
+    """Write the cell's original model (safetensors) and forget-set manifest (JSON) into `out`."""
+    plan, task, manifest = _cell(spec, workspace, device, forget, seed)
+    original = Runner(plan, task, workspace, progress=progress).original(seed)
+    out = Path(out)
+    weights, forget_file = out / "original.safetensors", out / "forget-set.json"
+    meta = {"benchmark": spec.name, "seed": seed, "model": spec.model, "cache_key": original.key_hash}
+    save_weights(original.model, weights, meta)
+    atomic_write_text(forget_file, manifest.to_json())
+    return [weights, forget_file]

@@ -1,0 +1,85 @@
+"""Leaderboard figures as PNG bytes: efficacy-vs-specificity trade-offs and Avg. Gap bars.
+
+Figures are drawn on matplotlib's Agg canvas without pyplot (no global state, no
+display needed) and saved without the 'Software' metadata entry, so the same tables
+give the same bytes with the same matplotlib build.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Sequence
+
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+from unlearn.leaderboard.tables import AVG_GAP, Table
+
+# (efficacy, specificity) pairs drawn when a table has both columns.
+TRADEOFF_AXES = (("UA", "TA"), ("MIA-Efficacy", "RA"))
+STYLE = {"oracle": dict(marker="*", s=220, color="black"), "original": dict(marker="X", s=90, color="0.55")}
+
+
+def _png(fig: Figure) -> bytes:
+    FigureCanvasAgg(fig)
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=100, metadata={"Software": None})
+    return buffer.getvalue()
+
+
+def tradeoff(table: Table) -> bytes | None:
+    """One panel per (efficacy, specificity) pair: each method's mean ± std, the oracle as a star.
+
+    The closer a method sits to the star, the closer it behaves to retraining. None
+    when the table has none of the pairs.
+    """
+    pairs = [(x, y) for x, y in TRADEOFF_AXES if x in table.columns and y in table.columns]
+    if not pairs:
+        return None
+    fig = Figure(figsize=(5.2 * len(pairs), 4.4), layout="constrained")
+    methods = [r for r in table.rows if r.role == "method"]
+    colors = {r.method: f"C{i % 10}" for i, r in enumerate(methods)}
+    for i, (x, y) in enumerate(pairs):
+        ax = fig.add_subplot(1, len(pairs), i + 1)
+        for row in table.rows:
+            sx, sy = row.stats[x], row.stats[y]
+            if sx.mean is None or sy.mean is None:
+                continue
+            if row.role in STYLE:
+                label = f"{row.method} ({row.role})"
+                ax.scatter([sx.mean], [sy.mean], label=label, zorder=3, **STYLE[row.role])
+            else:
+                ax.errorbar([sx.mean], [sy.mean], xerr=[sx.std or 0.0], yerr=[sy.std or 0.0], fmt="o",
+                            color=colors[row.method], capsize=3, label=row.method, zorder=2)
+        ax.set_xlabel(f"{x} (efficacy)")
+        ax.set_ylabel(f"{y} (specificity)")
+        ax.grid(alpha=0.3)
+        if i == 0:
+            ax.legend(fontsize=8, loc="best")
+    fig.suptitle(f"{table.benchmark} · forget {table.forget}: closer to the oracle (★) is better")
+    return _png(fig)
+
+
+def gap_bars(benchmark: str, tables: Sequence[Table]) -> bytes | None:
+    """Avg. Gap to the oracle (mean ± std over seeds) per method, one bar per forget set."""
+    tables = [t for t in tables if AVG_GAP in t.columns]
+    methods = list(dict.fromkeys(r.method for t in tables for r in t.rows if r.role == "method"))
+    if not methods:
+        return None
+    fig = Figure(figsize=(max(5.0, 1.1 * len(methods) + 2), 4.0), layout="constrained")
+    ax = fig.add_subplot(1, 1, 1)
+    width = 0.8 / len(tables)
+    for j, table in enumerate(tables):
+        means, stds = [], []
+        for method in methods:
+            stat = next((r.stats[AVG_GAP] for r in table.rows if r.method == method), None)
+            means.append(stat.mean if stat is not None and stat.mean is not None else 0.0)
+            stds.append(stat.std if stat is not None and stat.std is not None else 0.0)
+        positions = [k + (j - (len(tables) - 1) / 2) * width for k in range(len(methods))]
+        ax.bar(positions, means, width, yerr=stds, capsize=3, label=f"forget {table.forget}", color=f"C{j % 10}")
+    ax.set_xticks(range(len(methods)), methods, rotation=20, ha="right")
+    ax.set_ylabel("Avg. Gap to the oracle (lower is better)")
+    ax.set_title(f"{benchmark}: Avg. Gap per method")
+    ax.grid(axis="y", alpha=0.3)
+    ax.legend(fontsize=8)
+    return _png(fig)
