@@ -327,7 +327,7 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
     ensure_writable(args.dir, "leaderboard directory")
     build = regenerate(args.dir, args.results)
     for skipped in build.collection.skipped:
-        print(f"unlearn: skipped {skipped.path}: {skipped.reason}", file=sys.stderr)
+        print(f"unlearn: skipped {results.parent / skipped.path}: {skipped.reason}", file=sys.stderr)
     print(
         f"unlearn: wrote {len(build.outputs)} files to {args.dir} from {len(build.collection.records)} records"
         f" ({len(build.collection.skipped)} skipped)",

@@ -128,4 +128,4 @@ def read_record(path: Path) -> ResultRecord:
     except json.JSONDecodeError as exc:
         raise InvalidRecord(f"{path}: not JSON ({exc.msg} at line {exc.lineno})") from None
     except ValidationError as exc:
-        raise InvalidRecord(f"{path}: {validation_problem(exc, 'record')}") from None
+        raise InvalidRecord(f"{path}: not a valid result record ({validation_problem(exc, 'record')})") from None

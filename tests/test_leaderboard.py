@@ -1,0 +1,168 @@
+"""The leaderboard: regenerated from its committed records, deterministic, refusing what cannot be compared."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from unlearn.cli import main
+from unlearn.leaderboard import summarize
+from unlearn.leaderboard.build import regenerate, render, stale_outputs
+from unlearn.leaderboard.store import collect
+from unlearn.results import read_record
+from unlearn.spec import REPO_ROOT
+
+LEADERBOARD = REPO_ROOT / "leaderboard"
+RESULTS = LEADERBOARD / "results"
+
+
+@pytest.fixture
+def board(tmp_path: Path) -> Path:
+    """A private copy of the committed leaderboard's records."""
+    target = tmp_path / "leaderboard"
+    shutil.copytree(RESULTS, target / "results")
+    return target
+
+
+def tree(root: Path) -> dict[str, bytes]:
+    return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def test_committed_leaderboard_holds_the_full_digits_grid_of_real_records():
+    collection = collect(RESULTS)
+    assert collection.skipped == []
+    cells = {(r.method, r.forget.spec, r.seed) for r in collection.records}
+    for method in ("retrain", "finetune", "grad-ascent", "random-label"):
+        for forget in ("random:0.1", "class:3"):
+            assert {(method, forget, s) for s in (0, 1, 2)} <= cells
+    assert all(r.status == "ok" and r.submission is not None and r.env.git_commit for r in collection.records)
+
+
+def test_committed_leaderboard_is_what_its_records_give():
+    assert stale_outputs(LEADERBOARD) == []
+    assert main(["leaderboard", "--dir", str(LEADERBOARD), "--check"]) == 0
+
+
+def test_regenerating_twice_gives_byte_identical_files(board):
+    regenerate(board)
+    first = tree(board)
+    assert {"README.md", "leaderboard.csv", "index.html"} <= set(first)
+    assert any(name.startswith("plots/") and name.endswith(".png") for name in first)
+    regenerate(board)
+    assert tree(board) == first
+    (board / "plots" / "stale-old-plot.png").write_bytes(b"x")
+    regenerate(board)
+    assert tree(board) == first  # plots no table produces are removed
+
+
+def test_table_figures_are_the_mean_and_std_of_the_record_files():
+    """Recompute each cell of the CSV straight from the JSON files, independently of the code under test."""
+    rows = []
+    for path in RESULTS.rglob("*.json"):
+        data = json.loads(path.read_text())
+        rows.append({"forget": data["forget"]["spec"], "method": data["method"], **data["metrics"],
+                     "Avg. Gap": data["gaps"]["Avg. Gap"]})
+    frame = pd.DataFrame(rows)
+    csv = pd.read_csv(LEADERBOARD / "leaderboard.csv")
+    for (forget, method), part in frame.groupby(["forget", "method"]):
+        line = csv[(csv["forget"] == forget) & (csv["method"] == method)].iloc[0]
+        for col in ("UA", "RA", "TA", "MIA-Efficacy", "Avg. Gap"):
+            assert line[f"{col} mean"] == pytest.approx(part[col].mean(), abs=1e-4)
+            assert line[f"{col} std"] == pytest.approx(part[col].std(ddof=1), abs=1e-4)
+
+
+def test_tables_lead_with_oracle_sort_by_gap_and_bold_the_closest_to_the_oracle():
+    for table in summarize(collect(RESULTS).records):
+        roles = [r.role for r in table.rows]
+        assert roles[:2] == ["oracle", "original"] and set(roles[2:]) == {"method"}
+        gaps = [r.stats["Avg. Gap"].mean for r in table.rows[2:]]
+        assert gaps == sorted(gaps)
+        oracle_ua = table.oracle.stats["UA"].mean
+        distance = {r.method: round(abs(r.stats["UA"].mean - oracle_ua), 2) for r in table.rows[2:]}
+        closest = {m for m, d in distance.items() if d == min(distance.values())}
+        assert {r.method for r in table.rows if "UA" in r.best} == closest
+        assert not table.rows[0].best and not table.rows[1].best
+    readme = (LEADERBOARD / "README.md").read_text()
+    assert "| retrain (oracle) |" in readme and "**" in readme and "Skipped records" not in readme
+
+
+def test_bad_records_are_reported_with_their_path_and_never_merged(board, capsys):
+    good = sorted((board / "results").rglob("*.json"))
+    before = render(board).outputs["leaderboard.csv"]
+    (board / "results" / "digits" / "garbage.json").write_text("{not json")
+    (board / "results" / "digits" / "empty.json").write_text("{}")
+    duplicate = good[0].with_name("seed0-duplicate.json")
+    shutil.copy(good[0], duplicate)
+    assert main(["leaderboard", "--dir", str(board)]) == 0
+    err = capsys.readouterr().err
+    assert f"skipped {board / 'results/digits/garbage.json'}: not JSON" in err
+    assert f"skipped {board / 'results/digits/empty.json'}: not a valid result record (status" in err
+    assert "duplicate cell" in err and duplicate.name in err
+    readme = (board / "README.md").read_text()
+    assert "## Skipped records" in readme and "garbage.json" in readme
+    # the duplicated cell is dropped (both copies), not averaged twice
+    record = read_record(good[0])
+    (table,) = [t for t in summarize(collect(board / "results").records) if t.forget == record.forget.spec]
+    assert table.row(record.method).runs == 2
+    duplicate.unlink()
+    (board / "results" / "digits" / "garbage.json").unlink()
+    (board / "results" / "digits" / "empty.json").unlink()
+    assert render(board).outputs["leaderboard.csv"] == before
+
+
+def test_a_record_scored_against_another_oracle_is_skipped(board):
+    path = next((board / "results").rglob("finetune/*.json"))
+    data = json.loads(path.read_text())
+    data["models"]["oracle"] = "0" * 64
+    path.write_text(json.dumps(data))
+    skipped = collect(board / "results").skipped
+    assert [s.reason for s in skipped] == ["scored against a different original model or oracle than the cell's "
+                                           "retrain record"]
+
+
+def test_html_page_is_self_contained():
+    page = (LEADERBOARD / "index.html").read_text()
+    assert page.count("<table>") == len(summarize(collect(RESULTS).records)) + 1  # + the methods table
+    assert "src=\"data:image/png;base64," in page
+    for external in ("http://", "https://", "src=\"plots/", "<link"):
+        assert external not in page
+
+
+def test_html_page_opens_in_a_headless_browser_without_errors(tmp_path):
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
+    if chromium is None:
+        pytest.skip("no headless browser installed (Debian: apt-get install chromium)")
+    page = (LEADERBOARD / "index.html").read_text()
+    probe = """<script>
+var errors = [];
+window.addEventListener('error', function (e) { errors.push(String(e.message || e.target.src)); }, true);
+window.addEventListener('load', function () {
+  var broken = Array.from(document.images).filter(function (i) { return !i.complete || i.naturalWidth === 0; });
+  document.body.setAttribute('data-images', document.images.length);
+  document.body.setAttribute('data-broken', broken.length);
+  document.body.setAttribute('data-errors', errors.length);
+});
+</script>"""
+    probed = tmp_path / "index.html"
+    probed.write_text(page.replace("<head>", "<head>" + probe, 1))
+    done = subprocess.run(
+        [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--virtual-time-budget=5000", "--dump-dom",
+         probed.as_uri()],
+        capture_output=True, text=True, timeout=120, check=False,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    dom = done.stdout
+    plots = len([p for p in (LEADERBOARD / "plots").glob("*.png")])
+    assert f'data-images="{plots}"' in dom and 'data-broken="0"' in dom and 'data-errors="0"' in dom
+    assert "retrain (oracle)" in dom
+
+
+def test_leaderboard_without_records_directory_is_a_one_line_error(tmp_path, capsys):
+    assert main(["leaderboard", "--dir", str(tmp_path / "nowhere")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "no records directory" in err
