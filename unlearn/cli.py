@@ -15,8 +15,9 @@ unlearn: an open machine-unlearning benchmark suite.
 
   unlearn run                      run the default digits benchmark and print its table
   unlearn run --methods retrain,finetune --forget class:3 --seeds 0,1,2
-  unlearn evaluate --forget class:3 --checkpoint m.safetensors   score a model unlearned elsewhere
-  unlearn submit --methods M       check M's records (complete grid, same oracle) and copy them to leaderboard/
+  unlearn evaluate --forget class:3 --checkpoint m.safetensors
+                                   score a model unlearned elsewhere against the cell's oracle
+  unlearn submit --methods M       check M's records (complete grid, same oracle); copy them to leaderboard/
   unlearn leaderboard              regenerate leaderboard/ (tables, CSV, HTML, plots) from its records
   unlearn methods                  list unlearning methods
   unlearn benchmarks               list benchmarks

@@ -1,4 +1,4 @@
-"""The leaderboard: summary tables from records, and (later modules) rendering and plots."""
+"""The leaderboard: summary tables (tables), record collection (store), rendering (render), plots, build."""
 
 from unlearn.leaderboard.tables import (
     AVG_GAP,

@@ -29,10 +29,19 @@ class Build:
     collection: Collection
 
 
-def _descriptions() -> dict[str, str]:
+def _descriptions(names: list[str]) -> dict[str, str]:
+    """One-line descriptions of the benchmarks among `names` whose spec is found and readable."""
+    from unlearn.errors import UserError
     from unlearn.spec import available_benchmarks, read_spec
 
-    return {name: read_spec(path).description for name, path in available_benchmarks().items()}
+    found = available_benchmarks()
+    out = {}
+    for name in names:
+        try:
+            out[name] = read_spec(found[name]).description
+        except (KeyError, UserError):  # a plugin benchmark that is not installed here: no description
+            continue
+    return out
 
 
 def render(leaderboard_dir: Path, results_dir: Path | None = None) -> Build:
@@ -54,7 +63,8 @@ def render(leaderboard_dir: Path, results_dir: Path | None = None) -> Build:
         label = results_dir.resolve().relative_to(leaderboard_dir.resolve()).as_posix() + "/"
     except ValueError:
         label = results_dir.as_posix()
-    page = markdown_page(collection, tables, plots, _descriptions(), label)
+    benchmarks = list(dict.fromkeys(t.benchmark for t in tables))
+    page = markdown_page(collection, tables, plots, _descriptions(benchmarks), label)
     outputs = {
         "README.md": page.encode("utf-8"),
         "leaderboard.csv": csv_text(tables).encode("utf-8"),
