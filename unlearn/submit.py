@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from unlearn.errors import UserError
+from unlearn.hashing import stable_hash
 from unlearn.results import InvalidRecord, ResultRecord, Submission, read_record, record_path, write_record
 from unlearn.spec import BenchmarkSpec
 
@@ -125,7 +126,7 @@ def submit(
                     problems.append(f"{method}: {len(cell)} records for {f} seed {s} ({paths}); keep one")
                 else:
                     chosen.append(cell[0])
-                    configs.add(repr(sorted(cell[0][1].hparams.items())))
+                    configs.add(stable_hash(cell[0][1].hparams))
         if missing:
             hint = " (older-spec records were ignored)" if stale else ""
             problems.append(f"{method}: missing {', '.join(missing)}{hint}")
