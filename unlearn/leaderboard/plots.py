@@ -46,7 +46,7 @@ def tradeoff(table: Table) -> bytes | None:
             if sx.mean is None or sy.mean is None:
                 continue
             if row.role in STYLE:
-                label = f"{row.method} ({row.role})"
+                label = f"{row.method} (oracle)" if row.role == "oracle" else row.method
                 ax.scatter([sx.mean], [sy.mean], label=label, zorder=3, **STYLE[row.role])
             else:
                 ax.errorbar([sx.mean], [sy.mean], xerr=[sx.std or 0.0], yerr=[sy.std or 0.0], fmt="o",

@@ -157,6 +157,7 @@ STYLE = """
 body { font-family: system-ui, sans-serif; max-width: 1100px; margin: 2em auto; padding: 0 1em; color: #222; }
 table { border-collapse: collapse; margin: 1em 0; font-variant-numeric: tabular-nums; }
 th, td { border: 1px solid #ccc; padding: 0.3em 0.6em; }
+td { white-space: nowrap; }
 th { background: #f3f3f3; }
 tbody tr:nth-child(-n+2) { background: #fafafa; }
 strong { color: #0a5; }
