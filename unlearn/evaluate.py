@@ -21,11 +21,9 @@ from unlearn.forget import load_or_build
 from unlearn.harness import Runner, Task, Workspace, plan_grid
 from unlearn.hashing import sha256_hex
 from unlearn.metrics import gaps
+from unlearn.results import ORACLE
 from unlearn.spec import BenchmarkSpec
 from unlearn.train import check_finite
-
-ORACLE = "retrain"
-
 
 @dataclass
 class CheckpointScore:

@@ -39,7 +39,7 @@ from unlearn.methods import (
 from unlearn.metrics import METRICS, Evaluation, evaluate, gaps
 from unlearn.models import build_model
 from unlearn.provenance import environment
-from unlearn.results import ForgetInfo, InvalidRecord, ResultRecord, read_record, record_path, write_record
+from unlearn.results import ORACLE, ForgetInfo, InvalidRecord, ResultRecord, read_record, record_path, write_record
 from unlearn.seeding import derive_seed
 from unlearn.spec import BenchmarkSpec
 from unlearn.train import check_finite, train_with_recipe
@@ -347,7 +347,7 @@ class Runner:
         splits = self.task.splits(manifest)
         original_key = self.task.original_key(seed)
         original = self.original(seed)
-        oracle_choice = choose_method(self.spec, "retrain")
+        oracle_choice = choose_method(self.spec, ORACLE)
         oracle, _, _, oracle_key = self.unlearned(oracle_choice, original.model, original_key, manifest, splits, seed)
         return CellGroup(
             splits=splits,

@@ -14,6 +14,8 @@ from unlearn.atomic import atomic_write_text
 from unlearn.errors import UserError, validation_problem
 
 SCHEMA = "unlearn.result/1"
+ORACLE = "retrain"
+"""The method whose output is the oracle every gap is measured to."""
 
 
 class ForgetInfo(BaseModel):
@@ -105,13 +107,14 @@ class InvalidRecord(UserError):
     """A file under a results directory that is not a valid result record."""
 
 
-def _slug(text: str) -> str:
+def slug(text: str) -> str:
+    """`text` as a file-name component: runs of other characters than [A-Za-z0-9.+-] become one `_`."""
     return re.sub(r"[^A-Za-z0-9.+-]+", "_", text).strip("_")
 
 
 def record_path(results_dir: Path, benchmark: str, method: str, forget: str, seed: int, config_hash: str) -> Path:
     """`<results>/<benchmark>/<forget>/<method>/seed<S>-<hash12>.json`: one file per cell config."""
-    return Path(results_dir) / _slug(benchmark) / _slug(forget) / _slug(method) / f"seed{seed}-{config_hash[:12]}.json"
+    return Path(results_dir) / slug(benchmark) / slug(forget) / slug(method) / f"seed{seed}-{config_hash[:12]}.json"
 
 
 def write_record(path: Path, record: ResultRecord) -> None:

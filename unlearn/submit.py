@@ -20,10 +20,9 @@ from pathlib import Path
 
 from unlearn.errors import UserError
 from unlearn.hashing import stable_hash
-from unlearn.results import InvalidRecord, ResultRecord, Submission, read_record, record_path, write_record
+from unlearn.results import ORACLE, InvalidRecord, ResultRecord, Submission, read_record, record_path, write_record
 from unlearn.spec import BenchmarkSpec
 
-ORACLE = "retrain"
 REQUIRED_PACKAGES = ("unlearn", "torch")
 
 

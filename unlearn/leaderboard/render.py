@@ -18,7 +18,7 @@ import pandas as pd
 
 from unlearn.leaderboard.store import Collection
 from unlearn.leaderboard.tables import Table
-from unlearn.results import ResultRecord
+from unlearn.results import ResultRecord, slug
 
 ROLE_LABEL = {"oracle": " (oracle)", "original": " (before unlearning)"}
 
@@ -39,15 +39,11 @@ def _escape(text: str) -> str:
     return text
 
 
-def _slug(text: str) -> str:
-    return "".join(c if c.isalnum() or c in ".-" else "_" for c in text).strip("_")
-
-
 def plot_name(benchmark: str, forget: str | None = None) -> str:
     """File name under plots/ of a table's trade-off plot, or of a benchmark's gap bars."""
     if forget is None:
-        return f"{_slug(benchmark)}-gaps.png"
-    return f"{_slug(benchmark)}--{_slug(forget)}-tradeoff.png"
+        return f"{slug(benchmark)}-gaps.png"
+    return f"{slug(benchmark)}--{slug(forget)}-tradeoff.png"
 
 
 def markdown_table(table: Table) -> str:

@@ -14,10 +14,9 @@ from typing import Sequence
 
 import pandas as pd
 
-from unlearn.results import ResultRecord
+from unlearn.results import ORACLE, ResultRecord
 
 ORIGINAL = "original"
-ORACLE = "retrain"
 AVG_GAP = "Avg. Gap"
 RUN_TIME = "RTE (s)"
 LOWER_IS_BETTER = (AVG_GAP, RUN_TIME)
