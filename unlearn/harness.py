@@ -149,15 +149,22 @@ class Task:
         return cls(spec, load_dataset(spec.dataset, workspace.data_root, workspace.download), device)
 
     def check(self, plan: GridPlan) -> None:
-        """Raise UserError if a forget spec does not fit the dataset (e.g. an unknown class)."""
+        """Raise UserError if a forget spec does not fit the dataset (e.g. an unknown class) or a
+        method's hyperparameters do not fit the model (e.g. more layers than it has)."""
         for forget in plan.forgets:
             forget.builder.check(forget.params, self.dataset)
+        for choice in plan.methods:
+            choice.instance().check(self.new_model(0))
 
-    def new_model(self, seed: int) -> nn.Module:
-        """A freshly initialised model for `seed` on the device (the global RNG is left untouched)."""
+    def new_model(self, seed: int, *tags: str) -> nn.Module:
+        """A freshly initialised model for `seed` on the device (the global RNG is left untouched).
+
+        Without tags it is the original model's initialisation; with tags, an independent
+        one derived from the seed and the tags.
+        """
         c, h, w = self.dataset.input_shape
         with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(derive_seed(seed, "init"))
+            torch.manual_seed(derive_seed(seed, "init", *tags))
             model = build_model(self.spec.model, c, (h, w), self.dataset.num_classes, self.dataset.mean, self.dataset.std)
         return model.to(self.device)
 
@@ -288,7 +295,7 @@ class Runner:
             device=self.task.device,
             seed=seed,
             recipe=self.spec.train,
-            new_model=lambda: self.task.new_model(seed),
+            new_model=lambda *tags: self.task.new_model(seed, *tags),
             track=method.track,
             progress=self.progress,
         )

@@ -23,7 +23,8 @@ LossFn = Callable[[nn.Module, Tensor, Tensor], Tensor]
 """(model, x, y) -> scalar loss."""
 
 Augment = Callable[[Tensor, torch.Generator], Tensor]
-StepHook = Callable[[nn.Module], None]
+StepHook = Callable[[nn.Module, torch.optim.Optimizer], None]
+"""(model, optimizer) -> None, run around `optimizer.step()`."""
 
 
 @dataclass
@@ -85,9 +86,9 @@ def fit(
     """Train `model` in place for `epochs` epochs of `phases`.
 
     Batches are shuffled with `generator` (CPU, so runs match across devices). The
-    scheduler, if any, steps once per epoch. `before_step` sees the gradients just
-    before `optimizer.step()` (to mask or clip them); `after_step` runs right after it
-    (to project weights). A non-finite loss raises `Diverged` at the end of its epoch
+    scheduler, if any, steps once per epoch. `before_step(model, optimizer)` sees the
+    gradients just before `optimizer.step()` (to mask or clip them); `after_step` runs
+    right after it (to project weights or reset optimiser state). A non-finite loss raises `Diverged` at the end of its epoch
     (checked once per epoch so that GPUs are not synchronised every step). `progress`
     is a label for an epoch progress bar, or None for no bar.
     """
@@ -107,10 +108,10 @@ def fit(
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 if before_step is not None:
-                    before_step(model)
+                    before_step(model, optimizer)
                 optimizer.step()
                 if after_step is not None:
-                    after_step(model)
+                    after_step(model, optimizer)
         if bool(non_finite):
             raise Diverged(f"loss became NaN or infinite in epoch {epoch + 1} of {epochs}")
         if scheduler is not None:

@@ -1,11 +1,14 @@
-"""Unlearning methods: one file per method, all behind the `METHODS` registry."""
+"""Unlearning methods: one file per method, all behind the `METHODS` registry.
+
+Every module of this package registers its method on import; they are all imported
+here, so adding a method is adding a file.
+"""
 
 from __future__ import annotations
 
-from unlearn.methods import finetune as _finetune  # noqa: F401
-from unlearn.methods import grad_ascent as _grad_ascent  # noqa: F401
-from unlearn.methods import random_label as _random_label  # noqa: F401
-from unlearn.methods import retrain as _retrain  # noqa: F401
+import importlib
+import pkgutil
+
 from unlearn.methods.base import (
     METHODS,
     Method,
@@ -13,11 +16,16 @@ from unlearn.methods.base import (
     SGDHParams,
     Track,
     UnlearnRequest,
+    hparam_options,
     hparams_dict,
     make_hparams,
     resolve_method,
     sgd_fit,
 )
+
+for _module in sorted(m.name for m in pkgutil.iter_modules(__path__)):
+    if _module != "base":
+        importlib.import_module(f"{__name__}.{_module}")
 
 __all__ = [
     "METHODS",
@@ -26,6 +34,7 @@ __all__ = [
     "SGDHParams",
     "Track",
     "UnlearnRequest",
+    "hparam_options",
     "hparams_dict",
     "make_hparams",
     "resolve_method",

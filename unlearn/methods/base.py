@@ -11,10 +11,10 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 from enum import Enum
-from typing import Any, Callable, ClassVar, Mapping, Sequence
+from typing import Annotated, Any, Callable, ClassVar, Mapping, Sequence
 
 import torch
-from pydantic import TypeAdapter, ValidationError
+from pydantic import Field, TypeAdapter, ValidationError
 from torch import nn
 
 from unlearn.data.tensors import TensorData
@@ -47,8 +47,10 @@ class UnlearnRequest:
     seed: int
     recipe: Recipe
     """The benchmark's training recipe for the original model."""
-    new_model: Callable[[], nn.Module]
-    """A freshly initialised model for this seed (the original model's initialisation), on `device`."""
+    new_model: Callable[..., nn.Module]
+    """`new_model()`: a freshly initialised model on `device` with the original model's initialisation
+    for this seed; `new_model("tag", ...)`: an independent initialisation derived from the seed and tags
+    (a random teacher, re-initialised layers)."""
     track: Track
     progress: bool = False
 
@@ -83,6 +85,13 @@ class Method:
         """The data-access track this configuration needs."""
         return Track.FULL
 
+    def check(self, model: nn.Module) -> None:
+        """Raise UserError if these hyperparameters cannot work with `model`'s architecture.
+
+        Called once per grid, before any training, with a freshly built model of the
+        benchmark (for example: k larger than the number of layers).
+        """
+
     def unlearn(self, request: UnlearnRequest) -> nn.Module:
         """Return the unlearned model."""
         raise NotImplementedError
@@ -91,15 +100,23 @@ class Method:
 METHODS: Registry[type[Method]] = Registry("method", entry_point_group="unlearn.methods", import_paths=True)
 
 
+PositiveInt = Annotated[int, Field(gt=0)]
+PositiveFloat = Annotated[float, Field(gt=0)]
+NonNegativeFloat = Annotated[float, Field(ge=0)]
+Fraction = Annotated[float, Field(gt=0, le=1)]
+"""A fraction in (0, 1], such as a mask ratio."""
+Momentum = Annotated[float, Field(ge=0, lt=1)]
+
+
 @dataclass(frozen=True)
 class SGDHParams:
     """Hyperparameters of methods that run the shared loop with SGD at a constant learning rate."""
 
-    epochs: int = 10
-    lr: float = 0.01
-    batch_size: int = 256
-    momentum: float = 0.9
-    weight_decay: float = 5e-4
+    epochs: PositiveInt = 10
+    lr: PositiveFloat = 0.01
+    batch_size: PositiveInt = 256
+    momentum: Momentum = 0.9
+    weight_decay: NonNegativeFloat = 5e-4
 
 
 def sgd_fit(
@@ -133,21 +150,31 @@ def resolve_method(name: str) -> type[Method]:
     return cls
 
 
+def hparam_options(cls: type[Method]) -> str:
+    """A method's hyperparameters with their defaults, e.g. 'epochs=10, lr=0.013', for error messages."""
+    return ", ".join(f"{f.name}={getattr(cls.HParams(), f.name)!r}" for f in dataclasses.fields(cls.HParams)) or "none"
+
+
 def make_hparams(cls: type[Method], name: str, values: Mapping[str, Any]) -> Any:
-    """Build `cls.HParams` from `values`, validating names and types; raise UserError on mistakes."""
+    """Build `cls.HParams` from `values`, validating names, types and ranges; raise UserError on mistakes.
+
+    Every message names the method's valid options (its hyperparameters and defaults).
+    """
     hp_cls = cls.HParams
     fields = [f.name for f in dataclasses.fields(hp_cls)]
     for key in values:
         if key not in fields:
-            known = ", ".join(fields) or "none"
             raise UserError(
-                f"unknown hyperparameter {key!r} for method {name!r}{did_you_mean(key, fields)} (known: {known})"
+                f"unknown hyperparameter {key!r} for method {name!r}{did_you_mean(key, fields)} "
+                f"(valid: {hparam_options(cls)})"
             )
     try:
         return TypeAdapter(hp_cls).validate_python(dict(values))
     except ValidationError as exc:
         got = exc.errors()[0].get("input")
-        raise UserError(f"hyperparameter {name}.{validation_problem(exc)} (got {got!r})") from None
+        raise UserError(
+            f"hyperparameter {name}.{validation_problem(exc)} (got {got!r}; valid: {hparam_options(cls)})"
+        ) from None
 
 
 def hparams_dict(hparams: Any) -> dict[str, Any]:

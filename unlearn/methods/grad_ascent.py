@@ -46,7 +46,7 @@ class GradAscent(Method):
         if hp.max_grad_norm is not None:
             max_norm = hp.max_grad_norm
 
-            def clip(model: nn.Module) -> None:
+            def clip(model: nn.Module, _optimizer: torch.optim.Optimizer) -> None:
                 torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm)
 
         return sgd_fit(request.model, [phase], hp, request, "grad-ascent", before_step=clip)
