@@ -50,3 +50,20 @@ def make_runner(spec, task: Task, workspace: Workspace, methods, forgets, seeds,
 def files_under(path: Path) -> list[Path]:
     """Every file below `path` (empty when it does not exist)."""
     return [p for p in Path(path).rglob("*") if p.is_file()] if Path(path).exists() else []
+
+
+def make_request(task: Task, model, forget, retain=None, seed: int = 0, num_classes: int | None = None):
+    """An UnlearnRequest on CPU for unit tests of a method (full track when `retain` is given)."""
+    from unlearn.methods import Track, UnlearnRequest
+
+    return UnlearnRequest(
+        model=model,
+        forget=forget,
+        retain=retain,
+        num_classes=num_classes or task.dataset.num_classes,
+        device=torch.device("cpu"),
+        seed=seed,
+        recipe=task.spec.train,
+        new_model=lambda *tags: task.new_model(seed, *tags),
+        track=Track.FULL if retain is not None else Track.FORGET_ONLY,
+    )

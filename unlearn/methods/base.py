@@ -74,6 +74,9 @@ class Method:
     """Base class of unlearning methods; subclasses set `HParams` and implement `unlearn`."""
 
     HParams: ClassVar[type] = NoHParams
+    search: ClassVar[Mapping[str, Sequence[Any]]] = {}
+    """The small grid `unlearn tune` searches: hyperparameter -> candidate values (the learning rate
+    and at most two key knobs); empty for methods with nothing to tune."""
     cache_output: ClassVar[bool] = False
     """Cache the returned model on disk (set for deterministic, expensive methods such as retrain)."""
 

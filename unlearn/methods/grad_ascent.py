@@ -34,6 +34,7 @@ class GradAscent(Method):
     """
 
     HParams = GradAscentHParams
+    search = {"lr": (1e-3, 5e-3, 1e-2), "max_grad_norm": (None, 0.5)}
 
     @property
     def track(self) -> Track:
