@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import math
 import sys
+import textwrap
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -17,6 +19,8 @@ unlearn: an open machine-unlearning benchmark suite.
   unlearn run --methods retrain,finetune --forget class:3 --seeds 0,1,2
   unlearn evaluate --forget class:3 --checkpoint m.safetensors
                                    score a model unlearned elsewhere against the cell's oracle
+  unlearn tune --method salun --forget random:0.1,class:3
+                                   choose a method's lr and key knobs on validation data; write them into the spec
   unlearn submit --methods M       check M's records (complete grid, same oracle); copy them to leaderboard/
   unlearn leaderboard              regenerate leaderboard/ (tables, CSV, HTML, plots) from its records
   unlearn methods                  list unlearning methods
@@ -82,6 +86,15 @@ when loaded and are refused; convert one once, where you trust it:
 or pass --allow-pickle to load it with torch.load(weights_only=True).
 
 Exit codes: 0 scored, 2 bad input (unknown cell, unreadable or mismatched checkpoint).
+"""
+
+
+TUNE_EPILOG = """\
+Each trial is a normal grid run (records under data/tune/, reused on a rerun); a trial
+with any failed cell (e.g. a diverged run) is out. Ties go to the earlier trial. The
+trials and the choice are saved in data/tune/<benchmark>/tuning/<method>.json.
+
+Exit codes: 0 chosen (and written unless --no-write), 2 bad input or every trial failed.
 """
 
 
@@ -156,6 +169,31 @@ def build_parser() -> argparse.ArgumentParser:
     _runtime_options(export)
     export.set_defaults(handler=cmd_export)
 
+    tune = sub.add_parser(
+        "tune",
+        help="choose a method's learning rate and key knobs by the validation gap to the oracle",
+        description=textwrap.fill(
+            "Search a small grid of one method's hyperparameters (its learning rate and one or two key knobs; "
+            "`unlearn methods NAME` lists them) on the given forget sets and seeds, and write the values with the "
+            "smallest mean gap to the oracle into the benchmark spec's `hparams:` section, where every later run "
+            "and every forget set picks them up. The gap uses the benchmark's gap metrics with each test-set metric "
+            "replaced by its validation twin (TA -> VA, MIA-Efficacy -> MIA-Efficacy-val, which uses validation "
+            "images as the attack's non-members): the test set is never used to choose.", 88),
+        epilog=TUNE_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    tune.add_argument("--method", required=True, help="the method to tune")
+    tune.add_argument("--benchmark", default="digits", help="benchmark name or spec file (default: digits)")
+    tune.add_argument("--forget", type=_csv, default=["random:0.1"],
+                      help="comma-separated forget specs to tune on (default: random:0.1); the mean over them counts")
+    tune.add_argument("--seeds", type=_seeds, help="comma-separated seeds (default: the benchmark's grid seeds)")
+    tune.add_argument("--grid", action="append", default=[], metavar="NAME=V1,V2,...",
+                      help="search these values for NAME instead of the method's own grid (repeatable)")
+    tune.add_argument("--no-write", action="store_true", help="report the choice, leave the spec unchanged")
+    tune.add_argument("--results-dir", type=Path, help="where trial records go (default: WORKDIR/data/tune)")
+    _runtime_options(tune)
+    tune.set_defaults(handler=cmd_tune)
+
     submit = sub.add_parser(
         "submit",
         help="validate a method's records and copy them into leaderboard/results",
@@ -190,7 +228,12 @@ def build_parser() -> argparse.ArgumentParser:
                        help="write nothing; exit 1 if the files are not what the records give (for CI)")
     board.set_defaults(handler=cmd_leaderboard)
 
-    methods = sub.add_parser("methods", help="list unlearning methods, one per line")
+    methods = sub.add_parser(
+        "methods", help="list unlearning methods, or show one method's hyperparameters",
+        description="Without NAME: one line per method (name, data-access track, summary). With NAME: its "
+        "description, hyperparameters (reference defaults, and the benchmark's tuned values) and tuning grid.")
+    methods.add_argument("name", nargs="?", help="a method to describe")
+    methods.add_argument("--benchmark", default="digits", help="whose tuned values to show (default: digits)")
     methods.set_defaults(handler=cmd_methods)
     benchmarks = sub.add_parser("benchmarks", help="list benchmarks, one per line")
     benchmarks.set_defaults(handler=cmd_benchmarks)
@@ -247,6 +290,60 @@ def cmd_run(args: argparse.Namespace) -> int:
     print(f"unlearn: {result.ran} cells run, {result.reused} reused, {len(failed)} failed", file=sys.stderr)
     for r in failed:
         print(f"unlearn: failed: {r.method} · {r.forget.spec} · seed {r.seed}: {r.error}", file=sys.stderr)
+    return 0
+
+
+def cmd_tune(args: argparse.Namespace) -> int:
+    from tqdm.auto import tqdm
+
+    from unlearn import tune as tuning
+    from unlearn.harness import Runner, Task, plan_grid
+    from unlearn.spec import find_spec, read_spec
+
+    spec_path = find_spec(args.benchmark)
+    spec = read_spec(spec_path)
+    trials = tuning.search_grid(args.method, tuning.parse_grid(args.grid))
+    seeds = args.seeds if args.seeds is not None else spec.grid.seeds
+    trial_spec = tuning.tuning_spec(spec)
+    plans = [plan_grid(trial_spec, [args.method], args.forget, seeds, {args.method: values}) for values in trials]
+    if args.results_dir is None:
+        args.results_dir = args.workdir / "data/tune"
+    device, workspace, progress = _runtime(args, spec)
+    task = Task.load(spec, workspace, device)
+    for plan in plans:
+        task.check(plan)
+    print(f"unlearn: tuning {args.method} on {spec.name}: {len(trials)} trials x {plans[0].size} cells on {device}",
+          file=sys.stderr)
+    bar = tqdm(total=len(trials), desc=f"tune {args.method}", unit="trial", disable=not progress)
+    plan_of = {id(values): plan for values, plan in zip(trials, plans, strict=True)}
+
+    def run_trial(values: dict[str, Any]) -> list[Any]:
+        records = Runner(plan_of[id(values)], task, workspace).run().records
+        bar.update(1)
+        return records
+
+    def show(trial: Any) -> None:
+        gap = "failed" if trial.gap is None else f"{trial.gap:.2f}"
+        print(f"unlearn: {tuning.trial_label(trial.values)}: validation gap {gap}", file=sys.stderr)
+
+    result = tuning.tune(spec, args.method, args.forget, seeds, trials, run_trial, on_trial=show)
+    bar.close()
+    report = tuning.write_report(result, workspace.results_dir)
+    forgets = list(result.best.gap_by_forget)
+    print(f"{'trial':<40}" + "".join(f"{f:>14}" for f in forgets) + f"{'mean':>10}")
+    for trial in sorted(result.trials, key=lambda t: math.inf if t.gap is None else t.gap):
+        mark = " *" if trial is result.best else ""
+        cells = "".join(f"{trial.gap_by_forget[f]:>14.2f}" if f in trial.gap_by_forget else f"{'failed':>14}"
+                        for f in forgets)
+        mean = "failed" if trial.gap is None else f"{trial.gap:.2f}"
+        print(f"{tuning.trial_label(trial.values):<40}{cells}{mean:>10}{mark}")
+    print(f"unlearn: chose {tuning.trial_label(result.best.values)} (gap metrics {', '.join(result.metrics)}); "
+          f"trials in {report}", file=sys.stderr)
+    if args.no_write:
+        print(f"unlearn: --no-write: {spec_path} unchanged", file=sys.stderr)
+    else:
+        tuning.write_to_spec(spec_path, result)
+        print(f"unlearn: wrote hparams.{args.method} to {spec_path}", file=sys.stderr)
     return 0
 
 
@@ -338,9 +435,26 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
 
 
 def cmd_methods(args: argparse.Namespace) -> int:
+    import dataclasses
+    import inspect
+
     from unlearn.methods import METHODS, resolve_method
     from unlearn.registry import summary
 
+    if args.name:
+        from unlearn.spec import load_benchmark
+
+        cls = resolve_method(args.name)
+        tuned = load_benchmark(args.benchmark).hparams.get(args.name, {})
+        print(f"{args.name} ({cls().track.value} track, {METHODS.origin(args.name)})\n")
+        print(inspect.cleandoc(cls.__doc__ or summary(cls)) + "\n")
+        print(f"{'hyperparameter':<18}{'default':>12}{args.benchmark + ' value':>16}   tuning grid")
+        for f in dataclasses.fields(cls.HParams):
+            default = getattr(cls.HParams(), f.name)
+            value = tuned.get(f.name, "")
+            grid = ", ".join(str(v) for v in cls.search.get(f.name, ()))
+            print(f"{f.name:<18}{default!s:>12}{value!s:>16}   {grid}")
+        return 0
     for name in METHODS.names():
         cls = resolve_method(name)
         print(f"{name:<16} {cls().track.value:<12} {summary(cls)}")

@@ -104,13 +104,13 @@ def read_spec(path: Path) -> BenchmarkSpec:
     return spec
 
 
-def load_benchmark(name_or_path: str) -> BenchmarkSpec:
-    """Load a benchmark by name (see `unlearn benchmarks`) or by the path of a spec file."""
+def find_spec(name_or_path: str) -> Path:
+    """The spec file of a benchmark given by name (see `unlearn benchmarks`) or by path."""
     if name_or_path.endswith((".yaml", ".yml")) or os.sep in name_or_path:
         path = Path(name_or_path)
         if not path.is_file():
             raise UserError(f"benchmark spec {path} does not exist")
-        return read_spec(path)
+        return path
     found = available_benchmarks()
     if name_or_path not in found:
         names = sorted(found)
@@ -118,4 +118,9 @@ def load_benchmark(name_or_path: str) -> BenchmarkSpec:
             f"unknown benchmark {name_or_path!r}{did_you_mean(name_or_path, names)}; "
             f"available: {', '.join(names) or 'none'}"
         )
-    return read_spec(found[name_or_path])
+    return found[name_or_path]
+
+
+def load_benchmark(name_or_path: str) -> BenchmarkSpec:
+    """Load a benchmark by name (see `unlearn benchmarks`) or by the path of a spec file."""
+    return read_spec(find_spec(name_or_path))

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from torch import nn
 
-from unlearn.methods.base import METHODS, Method, SGDHParams, UnlearnRequest, sgd_fit
+from unlearn.methods.base import METHODS, Method, PositiveFloat, PositiveInt, SGDHParams, UnlearnRequest, sgd_fit
 from unlearn.train import Phase, cross_entropy
 
 
@@ -14,8 +14,8 @@ from unlearn.train import Phase, cross_entropy
 class FinetuneHParams(SGDHParams):
     """Reference defaults (SalUn code, CIFAR-10): 10 epochs, lr 0.01, batch 256, SGD momentum 0.9, wd 5e-4."""
 
-    epochs: int = 10
-    lr: float = 0.01
+    epochs: PositiveInt = 10
+    lr: PositiveFloat = 0.01
 
 
 @METHODS.register("finetune")

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from unlearn.methods.base import METHODS, Method, SGDHParams, Track, UnlearnRequest, sgd_fit
+from unlearn.methods.base import METHODS, Method, PositiveFloat, PositiveInt, SGDHParams, Track, UnlearnRequest, sgd_fit
 from unlearn.train import Phase, negative_cross_entropy
 
 
@@ -20,9 +20,9 @@ class GradAscentHParams(SGDHParams):
     divergence.
     """
 
-    epochs: int = 5
-    lr: float = 1e-4
-    max_grad_norm: float | None = None
+    epochs: PositiveInt = 5
+    lr: PositiveFloat = 1e-4
+    max_grad_norm: PositiveFloat | None = None
 
 
 @METHODS.register("grad-ascent")

@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from unlearn.methods.base import METHODS, Method, SGDHParams, Track, UnlearnRequest, sgd_fit
+from unlearn.methods.base import METHODS, Method, PositiveFloat, PositiveInt, SGDHParams, Track, UnlearnRequest, sgd_fit
 from unlearn.train import Phase, cross_entropy
 
 
@@ -20,8 +20,8 @@ class RandomLabelHParams(SGDHParams):
     inputs with random labels only, with no retain pass (forget-only track).
     """
 
-    epochs: int = 10
-    lr: float = 0.013
+    epochs: PositiveInt = 10
+    lr: PositiveFloat = 0.013
     retain: bool = True
 
 
@@ -44,13 +44,22 @@ class RandomLabel(Method):
 
     def unlearn(self, request: UnlearnRequest) -> nn.Module:
         hp: RandomLabelHParams = self.hparams
-        labels = request.generator("random-labels")
-
-        def random_label_loss(model: nn.Module, x: Tensor, y: Tensor) -> Tensor:
-            y_random = torch.randint(0, request.num_classes, y.shape, generator=labels).to(y.device)
-            return F.cross_entropy(model(x), y_random)
-
-        phases = [Phase(request.forget, random_label_loss, hp.batch_size)]
-        if hp.retain:
-            phases.append(Phase(request.require_retain(), cross_entropy, hp.batch_size))
+        phases = random_label_phases(request, hp.batch_size, retain=hp.retain)
         return sgd_fit(request.model, phases, hp, request, "random-label")
+
+
+def random_label_phases(request: UnlearnRequest, batch_size: int, retain: bool = True) -> list[Phase]:
+    """RL's epoch: D_f with uniformly random labels (fresh per batch), then D_r with true labels if `retain`.
+
+    Shared by the SalUn family, which runs this loop with masked or thresholded updates.
+    """
+    labels = request.generator("random-labels")
+
+    def random_label_loss(model: nn.Module, x: Tensor, y: Tensor) -> Tensor:
+        y_random = torch.randint(0, request.num_classes, y.shape, generator=labels).to(y.device)
+        return F.cross_entropy(model(x), y_random)
+
+    phases = [Phase(request.forget, random_label_loss, batch_size)]
+    if retain:
+        phases.append(Phase(request.require_retain(), cross_entropy, batch_size))
+    return phases

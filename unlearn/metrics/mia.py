@@ -18,6 +18,12 @@ def svc_mia_efficacy(members: np.ndarray, non_members: np.ndarray, targets: np.n
     return 100.0 * float(1.0 - predicted_member.mean())
 
 
+def _mia_efficacy(ev: Evaluation, non_member_split: str) -> float:
+    shadow = ev[non_member_split]
+    members = ev["retain"].confidence[: len(shadow)].numpy()
+    return svc_mia_efficacy(members, shadow.confidence.numpy(), ev["forget"].confidence.numpy())
+
+
 @metric("mia-efficacy", needs=("retain", "test", "forget"), produces=("MIA-Efficacy",))
 def mia_efficacy(ev: Evaluation) -> dict[str, float]:
     """MIA-Efficacy (SalUn's SVC_MIA_forget_efficacy): % of D_f an SVC on confidence calls non-member.
@@ -27,6 +33,14 @@ def mia_efficacy(ev: Evaluation) -> dict[str, float]:
     the feature is the softmax probability of the true label. For class-wise forgetting
     the test split holds the remaining classes (the same split as TA).
     """
-    test = ev["test"]
-    members = ev["retain"].confidence[: len(test)].numpy()
-    return {"MIA-Efficacy": svc_mia_efficacy(members, test.confidence.numpy(), ev["forget"].confidence.numpy())}
+    return {"MIA-Efficacy": _mia_efficacy(ev, "test")}
+
+
+@metric("mia-efficacy-val", needs=("retain", "val", "forget"), produces=("MIA-Efficacy-val",))
+def mia_efficacy_val(ev: Evaluation) -> dict[str, float]:
+    """MIA-Efficacy with the validation split as shadow non-members (and the first |val| of D_r as members).
+
+    Not in the SalUn table: it is MIA-Efficacy's twin for tuning, so that choosing
+    hyperparameters never reads the test set.
+    """
+    return {"MIA-Efficacy-val": _mia_efficacy(ev, "val")}
