@@ -19,6 +19,8 @@ unlearn: an open machine-unlearning benchmark suite.
   unlearn run --methods retrain,finetune --forget class:3 --seeds 0,1,2
   unlearn evaluate --forget class:3 --checkpoint m.safetensors
                                    score a model unlearned elsewhere against the cell's oracle
+  unlearn mask --forget class:3 --out m.safetensors
+                                   save SalUn's saliency mask for a cell and show where it falls
   unlearn tune --method salun --forget random:0.1,class:3
                                    choose a method's lr and key knobs on validation data; write them into the spec
   unlearn submit --methods M       check M's records (complete grid, same oracle); copy them to leaderboard/
@@ -169,6 +171,22 @@ def build_parser() -> argparse.ArgumentParser:
     _runtime_options(export)
     export.set_defaults(handler=cmd_export)
 
+    mask = sub.add_parser(
+        "mask",
+        help="compute, save and inspect SalUn's saliency mask for a cell",
+        description="Compute SalUn's saliency mask (top RATIO of |gradient of -CE on the forget set| over all "
+        "weights of the cell's original model) and save it as safetensors, or --show a saved mask. Print the "
+        "kept fraction per tensor. Reuse a mask with `unlearn run --hparam salun.mask_path=FILE`.",
+    )
+    mask.add_argument("--show", type=Path, metavar="FILE", help="inspect a saved mask instead of computing one")
+    mask.add_argument("--benchmark", default="digits", help="benchmark name or spec file (default: digits)")
+    mask.add_argument("--forget", help="one forget spec, e.g. class:3 (required unless --show)")
+    mask.add_argument("--seed", type=int, default=0, help="the cell's seed (default: 0)")
+    mask.add_argument("--ratio", type=float, help="fraction of weights kept (default: the benchmark's salun ratio)")
+    mask.add_argument("--out", type=Path, help="output file (required unless --show)")
+    _runtime_options(mask)
+    mask.set_defaults(handler=cmd_mask)
+
     tune = sub.add_parser(
         "tune",
         help="choose a method's learning rate and key knobs by the validation gap to the oracle",
@@ -290,6 +308,34 @@ def cmd_run(args: argparse.Namespace) -> int:
     print(f"unlearn: {result.ran} cells run, {result.reused} reused, {len(failed)} failed", file=sys.stderr)
     for r in failed:
         print(f"unlearn: failed: {r.method} · {r.forget.spec} · seed {r.seed}: {r.error}", file=sys.stderr)
+    return 0
+
+
+def cmd_mask(args: argparse.Namespace) -> int:
+    from unlearn.saliency import SaliencyMask
+
+    if args.show is not None:
+        mask = SaliencyMask.load(args.show)
+    else:
+        from unlearn.evaluate import export_mask
+        from unlearn.spec import load_benchmark
+
+        if args.forget is None or args.out is None:
+            raise UserError("give --forget and --out to compute a mask, or --show FILE to inspect one")
+        spec = load_benchmark(args.benchmark)
+        if args.ratio is not None and not 0 < args.ratio <= 1:
+            raise UserError(f"--ratio must be in (0, 1], got {args.ratio}")
+        device, workspace, progress = _runtime(args, spec)
+        mask = export_mask(spec, workspace, device, args.forget, args.seed, args.out, ratio=args.ratio,
+                           progress=progress)
+        print(f"unlearn: wrote {args.out}", file=sys.stderr)
+    print(f"ratio {mask.ratio:g}: {mask.kept()} of {mask.total()} weights kept ({100 * mask.kept_fraction():.1f} %)")
+    for key, value in sorted(mask.metadata.items()):
+        print(f"  {key}: {value}")
+    print(f"{'tensor':<28}{'shape':>18}{'kept':>10}{'of':>10}{'%':>8}")
+    for entry in mask.summary():
+        shape = "x".join(str(d) for d in entry.shape)
+        print(f"{entry.name:<28}{shape:>18}{entry.kept:>10}{entry.total:>10}{100 * entry.fraction:>8.1f}")
     return 0
 
 
@@ -457,7 +503,7 @@ def cmd_methods(args: argparse.Namespace) -> int:
         return 0
     for name in METHODS.names():
         cls = resolve_method(name)
-        print(f"{name:<16} {cls().track.value:<12} {summary(cls)}")
+        print(f"{name:<20} {cls().track.value:<12} {summary(cls)}")
     return 0
 
 
@@ -485,6 +531,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UserError as exc:
         print(f"unlearn: error: {exc}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # output piped into `head` and the like
+        sys.stdout = None  # type: ignore[assignment]  (no flush error at exit)
+        return 0
     except KeyboardInterrupt:
         print("unlearn: interrupted; finished cells are saved, rerun the same command to resume", file=sys.stderr)
         return 130

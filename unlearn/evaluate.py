@@ -18,12 +18,13 @@ from unlearn.atomic import atomic_write_text
 from unlearn.checkpoints import load_weights_into, read_checkpoint, save_weights
 from unlearn.errors import Diverged, UserError
 from unlearn.forget import load_or_build
-from unlearn.harness import Runner, Task, Workspace, plan_grid
+from unlearn.harness import Runner, Task, Workspace, choose_method, plan_grid
 from unlearn.hashing import sha256_hex
 from unlearn.metrics import gaps
 from unlearn.results import ORACLE
+from unlearn.saliency import SaliencyMask
 from unlearn.spec import BenchmarkSpec
-from unlearn.train import check_finite
+from unlearn.train import check_finite, negative_cross_entropy
 
 @dataclass
 class CheckpointScore:
@@ -105,3 +106,23 @@ def export_original(
     save_weights(original.model, weights, meta)
     atomic_write_text(forget_file, manifest.to_json())
     return [weights, forget_file]
+
+
+def export_mask(
+    spec: BenchmarkSpec, workspace: Workspace, device: torch.device, forget: str, seed: int, out: Path,
+    *, ratio: float | None = None, progress: bool = False,
+) -> SaliencyMask:
+    """Compute SalUn's saliency mask on the cell's original model and forget set; save it to `out`.
+
+    Ratio and batch size default to the benchmark's `salun` values. The file can be
+    inspected with `unlearn mask --show` and reused with `--hparam salun.mask_path=FILE`.
+    """
+    plan, task, manifest = _cell(spec, workspace, device, forget, seed)
+    original = Runner(plan, task, workspace, progress=progress).original(seed)
+    hp = choose_method(spec, "salun", {} if ratio is None else {"ratio": ratio}).hparams
+    forget_data = task.splits(manifest)["forget"]
+    mask = SaliencyMask.compute(original.model, forget_data, negative_cross_entropy, hp.ratio, hp.batch_size)
+    mask = SaliencyMask(mask.masks, mask.ratio, {**mask.metadata, "benchmark": spec.name, "forget": forget,
+                                                  "seed": seed, "original": original.key_hash})
+    mask.save(out)
+    return mask

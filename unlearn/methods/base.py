@@ -8,6 +8,7 @@ oracle.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 from dataclasses import dataclass
 from enum import Enum
@@ -143,6 +144,11 @@ def sgd_fit(
         progress=label if request.progress else None,
     )
     return model
+
+
+def frozen_copy(model: nn.Module) -> nn.Module:
+    """A copy of `model` in eval mode with gradients switched off: a teacher or reference that never changes."""
+    return copy.deepcopy(model).eval().requires_grad_(False)
 
 
 def resolve_method(name: str) -> type[Method]:
