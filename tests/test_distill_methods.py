@@ -80,7 +80,7 @@ def recording(phases, log):
 
 
 def spy_on(monkeypatch, module, name, log):
-    """Make `module.name` (sgd_fit or fit) record every loss call into `log`."""
+    """Make `module.name` (sgd_fit or run_fit) record every loss call into `log`."""
     real = getattr(module, name)
 
     def spy(model, phases, *args, **kwargs):
@@ -283,7 +283,7 @@ def test_amnesiac_relabels_each_forget_sample_once_and_keeps_the_labels_across_e
     assert torch.equal(data.index, torch.cat([req.forget.index, req.retain.index]))
 
     log = []
-    spy_on(monkeypatch, amnesiac_module, "fit", log)
+    spy_on(monkeypatch, amnesiac_module, "run_fit", log)
     run("amnesiac", req, epochs=3, batch_size=64)
     forget_rows = {bytes(x.numpy()): int(y) for x, y in zip(req.forget.x, req.forget.y, strict=True)}
     seen = {epoch: Counter() for epoch in range(3)}

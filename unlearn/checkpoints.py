@@ -19,7 +19,7 @@ from typing import Any
 import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
-from torch import nn
+from torch import Tensor, nn
 
 from unlearn.atomic import atomic_write
 from unlearn.errors import UserError
@@ -45,22 +45,27 @@ def read_weights(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
         raise UserError(f"{path}: not a readable safetensors checkpoint ({exc})") from None
 
 
+def shape_mismatch(expected: Mapping[str, Tensor], got: Mapping[str, Tensor]) -> str | None:
+    """What keeps tensors `got` from fitting `expected` (missing, unexpected keys, first wrong shape), or None."""
+    missing = sorted(set(expected) - set(got))
+    unexpected = sorted(set(got) - set(expected))
+    wrong = sorted(k for k in set(expected) & set(got) if tuple(expected[k].shape) != tuple(got[k].shape))
+    parts = []
+    if missing:
+        parts.append(f"missing {missing[:3]}")
+    if unexpected:
+        parts.append(f"unexpected {unexpected[:3]}")
+    if wrong:
+        k = wrong[0]
+        parts.append(f"shape of {k}: {tuple(got[k].shape)} vs model {tuple(expected[k].shape)}")
+    return "; ".join(parts) or None
+
+
 def load_weights_into(model: nn.Module, state: dict[str, torch.Tensor], source: str) -> None:
     """Load `state` into `model`, requiring exactly matching keys and shapes (never strict=False)."""
-    expected = model.state_dict()
-    missing = sorted(set(expected) - set(state))
-    unexpected = sorted(set(state) - set(expected))
-    wrong = sorted(k for k in set(expected) & set(state) if expected[k].shape != state[k].shape)
-    if missing or unexpected or wrong:
-        parts = []
-        if missing:
-            parts.append(f"missing {missing[:3]}")
-        if unexpected:
-            parts.append(f"unexpected {unexpected[:3]}")
-        if wrong:
-            k = wrong[0]
-            parts.append(f"shape of {k}: {tuple(state[k].shape)} vs model {tuple(expected[k].shape)}")
-        raise UserError(f"{source}: weights do not fit the model ({'; '.join(parts)})")
+    problem = shape_mismatch(model.state_dict(), state)
+    if problem:
+        raise UserError(f"{source}: weights do not fit the model ({problem})")
     model.load_state_dict(state, strict=True)
 
 

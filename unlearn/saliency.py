@@ -33,7 +33,7 @@ from safetensors.torch import save_file
 from torch import Tensor, nn
 
 from unlearn.atomic import atomic_write
-from unlearn.checkpoints import read_checkpoint
+from unlearn.checkpoints import read_checkpoint, shape_mismatch
 from unlearn.data.tensors import TensorData
 from unlearn.errors import Diverged, UserError
 from unlearn.gradients import summed_gradients, trainable
@@ -123,20 +123,9 @@ class SaliencyMask:
 
     def check_fits(self, model: nn.Module, source: str = "saliency mask") -> None:
         """Raise UserError unless the mask has exactly the names and shapes of `model`'s trainable parameters."""
-        params = trainable(model)
-        missing = [k for k in params if k not in self.masks]
-        unexpected = [k for k in self.masks if k not in params]
-        wrong = [k for k in params if k in self.masks and tuple(self.masks[k].shape) != tuple(params[k].shape)]
-        if missing or unexpected or wrong:
-            parts = []
-            if missing:
-                parts.append(f"missing {missing[:3]}")
-            if unexpected:
-                parts.append(f"unexpected {unexpected[:3]}")
-            if wrong:
-                k = wrong[0]
-                parts.append(f"shape of {k}: {tuple(self.masks[k].shape)} vs model {tuple(params[k].shape)}")
-            raise UserError(f"{source}: does not fit the model ({'; '.join(parts)}); compute it for this architecture")
+        problem = shape_mismatch(trainable(model), self.masks)
+        if problem:
+            raise UserError(f"{source}: does not fit the model ({problem}); compute it for this architecture")
 
     def apply_to_gradients(self, model: nn.Module) -> None:
         """Zero the `.grad` of every masked-out entry (SalUn's masked update)."""

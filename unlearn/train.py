@@ -119,16 +119,21 @@ def fit(
     bar.close()
 
 
+def recipe_optimizer(
+    params: Iterable[nn.Parameter], recipe: Recipe, epochs: int | None = None, lr: float | None = None
+) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler | None]:
+    """The recipe's SGD and per-epoch schedule over `epochs` (default: the recipe's), at `lr` (default: the recipe's)."""
+    optimizer = sgd(params, lr or recipe.lr, recipe.momentum, recipe.weight_decay)
+    if recipe.schedule != "cosine":
+        return optimizer, None
+    return optimizer, torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs or recipe.epochs)
+
+
 def train_with_recipe(
     model: nn.Module, data: TensorData, recipe: Recipe, seed: int, progress: str | None = None
 ) -> nn.Module:
     """Train `model` on `data` with a benchmark recipe: the original model and the oracle both come from here."""
-    optimizer = sgd(model.parameters(), recipe.lr, recipe.momentum, recipe.weight_decay)
-    scheduler = (
-        torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=recipe.epochs)
-        if recipe.schedule == "cosine"
-        else None
-    )
+    optimizer, scheduler = recipe_optimizer(model.parameters(), recipe)
     phase = Phase(data, cross_entropy, recipe.batch_size, augment=AUGMENTATIONS[recipe.augment])
     fit(
         model,

@@ -39,6 +39,18 @@ class TensorData:
         """The samples for which the boolean tensor `keep` is true."""
         return self.subset(torch.nonzero(keep, as_tuple=False).flatten())
 
+    def concat(self, other: "TensorData") -> "TensorData":
+        """These samples followed by `other`'s."""
+        return TensorData(
+            torch.cat([self.x, other.x]), torch.cat([self.y, other.y]), torch.cat([self.index, other.index])
+        )
+
+    def with_labels(self, y: Tensor) -> "TensorData":
+        """The same samples with labels `y` (e.g. random labels, or a flag a loss reads)."""
+        if y.shape != self.y.shape:
+            raise ValueError(f"labels of shape {tuple(y.shape)} for {len(self)} samples")
+        return TensorData(self.x, y.to(self.y.device, torch.long), self.index)
+
     def to(self, device: torch.device | str) -> "TensorData":
         """A copy on `device` (no copy when already there)."""
         return TensorData(self.x.to(device), self.y.to(device), self.index.to(device))

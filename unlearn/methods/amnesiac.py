@@ -9,8 +9,8 @@ from torch import nn
 
 from unlearn.data.tensors import TensorData
 from unlearn.errors import UserError
-from unlearn.methods.base import METHODS, Method, PositiveFloat, PositiveInt, UnlearnRequest
-from unlearn.train import Phase, cross_entropy, fit
+from unlearn.methods.base import METHODS, Method, PositiveFloat, PositiveInt, UnlearnRequest, run_fit
+from unlearn.train import Phase, cross_entropy
 
 
 @dataclass(frozen=True)
@@ -31,10 +31,7 @@ def wrong_labels(y: torch.Tensor, num_classes: int, generator: torch.Generator) 
 
 def amnesiac_data(forget: TensorData, retain: TensorData, num_classes: int, generator: torch.Generator) -> TensorData:
     """D_f with every label replaced once by a random wrong class, followed by D_r with its true labels."""
-    relabelled = wrong_labels(forget.y, num_classes, generator)
-    return TensorData(
-        torch.cat([forget.x, retain.x]), torch.cat([relabelled, retain.y]), torch.cat([forget.index, retain.index])
-    )
+    return forget.with_labels(wrong_labels(forget.y, num_classes, generator)).concat(retain)
 
 
 @METHODS.register("amnesiac")
@@ -67,12 +64,6 @@ class Amnesiac(Method):
     def unlearn(self, request: UnlearnRequest) -> nn.Module:
         hp: AmnesiacHParams = self.hparams
         data = amnesiac_data(request.forget, request.require_retain(), request.num_classes, request.generator("labels"))
-        fit(
-            request.model,
-            [Phase(data, cross_entropy, hp.batch_size)],
-            epochs=hp.epochs,
-            optimizer=torch.optim.Adam(request.model.parameters(), lr=hp.lr),
-            generator=request.generator("batches"),
-            progress="amnesiac" if request.progress else None,
-        )
-        return request.model
+        optimizer = torch.optim.Adam(request.model.parameters(), lr=hp.lr)
+        phases = [Phase(data, cross_entropy, hp.batch_size)]
+        return run_fit(request.model, phases, hp.epochs, optimizer, request, "amnesiac")

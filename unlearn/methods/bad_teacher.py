@@ -9,8 +9,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from unlearn.data.tensors import TensorData
-from unlearn.methods.base import METHODS, Fraction, Method, PositiveFloat, PositiveInt, UnlearnRequest, frozen_copy
-from unlearn.train import Phase, fit
+from unlearn.methods.base import METHODS, Fraction, Method, PositiveFloat, PositiveInt, UnlearnRequest, frozen_copy, run_fit
+from unlearn.train import Phase
 
 
 @dataclass(frozen=True)
@@ -34,9 +34,7 @@ def unlearning_data(forget: TensorData, retain: TensorData, fraction: float, gen
     keep = int(fraction * len(retain))
     chosen = retain.subset(torch.randperm(len(retain), generator=generator)[:keep].sort().values)
     flag = torch.cat([torch.ones(len(forget), dtype=torch.long), torch.zeros(keep, dtype=torch.long)])
-    return TensorData(
-        torch.cat([forget.x, chosen.x]), flag.to(forget.y.device), torch.cat([forget.index, chosen.index])
-    )
+    return forget.concat(chosen).with_labels(flag)
 
 
 def mixture_kl(student_logits: Tensor, good_logits: Tensor, bad_logits: Tensor, is_forget: Tensor, T: float) -> Tensor:
@@ -86,12 +84,6 @@ class BadTeacher(Method):
                 good_logits, bad_logits = good(x), bad(x)
             return mixture_kl(model(x), good_logits, bad_logits, is_forget, hp.temperature)
 
-        fit(
-            request.model,
-            [Phase(data, loss, hp.batch_size)],
-            epochs=hp.epochs,
-            optimizer=torch.optim.Adam(request.model.parameters(), lr=hp.lr),
-            generator=request.generator("batches"),
-            progress="bad-teacher" if request.progress else None,
-        )
-        return request.model
+        optimizer = torch.optim.Adam(request.model.parameters(), lr=hp.lr)
+        phases = [Phase(data, loss, hp.batch_size)]
+        return run_fit(request.model, phases, hp.epochs, optimizer, request, "bad-teacher")

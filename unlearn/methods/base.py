@@ -133,11 +133,26 @@ def sgd_fit(
     after_step: StepHook | None = None,
 ) -> nn.Module:
     """Run the shared training loop with SGD (momentum, weight decay) at a constant learning rate."""
+    optimizer = sgd(model.parameters(), hp.lr, hp.momentum, hp.weight_decay)
+    return run_fit(model, phases, hp.epochs, optimizer, request, label, before_step, after_step)
+
+
+def run_fit(
+    model: nn.Module,
+    phases: Sequence[Phase],
+    epochs: int,
+    optimizer: torch.optim.Optimizer,
+    request: UnlearnRequest,
+    label: str,
+    before_step: StepHook | None = None,
+    after_step: StepHook | None = None,
+) -> nn.Module:
+    """Run the shared training loop with any optimiser, batches shuffled by the cell seed; returns `model`."""
     fit(
         model,
         phases,
-        epochs=hp.epochs,
-        optimizer=sgd(model.parameters(), hp.lr, hp.momentum, hp.weight_decay),
+        epochs=epochs,
+        optimizer=optimizer,
         generator=request.generator("batches"),
         before_step=before_step,
         after_step=after_step,

@@ -67,7 +67,7 @@ class BoundaryExpanding(Method):
     """
 
     HParams = BoundaryExpandingHParams
-    search = {"lr": (1e-5, 1e-4, 1e-3, 1e-2), "epochs": (5, 10)}
+    search = {"lr": (1e-5, 1e-4, 1e-3, 1e-2), "epochs": (5, 10, 20)}
 
     @property
     def track(self) -> Track:

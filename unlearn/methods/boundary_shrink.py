@@ -69,7 +69,7 @@ class BoundaryShrink(Method):
     """
 
     HParams = BoundaryShrinkHParams
-    search = {"lr": (1e-5, 1e-4, 1e-3, 1e-2), "epochs": (5, 10)}
+    search = {"lr": (1e-5, 1e-4, 1e-3, 1e-2), "epochs": (5, 10, 20)}
 
     @property
     def track(self) -> Track:

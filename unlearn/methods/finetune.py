@@ -23,7 +23,7 @@ class Finetune(Method):
     """FT: cross-entropy on the retain set only, SGD at a constant learning rate (as in SalUn's FT)."""
 
     HParams = FinetuneHParams
-    search = {"lr": (0.01, 0.03, 0.07), "epochs": (10, 30, 60)}
+    search = {"lr": (0.01, 0.03, 0.07, 0.1), "epochs": (10, 30, 60)}
 
     def unlearn(self, request: UnlearnRequest) -> nn.Module:
         hp: FinetuneHParams = self.hparams

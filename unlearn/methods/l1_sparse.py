@@ -67,7 +67,7 @@ class L1Sparse(Method):
     """
 
     HParams = L1SparseHParams
-    search = {"lr": (0.01, 0.03, 0.07), "alpha": (1e-4, 5e-4, 2e-3, 5e-3)}
+    search = {"lr": (0.01, 0.03, 0.1), "alpha": (5e-4, 2e-3, 5e-3, 2e-2)}
 
     def unlearn(self, request: UnlearnRequest) -> nn.Module:
         hp: L1SparseHParams = self.hparams

@@ -19,7 +19,7 @@ from torch import Tensor, nn
 
 from unlearn.errors import UserError
 from unlearn.methods.base import Method, PositiveFloat, PositiveInt, UnlearnRequest
-from unlearn.train import AUGMENTATIONS, Phase, fit, sgd
+from unlearn.train import AUGMENTATIONS, Phase, fit, recipe_optimizer
 
 NORMS = (nn.modules.batchnorm._BatchNorm, nn.LayerNorm, nn.GroupNorm, nn.modules.instancenorm._InstanceNorm)
 """Normalisation layers: they belong to the layer before them."""
@@ -96,10 +96,7 @@ class LastLayers(Method):
 
         recipe = request.recipe
         epochs = hp.epochs or recipe.epochs
-        optimizer = sgd(params, hp.lr or recipe.lr, recipe.momentum, recipe.weight_decay)
-        scheduler = (
-            torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs) if recipe.schedule == "cosine" else None
-        )
+        optimizer, scheduler = recipe_optimizer(params, recipe, epochs, hp.lr)
         batch_size = hp.batch_size or recipe.batch_size
         phase = Phase(request.require_retain(), loss, batch_size, augment=AUGMENTATIONS[recipe.augment])
         try:

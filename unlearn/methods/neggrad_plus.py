@@ -77,7 +77,7 @@ class NegGradPlus(Method):
     """
 
     HParams = NegGradPlusHParams
-    search = {"lr": (0.003, 0.01, 0.03, 0.1), "alpha": (0.9, 0.95, 0.99)}
+    search = {"lr": (0.01, 0.03, 0.1, 0.3), "alpha": (0.9, 0.95, 0.99)}
 
     def unlearn(self, request: UnlearnRequest) -> nn.Module:
         hp: NegGradPlusHParams = self.hparams

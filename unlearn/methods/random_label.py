@@ -36,7 +36,7 @@ class RandomLabel(Method):
     """
 
     HParams = RandomLabelHParams
-    search = {"lr": (0.005, 0.013, 0.03), "epochs": (5, 10)}
+    search = {"lr": (0.002, 0.005, 0.013, 0.03), "epochs": (5, 10)}
 
     @property
     def track(self) -> Track:

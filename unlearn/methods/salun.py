@@ -61,7 +61,7 @@ class SalUn(Method):
     """
 
     HParams = SalUnHParams
-    search = {"lr": (0.005, 0.013, 0.03), "ratio": (0.3, 0.5, 0.7)}
+    search = {"lr": (0.002, 0.005, 0.013, 0.03), "ratio": (0.3, 0.5, 0.7)}
 
     def check(self, model: nn.Module) -> None:
         hp: SalUnHParams = self.hparams

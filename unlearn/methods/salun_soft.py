@@ -88,7 +88,7 @@ class SalUnSoft(Method):
     """
 
     HParams = SalUnSoftHParams
-    search = {"lr": (0.005, 0.013, 0.03), "ratio": (0.3, 0.5, 0.7)}
+    search = {"lr": (0.002, 0.005, 0.013, 0.03), "ratio": (0.3, 0.5, 0.7)}
 
     def unlearn(self, request: UnlearnRequest) -> nn.Module:
         hp: SalUnSoftHParams = self.hparams

@@ -35,13 +35,6 @@ def importances(model: nn.Module, data: TensorData, batch_size: int) -> Gradient
     return mean_squared_gradients(model, data, cross_entropy, batch_size)
 
 
-def concat(first: TensorData, second: TensorData) -> TensorData:
-    """`first` followed by `second` (D = D_r ∪ D_f in the reference's order)."""
-    return TensorData(
-        torch.cat([first.x, second.x]), torch.cat([first.y, second.y]), torch.cat([first.index, second.index])
-    )
-
-
 @torch.no_grad()
 def dampen(model: nn.Module, imp_full: Gradients, imp_forget: Gradients, hp: SSDHParams) -> None:
     """θ_i ← min((λ·[]_D,i / []_Df,i)^exponent, lower_bound)·θ_i where []_Df,i > α·[]_D,i; others untouched."""
@@ -80,6 +73,6 @@ class SSD(Method):
         model = request.model
         model.eval()
         imp_forget = importances(model, request.forget, hp.batch_size)
-        imp_full = importances(model, concat(request.require_retain(), request.forget), hp.batch_size)
+        imp_full = importances(model, request.require_retain().concat(request.forget), hp.batch_size)
         dampen(model, imp_full, imp_forget, hp)
         return model
