@@ -57,9 +57,19 @@ def test_each_method_accepts_the_digits_model_with_its_defaults(name, digits_tas
     resolve_method(name)().check(digits_task.new_model(0))
 
 
-def test_a_bad_hyperparameter_on_the_command_line_is_a_one_line_error(tmp_path, capsys):
-    code = main(["run", "--methods", "random-label", "--hparam", "random-label.lr=-0.5", "--workdir", str(tmp_path)])
+@pytest.mark.parametrize(
+    "hparam, message",
+    [
+        ("random-label.lr=-0.5", "random-label.lr: Input should be greater than 0 (got -0.5; valid: epochs=10, lr=0.013"),
+        ("salun.ratio=1.5", "salun.ratio: Input should be less than or equal to 1 (got 1.5; valid: "),
+        ("ssd.gamma=2", "unknown hyperparameter 'gamma' for method 'ssd' (valid: alpha=10.0, dampening=1.0"),
+        ("eu-k.k=9", "eu-k: k=9 but the model has 4 layers"),
+    ],
+)
+def test_a_bad_hyperparameter_on_the_command_line_is_a_one_line_error(tmp_path, capsys, hparam, message):
+    method = hparam.split(".")[0]
+    code = main(["run", "--methods", method, "--hparam", hparam, "--workdir", str(tmp_path), "--no-progress"])
     err = capsys.readouterr().err.strip()
-    assert code == 2 and len(err.splitlines()) == 1
-    assert "random-label.lr" in err and "valid: epochs=10, lr=0.013" in err
-    assert not (tmp_path / "data").exists()
+    assert code == 2 and len(err.splitlines()) == 1, err
+    assert message in err
+    assert not (tmp_path / "data" / "runs").exists()
