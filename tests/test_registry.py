@@ -53,5 +53,9 @@ def test_hyperparameters_are_validated(digits_spec):
 
 
 def test_reference_defaults_apply_where_the_benchmark_has_no_tuned_value(digits_spec):
-    rl = choose_method(digits_spec, "random-label").hparams
+    untuned = digits_spec.model_copy(update={"hparams": {k: v for k, v in digits_spec.hparams.items() if k != "random-label"}})
+    rl = choose_method(untuned, "random-label").hparams
     assert (rl.epochs, rl.lr, rl.batch_size, rl.momentum, rl.weight_decay) == (10, 0.013, 256, 0.9, 5e-4)
+    salun = choose_method(digits_spec, "salun").hparams  # tuned lr and ratio, reference values for the rest
+    assert (salun.lr, salun.ratio) == tuple(digits_spec.hparams["salun"][k] for k in ("lr", "ratio"))
+    assert (salun.epochs, salun.batch_size, salun.momentum, salun.weight_decay) == (10, 256, 0.9, 5e-4)
