@@ -361,10 +361,9 @@ def cmd_tune(args: argparse.Namespace) -> int:
     print(f"unlearn: tuning {args.method} on {spec.name}: {len(trials)} trials x {plans[0].size} cells on {device}",
           file=sys.stderr)
     bar = tqdm(total=len(trials), desc=f"tune {args.method}", unit="trial", disable=not progress)
-    plan_of = {id(values): plan for values, plan in zip(trials, plans, strict=True)}
 
     def run_trial(values: dict[str, Any]) -> list[Any]:
-        records = Runner(plan_of[id(values)], task, workspace).run().records
+        records = Runner(plans[trials.index(values)], task, workspace).run().records
         bar.update(1)
         return records
 

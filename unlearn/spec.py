@@ -88,20 +88,26 @@ def available_benchmarks() -> dict[str, Path]:
 def read_spec(path: Path) -> BenchmarkSpec:
     """Parse and validate one spec file; raise UserError with the file and the first problem."""
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise UserError(f"{path}: cannot read benchmark spec ({exc.strerror})") from None
+    return parse_spec(text, path)
+
+
+def parse_spec(text: str, where: Path | str) -> BenchmarkSpec:
+    """Parse and validate spec `text`; errors name `where` (the file it is, or will be, in)."""
+    try:
+        data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}" if mark is not None else ""
-        raise UserError(f"{path}: malformed YAML{where}") from None
+        line = f" at line {mark.line + 1}" if mark is not None else ""
+        raise UserError(f"{where}: malformed YAML{line}") from None
     if not isinstance(data, dict):
-        raise UserError(f"{path}: a benchmark spec must be a YAML mapping")
+        raise UserError(f"{where}: a benchmark spec must be a YAML mapping")
     try:
-        spec = BenchmarkSpec.model_validate(data)
+        return BenchmarkSpec.model_validate(data)
     except ValidationError as exc:
-        raise UserError(f"{path}: {validation_problem(exc, 'spec')}") from None
-    return spec
+        raise UserError(f"{where}: {validation_problem(exc, 'spec')}") from None
 
 
 def find_spec(name_or_path: str) -> Path:

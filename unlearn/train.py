@@ -81,6 +81,7 @@ def fit(
     scheduler: torch.optim.lr_scheduler.LRScheduler | None = None,
     before_step: StepHook | None = None,
     after_step: StepHook | None = None,
+    epoch_start: Callable[[int], None] | None = None,
     progress: str | None = None,
 ) -> None:
     """Train `model` in place for `epochs` epochs of `phases`.
@@ -88,7 +89,8 @@ def fit(
     Batches are shuffled with `generator` (CPU, so runs match across devices). The
     scheduler, if any, steps once per epoch. `before_step(model, optimizer)` sees the
     gradients just before `optimizer.step()` (to mask or clip them); `after_step` runs
-    right after it (to project weights or reset optimiser state). A non-finite loss raises `Diverged` at the end of its epoch
+    right after it (to project weights or reset optimiser state); `epoch_start(epoch)`
+    runs before each epoch (0-based), for losses that change with the epoch. A non-finite loss raises `Diverged` at the end of its epoch
     (checked once per epoch so that GPUs are not synchronised every step). `progress`
     is a label for an epoch progress bar, or None for no bar.
     """
@@ -96,6 +98,8 @@ def fit(
     device = next(model.parameters()).device
     bar = tqdm(range(epochs), desc=progress, leave=False, disable=progress is None)
     for epoch in bar:
+        if epoch_start is not None:
+            epoch_start(epoch)
         non_finite = torch.zeros((), dtype=torch.bool, device=device)
         for phase in phases:
             if not phase.active(epoch):

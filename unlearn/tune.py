@@ -26,7 +26,7 @@ from unlearn.methods import make_hparams, resolve_method
 from unlearn.metrics import gaps
 from unlearn.provenance import git_commit
 from unlearn.results import slug
-from unlearn.spec import BenchmarkSpec, read_spec
+from unlearn.spec import BenchmarkSpec, parse_spec
 
 VALIDATION_TWIN = {"TA": ("VA", "accuracy"), "MIA-Efficacy": ("MIA-Efficacy-val", "mia-efficacy-val")}
 """Gap metrics that read the test set -> (the validation twin that replaces each when tuning, its metric)."""
@@ -179,20 +179,10 @@ def write_to_spec(spec_path: Path, result: TuneResult) -> None:
     out = StringIO()
     yaml.dump(doc, out)
     text = out.getvalue()
-    written = read_spec_text(text, spec_path).hparams.get(result.method, {})
+    written = parse_spec(text, spec_path).hparams.get(result.method, {})
     if any(written.get(k) != v for k, v in result.best.values.items()):
         raise RuntimeError("the rewritten spec does not hold the chosen values")  # a bug, never user input
     atomic_write_text(spec_path, text)
-
-
-def read_spec_text(text: str, path: Path) -> BenchmarkSpec:
-    """Validate spec `text` as if it were the file `path` (without writing it)."""
-    import tempfile
-
-    with tempfile.TemporaryDirectory() as tmp:
-        probe = Path(tmp) / path.name
-        probe.write_text(text, encoding="utf-8")
-        return read_spec(probe)
 
 
 def parse_grid(items: Sequence[str]) -> dict[str, list[Any]]:

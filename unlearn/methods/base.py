@@ -105,6 +105,7 @@ METHODS: Registry[type[Method]] = Registry("method", entry_point_group="unlearn.
 
 
 PositiveInt = Annotated[int, Field(gt=0)]
+NonNegativeInt = Annotated[int, Field(ge=0)]
 PositiveFloat = Annotated[float, Field(gt=0)]
 NonNegativeFloat = Annotated[float, Field(ge=0)]
 Fraction = Annotated[float, Field(gt=0, le=1)]
@@ -131,10 +132,11 @@ def sgd_fit(
     label: str,
     before_step: StepHook | None = None,
     after_step: StepHook | None = None,
+    epoch_start: Callable[[int], None] | None = None,
 ) -> nn.Module:
     """Run the shared training loop with SGD (momentum, weight decay) at a constant learning rate."""
     optimizer = sgd(model.parameters(), hp.lr, hp.momentum, hp.weight_decay)
-    return run_fit(model, phases, hp.epochs, optimizer, request, label, before_step, after_step)
+    return run_fit(model, phases, hp.epochs, optimizer, request, label, before_step, after_step, epoch_start)
 
 
 def run_fit(
@@ -146,6 +148,7 @@ def run_fit(
     label: str,
     before_step: StepHook | None = None,
     after_step: StepHook | None = None,
+    epoch_start: Callable[[int], None] | None = None,
 ) -> nn.Module:
     """Run the shared training loop with any optimiser, batches shuffled by the cell seed; returns `model`."""
     fit(
@@ -156,6 +159,7 @@ def run_fit(
         generator=request.generator("batches"),
         before_step=before_step,
         after_step=after_step,
+        epoch_start=epoch_start,
         progress=label if request.progress else None,
     )
     return model

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Annotated
 
 import torch
 import torch.nn.functional as F
-from pydantic import Field
 from torch import Tensor, nn
 
 from unlearn.methods.base import (
+    NonNegativeInt,
     METHODS,
     Method,
     NonNegativeFloat,
@@ -21,9 +20,6 @@ from unlearn.methods.base import (
     sgd_fit,
 )
 from unlearn.train import Phase
-
-NonNegativeInt = Annotated[int, Field(ge=0)]
-
 
 @dataclass(frozen=True)
 class L1SparseHParams(SGDHParams):
@@ -73,14 +69,13 @@ class L1Sparse(Method):
         hp: L1SparseHParams = self.hparams
         current = {"epoch": 0}
 
-        def every_epoch(epoch: int) -> bool:
-            current["epoch"] = epoch  # fit asks each phase once per epoch, before its batches
-            return True
+        def epoch_start(epoch: int) -> None:
+            current["epoch"] = epoch
 
         def loss(model: nn.Module, x: Tensor, y: Tensor) -> Tensor:
             ce = F.cross_entropy(model(x), y)
             alpha = l1_weight(hp.alpha, current["epoch"], hp.epochs, hp.no_l1_epochs)
             return ce + alpha * l1_norm(model) if alpha > 0 else ce
 
-        phase = Phase(request.require_retain(), loss, hp.batch_size, active=every_epoch)
-        return sgd_fit(request.model, [phase], hp, request, "l1-sparse")
+        phase = Phase(request.require_retain(), loss, hp.batch_size)
+        return sgd_fit(request.model, [phase], hp, request, "l1-sparse", epoch_start=epoch_start)

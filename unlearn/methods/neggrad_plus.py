@@ -10,6 +10,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from unlearn.data.tensors import TensorData
+from unlearn.gradients import trainable
 from unlearn.methods.base import (
     METHODS,
     Fraction,
@@ -92,7 +93,7 @@ class NegGradPlus(Method):
         decay = request.recipe.weight_decay if hp.anchor_decay is None else hp.anchor_decay
         anchor = None
         if decay > 0:
-            origin = {name: p.detach().clone() for name, p in model.named_parameters() if p.requires_grad}
+            origin = {name: p.detach().clone() for name, p in trainable(model).items()}
             scale = hp.alpha * decay
 
             def anchor(model: nn.Module, _optimizer: torch.optim.Optimizer) -> None:

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Annotated
 
 import torch
 import torch.nn.functional as F
-from pydantic import Field
 from torch import Tensor, nn
 
 from unlearn.methods.base import (
+    NonNegativeInt,
     METHODS,
     Method,
     NonNegativeFloat,
@@ -22,9 +21,6 @@ from unlearn.methods.base import (
     sgd_fit,
 )
 from unlearn.train import Phase
-
-NonNegativeInt = Annotated[int, Field(ge=0)]
-
 
 def distill_kl(student_logits: Tensor, teacher_logits: Tensor, temperature: float) -> Tensor:
     """KL(teacher ‖ student) of the softmaxes at `temperature`, summed over classes, mean over the batch, × T².
