@@ -137,6 +137,6 @@ def test_gap_metrics_no_metric_produces_are_refused_before_anything_runs(digits_
     from unlearn.errors import UserError
     from unlearn.harness import plan_grid
 
-    spec = digits_spec.model_copy(update={"gap_metrics": ["UA", "MIA-Entropy"]})
-    with pytest.raises(UserError, match="MIA-Entropy"):
+    spec = digits_spec.model_copy(update={"gap_metrics": ["UA", "MIA-Nonexistent"]})
+    with pytest.raises(UserError, match="MIA-Nonexistent"):
         plan_grid(spec)

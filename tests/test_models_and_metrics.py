@@ -49,6 +49,6 @@ def test_all_metrics_share_one_forward_pass_per_split():
 
     splits = {"forget": split(30), "retain": split(200), "val": split(40), "test": split(50)}
     model = CountingModel()
-    values = evaluate(Evaluation(model, splits, batch_size=64), ["accuracy", "mia-efficacy"])
+    values = evaluate(Evaluation(model, splits, batch_size=64), ["accuracy", "mia-efficacy"]).values
     assert {"UA", "RA", "TA", "VA", "MIA-Efficacy"} <= set(values)
     assert model.seen == sum(len(s) for s in splits.values())

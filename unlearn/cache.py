@@ -42,25 +42,35 @@ class ModelCache:
     def _full_key(key: dict[str, Any]) -> dict[str, Any]:
         return {"cache_version": CACHE_VERSION, **key}
 
+    def load(self, kind: str, key: dict[str, Any], template: Callable[[], nn.Module]) -> CachedModel | None:
+        """The cached model for `key` loaded into `template()`, or None (an unusable entry is reported and ignored)."""
+        path = self.path(kind, key)
+        if not path.exists():
+            return None
+        try:
+            state, meta = read_weights(path)
+            if meta.get("key") != canonical_json(self._full_key(key)):
+                raise UserError(f"{path}: stored key does not match")
+            model = template()
+            load_weights_into(model, state, str(path))
+            return CachedModel(model, float(meta["seconds"]), True, stable_hash(self._full_key(key)))
+        except (UserError, KeyError, TypeError, ValueError) as exc:
+            print(f"unlearn: warning: ignoring unusable cache entry ({exc}); rebuilding", file=sys.stderr)
+            return None
+
+    def store(self, kind: str, key: dict[str, Any], model: nn.Module, seconds: float) -> CachedModel:
+        """Cache `model` under `key` (written atomically), recording how long it took to build."""
+        full = self._full_key(key)
+        save_weights(model, self.path(kind, key), {"key": canonical_json(full), "seconds": seconds})
+        return CachedModel(model, seconds, False, stable_hash(full))
+
     def get_or_build(
         self, kind: str, key: dict[str, Any], build: Callable[[], nn.Module], template: Callable[[], nn.Module]
     ) -> CachedModel:
         """Load the cached model for `key` into `template()`, or `build()` it, time it and cache it."""
-        path = self.path(kind, key)
-        key_text = canonical_json(self._full_key(key))
-        key_hash = stable_hash(self._full_key(key))
-        if path.exists():
-            try:
-                state, meta = read_weights(path)
-                if meta.get("key") != key_text:
-                    raise UserError(f"{path}: stored key does not match")
-                model = template()
-                load_weights_into(model, state, str(path))
-                return CachedModel(model, float(meta["seconds"]), True, key_hash)
-            except (UserError, KeyError, TypeError, ValueError) as exc:
-                print(f"unlearn: warning: ignoring unusable cache entry ({exc}); rebuilding", file=sys.stderr)
+        cached = self.load(kind, key, template)
+        if cached is not None:
+            return cached
         start = time.perf_counter()
         model = build()
-        seconds = time.perf_counter() - start
-        save_weights(model, path, {"key": key_text, "seconds": seconds})
-        return CachedModel(model, seconds, False, key_hash)
+        return self.store(kind, key, model, time.perf_counter() - start)

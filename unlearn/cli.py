@@ -406,7 +406,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(score.to_dict(), indent=1, sort_keys=True))
         return 0
-    columns = [*spec.gap_metrics, AVG_GAP]
+    columns = [*spec.gap_metrics, AVG_GAP, *spec.report_metrics]
     rows = [("checkpoint", {**score.metrics, AVG_GAP: score.gaps[AVG_GAP]}),
             ("retrain (oracle)", {**score.oracle_metrics, AVG_GAP: 0.0}),
             ("original", score.original_metrics)]

@@ -18,9 +18,9 @@ from unlearn.atomic import atomic_write_text
 from unlearn.checkpoints import load_weights_into, read_checkpoint, save_weights
 from unlearn.errors import Diverged, UserError
 from unlearn.forget import load_or_build
-from unlearn.harness import Runner, Task, Workspace, choose_method, plan_grid
+from unlearn.harness import Runner, Task, Workspace, choose_method, plan_grid, provides
 from unlearn.hashing import sha256_hex
-from unlearn.metrics import gaps
+from unlearn.metrics import check_dependencies, gaps
 from unlearn.results import ORACLE
 from unlearn.saliency import SaliencyMask
 from unlearn.spec import BenchmarkSpec
@@ -65,6 +65,7 @@ def evaluate_checkpoint(
     progress: bool = False,
 ) -> CheckpointScore:
     """Score `checkpoint` on the cell (spec, forget, seed); bad checkpoints raise UserError before any training."""
+    check_dependencies(spec.metrics, provides(spec, runs_methods=False))
     state = read_checkpoint(Path(checkpoint), allow_pickle=allow_pickle)
     plan, task, manifest = _cell(spec, workspace, device, forget, seed)
     model = task.new_model(seed)
@@ -76,7 +77,7 @@ def evaluate_checkpoint(
     runner = Runner(plan, task, workspace, progress=progress)
     group = runner.group(plan.forgets[0], manifest, seed)
     try:
-        metrics = runner.score(model, group.splits)
+        metrics = runner.score(runner.evaluation(model, group, None)).values
     except Diverged as exc:
         raise UserError(f"{checkpoint}: the model's outputs are not finite ({exc})") from None
     return CheckpointScore(

@@ -13,6 +13,7 @@ import copy
 import time
 import traceback
 from dataclasses import dataclass, field, replace
+from functools import cached_property
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
@@ -21,6 +22,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from unlearn.atomic import ensure_writable
+from unlearn.banks import CellBanks
 from unlearn.cache import CachedModel, ModelCache
 from unlearn.checkpoints import load_weights_into
 from unlearn.data import Dataset, TensorData, load_dataset
@@ -36,11 +38,12 @@ from unlearn.methods import (
     make_hparams,
     resolve_method,
 )
-from unlearn.metrics import METRICS, Evaluation, evaluate, gaps
-from unlearn.models import build_model
+from unlearn.metrics import METRICS, Evaluation, Scores, check_dependencies, evaluate, gaps
+from unlearn.metrics.base import SPLITS
+from unlearn.metrics.probe import probe_splits
+from unlearn.models import Blueprint
 from unlearn.provenance import environment
 from unlearn.results import ORACLE, ForgetInfo, InvalidRecord, ResultRecord, read_record, record_path, write_record
-from unlearn.seeding import derive_seed
 from unlearn.spec import BenchmarkSpec
 from unlearn.train import check_finite, train_with_recipe
 
@@ -106,6 +109,14 @@ def choose_method(spec: BenchmarkSpec, name: str, overrides: Mapping[str, Any] |
     return MethodChoice(name, cls, make_hparams(cls, name, values), METHODS.origin(name))
 
 
+def provides(spec: BenchmarkSpec, runs_methods: bool = True) -> Callable[[str], bool]:
+    """What the harness can give metrics for `spec`: the splits, the original and the oracle, and the
+    banks when `evaluation.bank.size` >= 3 (method banks and shadows only where it runs the method)."""
+    banks = {"oracle-bank", "method-bank", "shadows"} if runs_methods else {"oracle-bank"}
+    available = {*SPLITS, "oracle", "original", *(banks if spec.evaluation.bank.size >= 3 else ())}
+    return available.__contains__
+
+
 def plan_grid(
     spec: BenchmarkSpec,
     methods: Sequence[str] | None = None,
@@ -120,9 +131,11 @@ def plan_grid(
         if name not in method_names:
             raise UserError(f"--hparam names method {name!r}, which is not in the grid ({', '.join(method_names)})")
     produced = {key for name in spec.metrics for key in METRICS.get(name).produces}
-    missing = [key for key in spec.gap_metrics if key not in produced]
-    if missing:
-        raise UserError(f"benchmark {spec.name!r}: gap metrics {missing} are produced by none of {spec.metrics}")
+    for what, keys in (("gap", spec.gap_metrics), ("report", spec.report_metrics)):
+        missing = [key for key in keys if key not in produced]
+        if missing:
+            raise UserError(f"benchmark {spec.name!r}: {what} metrics {missing} are produced by none of {spec.metrics}")
+    check_dependencies(spec.metrics, provides(spec))
     choices = tuple(choose_method(spec, name, hparams.get(name)) for name in method_names)
     forget_specs = tuple(ForgetSpec.parse(text) for text in dict.fromkeys(forgets or spec.grid.forget))
     seed_list = tuple(dict.fromkeys(seeds if seeds is not None else spec.grid.seeds))
@@ -143,6 +156,7 @@ class Task:
         self.train = dataset.train.to(device)
         self.val = dataset.val.to(device)
         self.test = dataset.test.to(device)
+        self.uses_probes = any("probe_train" in METRICS.get(name).needs for name in spec.metrics)
 
     @classmethod
     def load(cls, spec: BenchmarkSpec, workspace: Workspace, device: torch.device) -> "Task":
@@ -156,24 +170,28 @@ class Task:
         for choice in plan.methods:
             choice.instance().check(self.new_model(0))
 
+    @cached_property
+    def blueprint(self) -> Blueprint:
+        """The benchmark's model as a picklable factory."""
+        c, h, w = self.dataset.input_shape
+        ds = self.dataset
+        return Blueprint(self.spec.model, c, (h, w), ds.num_classes, tuple(ds.mean), tuple(ds.std))
+
     def new_model(self, seed: int, *tags: str) -> nn.Module:
         """A freshly initialised model for `seed` on the device (the global RNG is left untouched).
 
         Without tags it is the original model's initialisation; with tags, an independent
         one derived from the seed and the tags.
         """
-        c, h, w = self.dataset.input_shape
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(derive_seed(seed, "init", *tags))
-            model = build_model(self.spec.model, c, (h, w), self.dataset.num_classes, self.dataset.mean, self.dataset.std)
-        return model.to(self.device)
+        return self.blueprint.build(seed, *tags, device=self.device)
 
     def original_key(self, seed: int) -> dict[str, Any]:
         """Everything that determines the original model of `seed`."""
         return {"role": "original", **self.spec.model_key(), "data": self.dataset.fingerprint, "seed": seed}
 
     def splits(self, manifest: ForgetManifest) -> dict[str, TensorData]:
-        """The evaluation splits of a cell: forget, retain, val, test (and test_forgotten, class-wise)."""
+        """The evaluation splits of a cell: forget, retain, val, test (and test_forgotten, class-wise), and
+        the probe splits (probe_train, probe_heldout); UserError when the probe splits are too small."""
         in_forget = torch.zeros(len(self.train), dtype=torch.bool, device=self.device)
         in_forget[torch.as_tensor(manifest.indices, dtype=torch.long, device=self.device)] = True
         splits = {"forget": self.train.where(in_forget), "retain": self.train.where(~in_forget)}
@@ -186,6 +204,10 @@ class Task:
                 splits["test_forgotten"] = forgotten_test
         else:
             splits["val"], splits["test"] = self.val, self.test
+        if self.uses_probes:
+            seed = manifest.seed if manifest.seed is not None else 0
+            settings = self.spec.evaluation.probe
+            splits.update(probe_splits(self.train, in_forget, splits.get("test_forgotten"), settings, seed))
         return splits
 
 
@@ -204,14 +226,32 @@ class Cell:
 
 @dataclass
 class CellGroup:
-    """What every method of one (forget set, seed) shares: splits, original model, oracle and their scores."""
+    """What every method of one (forget set, seed) shares: splits, original model, oracle and their scores.
 
+    The original's and the oracle's Evaluations are kept, so what a metric computes for them
+    (forward passes, probe accuracies, relearn targets) is computed once for all methods.
+    """
+
+    forget: ForgetSpec
+    manifest: ForgetManifest
+    seed: int
     splits: dict[str, TensorData]
     original: nn.Module
     original_key: str
-    original_metrics: dict[str, float]
     oracle_key: str
-    oracle_metrics: dict[str, float]
+    banks: CellBanks = field(init=False)
+    original_eval: Evaluation = field(init=False)
+    oracle_eval: Evaluation = field(init=False)
+    original_scores: Scores = field(init=False)
+    oracle_scores: Scores = field(init=False)
+
+    @property
+    def original_metrics(self) -> dict[str, float]:
+        return self.original_scores.values
+
+    @property
+    def oracle_metrics(self) -> dict[str, float]:
+        return self.oracle_scores.values
 
 
 @dataclass
@@ -257,6 +297,8 @@ class Runner:
             "data": self.task.dataset.fingerprint,
             "metrics": list(self.spec.metrics),
             "gap_metrics": list(self.spec.gap_metrics),
+            "report_metrics": list(self.spec.report_metrics),
+            "evaluation": self.spec.evaluation.model_dump(),
             "method": method.name,
             "method_origin": method.origin,
             "hparams": hparams_dict(method.hparams),
@@ -300,11 +342,25 @@ class Runner:
             progress=self.progress,
         )
 
+    def unlearned_key(self, choice: MethodChoice, original_key: dict[str, Any], forget_key: str, seed: int) -> dict:
+        """What determines a method's output: its original model, forget set, hyperparameters and run seed."""
+        return {
+            "role": "unlearned",
+            "original": original_key,
+            "forget_sha256": forget_key,
+            "method": choice.name,
+            "method_origin": choice.origin,
+            "hparams": hparams_dict(choice.hparams),
+            "track": choice.instance().track.value,
+            "seed": seed,
+        }
+
     def unlearned(
-        self, choice: MethodChoice, original: nn.Module, original_key: dict[str, Any], manifest: ForgetManifest,
+        self, choice: MethodChoice, original: nn.Module, original_key: dict[str, Any], forget_key: str,
         splits: Mapping[str, TensorData], seed: int,
     ) -> tuple[nn.Module, float, bool, str | None]:
-        """Run a method (or load its cached output); returns (model, seconds, from_cache, cache key hash)."""
+        """Run a method with run seed `seed` (or load its cached output); returns (model, seconds, from_cache,
+        cache key hash). `forget_key` identifies the forget set (a manifest's sha256)."""
         method = choice.instance()
         request = self.request(method, original, splits, seed)
 
@@ -314,15 +370,7 @@ class Runner:
             return model
 
         if method.cache_output:
-            key = {
-                "role": "unlearned",
-                "original": original_key,
-                "forget_sha256": manifest.sha256,
-                "method": choice.name,
-                "method_origin": choice.origin,
-                "hparams": hparams_dict(choice.hparams),
-                "track": method.track.value,
-            }
+            key = self.unlearned_key(choice, original_key, forget_key, seed)
             cached = self.cache.get_or_build("unlearned", key, call, lambda: self.task.new_model(seed))
             return cached.model, cached.seconds, cached.hit, cached.key_hash
         start = time.perf_counter()
@@ -354,20 +402,37 @@ class Runner:
         splits = self.task.splits(manifest)
         original_key = self.task.original_key(seed)
         original = self.original(seed)
-        oracle_choice = choose_method(self.spec, ORACLE)
-        oracle, _, _, oracle_key = self.unlearned(oracle_choice, original.model, original_key, manifest, splits, seed)
-        return CellGroup(
-            splits=splits,
-            original=original.model,
-            original_key=original.key_hash,
-            original_metrics=self.score(original.model, splits),
-            oracle_key=oracle_key or "",
-            oracle_metrics=self.score(oracle, splits),
+        oracle, _, _, oracle_key = self.unlearned(
+            self.oracle_choice, original.model, original_key, manifest.sha256, splits, seed
         )
+        group = CellGroup(forget, manifest, seed, splits, original.model, original.key_hash, oracle_key or "")
+        group.banks = CellBanks(self, group)
+        group.oracle_eval = self.evaluation(oracle, group, self.oracle_choice)
+        group.original_eval = self.evaluation(original.model, group, None)
+        group.oracle_scores = self.score(group.oracle_eval)
+        group.original_scores = self.score(group.original_eval)
+        return group
 
-    def score(self, model: nn.Module, splits: Mapping[str, TensorData]) -> dict[str, float]:
+    @cached_property
+    def oracle_choice(self) -> MethodChoice:
+        return choose_method(self.spec, ORACLE)
+
+    def evaluation(self, model: nn.Module, group: CellGroup, choice: MethodChoice | None) -> Evaluation:
+        """`model`, the output of method `choice` (None: the original model), on the group's splits, with
+        the group's original and oracle, and with banks when the spec asks for them, as dependencies."""
+        resources: dict[str, Callable[[], Any]] = {
+            "oracle": lambda: group.oracle_eval, "original": lambda: group.original_eval
+        }
+        if self.spec.evaluation.bank.size >= 3:
+            resources["oracle-bank"] = group.banks.oracle_bank
+            resources["method-bank"] = lambda: group.banks.method_bank(choice)
+            resources["shadows"] = lambda: group.banks.shadows(choice)
+        settings = {"probe": self.spec.evaluation.probe, "relearn": self.spec.evaluation.relearn}
+        return Evaluation(model, group.splits, self.spec.eval_batch_size, resources, group.seed, settings)
+
+    def score(self, evaluation: Evaluation) -> Scores:
         """All the benchmark's metrics for one model, from one forward pass per split."""
-        return evaluate(Evaluation(model, splits, self.spec.eval_batch_size), self.spec.metrics)
+        return evaluate(evaluation, self.spec.metrics)
 
     # -- the grid ----------------------------------------------------------------------------------
 
@@ -426,13 +491,14 @@ class Runner:
         try:
             original_key = self.task.original_key(cell.seed)
             model, seconds, from_cache, _ = self.unlearned(
-                cell.method, group.original, original_key, cell.manifest, group.splits, cell.seed
+                cell.method, group.original, original_key, cell.manifest.sha256, group.splits, cell.seed
             )
-            metrics = self.score(model, group.splits)
+            scores = self.score(self.evaluation(model, group, cell.method))
             return ResultRecord(
                 status="ok",
-                metrics=metrics,
-                gaps=gaps(metrics, group.oracle_metrics, self.spec.gap_metrics),
+                metrics=scores.values,
+                metric_info=scores.info,
+                gaps=gaps(scores.values, group.oracle_metrics, self.spec.gap_metrics),
                 run_time_s=seconds,
                 run_time_from_cache=from_cache,
                 **base,

@@ -82,6 +82,8 @@ class ResultRecord(BaseModel):
     config: dict[str, Any]
     config_hash: str
     metrics: dict[str, float]
+    metric_info: dict[str, Any] = Field(default_factory=dict)
+    """Per metric, what it used: shadow data, split sizes, number of models."""
     oracle_metrics: dict[str, float]
     original_metrics: dict[str, float]
     gaps: dict[str, float]

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, NonNegativeFloat, PositiveFloat, PositiveInt, ValidationError, field_validator
 
 from unlearn.errors import UserError, validation_problem
 from unlearn.registry import did_you_mean
@@ -39,6 +39,74 @@ class GridSpec(BaseModel):
     seeds: list[int] = Field(min_length=1)
 
 
+class ProbeSettings(BaseModel):
+    """Linear probes on frozen features: which forgotten samples are held out and how the probe is fitted."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    holdout: float = Field(0.5, gt=0.0, lt=1.0)
+    """Random forgetting: the fraction of D_f held out of probe-train and scored (class-wise: the
+    forgotten classes' test images are scored and all of D_f may train the probe)."""
+    shots: PositiveInt | None = None
+    """Fit each probe on this many seeded probe-train samples per class (None: all of probe-train, as
+    the reference). A full probe saturates on easy data (on digits even the oracle's probe reaches
+    100 %), a few-shot probe still tells how directly the features encode a class."""
+    repeats: PositiveInt = 5
+    """With `shots`: independent draws whose probe accuracies are averaged."""
+    C: PositiveFloat = 1.0
+    """Inverse L2 strength of the logistic regression."""
+    max_iter: PositiveInt = 1000
+    min_per_class: PositiveInt = 2
+    """Probe-train must hold at least this many samples (and `shots`, if set) of every class scored on."""
+
+
+class RelearnSettings(BaseModel):
+    """The relearn attack: a few steps of fine-tuning on a small part of D_f."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    fraction: float = Field(0.1, gt=0.0, lt=1.0)
+    """Share of D_f the attacker fine-tunes on (at least one sample); the rest is scored."""
+    steps: PositiveInt = 20
+    lr: PositiveFloat = 0.01
+    batch_size: PositiveInt = 16
+    tolerance: NonNegativeFloat = 1.0
+    """Relearned once forget accuracy is within this many points of the original model's."""
+
+
+class BankSettings(BaseModel):
+    """Banks of models per cell for per-example scores: N retrained oracles, N runs of each method."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    size: int = Field(0, ge=0)
+    """N; 0 means no banks (per-example metrics then cannot run), otherwise at least 3."""
+    mode: Literal["auto", "sequential", "vmap", "process"] = "auto"
+    """How oracle banks are trained; `auto` measures and picks the fastest on this model and device."""
+    jobs: PositiveInt = 2
+    """Workers of the process mode."""
+
+    @field_validator("size")
+    @classmethod
+    def _at_least_two(cls, size: int) -> int:
+        if size in (1, 2):
+            raise ValueError(
+                f"a bank of {size} is too small: use N >= 3 models, or 0 for none (at N = 2 the ε score's bins "
+                "stop at ceil(ln(N-1)) = 0, and U-LiRA has no leave-one-out fit)"
+            )
+        return size
+
+
+class EvaluationSettings(BaseModel):
+    """Settings of the evaluations beyond one forward pass: probes, relearning, model banks."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    probe: ProbeSettings = ProbeSettings()
+    relearn: RelearnSettings = RelearnSettings()
+    bank: BankSettings = BankSettings()
+
+
 class BenchmarkSpec(BaseModel):
     """One benchmark: dataset, model, the original model's training recipe, metrics and default grid.
 
@@ -58,6 +126,9 @@ class BenchmarkSpec(BaseModel):
     """torch intra-op threads when running on CPU (None: torch's default); small models run fastest on 1."""
     metrics: list[str] = Field(default_factory=lambda: ["accuracy", "mia-efficacy"])
     gap_metrics: list[str] = Field(default_factory=lambda: ["UA", "RA", "TA", "MIA-Efficacy"])
+    report_metrics: list[str] = Field(default_factory=list)
+    """Further metric keys the leaderboard shows next to the gap metrics (not part of Avg. Gap)."""
+    evaluation: EvaluationSettings = EvaluationSettings()
     grid: GridSpec
     hparams: dict[str, dict[str, Any]] = Field(default_factory=dict)
 

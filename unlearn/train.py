@@ -82,6 +82,7 @@ def fit(
     before_step: StepHook | None = None,
     after_step: StepHook | None = None,
     epoch_start: Callable[[int], None] | None = None,
+    max_steps: int | None = None,
     progress: str | None = None,
 ) -> None:
     """Train `model` in place for `epochs` epochs of `phases`.
@@ -90,14 +91,18 @@ def fit(
     scheduler, if any, steps once per epoch. `before_step(model, optimizer)` sees the
     gradients just before `optimizer.step()` (to mask or clip them); `after_step` runs
     right after it (to project weights or reset optimiser state); `epoch_start(epoch)`
-    runs before each epoch (0-based), for losses that change with the epoch. A non-finite loss raises `Diverged` at the end of its epoch
-    (checked once per epoch so that GPUs are not synchronised every step). `progress`
-    is a label for an epoch progress bar, or None for no bar.
+    runs before each epoch (0-based), for losses that change with the epoch. Training stops
+    after `max_steps` optimiser steps when given. A non-finite loss raises `Diverged` at the
+    end of its epoch (checked once per epoch so that GPUs are not synchronised every step).
+    `progress` is a label for an epoch progress bar, or None for no bar.
     """
     model.train()
     device = next(model.parameters()).device
     bar = tqdm(range(epochs), desc=progress, leave=False, disable=progress is None)
+    steps = 0
     for epoch in bar:
+        if max_steps is not None and steps >= max_steps:
+            break
         if epoch_start is not None:
             epoch_start(epoch)
         non_finite = torch.zeros((), dtype=torch.bool, device=device)
@@ -105,6 +110,9 @@ def fit(
             if not phase.active(epoch):
                 continue
             for x, y in phase.data.batches(phase.batch_size, shuffle=True, generator=generator):
+                if max_steps is not None and steps >= max_steps:
+                    break
+                steps += 1
                 if phase.augment is not None:
                     x = phase.augment(x, generator)
                 loss = phase.loss(model, x, y)

@@ -23,7 +23,7 @@ from typing import Any, Callable, Mapping, Sequence
 from unlearn.atomic import atomic_write_text
 from unlearn.errors import UserError
 from unlearn.methods import make_hparams, resolve_method
-from unlearn.metrics import gaps
+from unlearn.metrics import METRICS, gaps
 from unlearn.provenance import git_commit
 from unlearn.results import slug
 from unlearn.spec import BenchmarkSpec, parse_spec
@@ -43,12 +43,15 @@ def tuning_metrics(spec: BenchmarkSpec) -> list[str]:
 
 
 def tuning_spec(spec: BenchmarkSpec) -> BenchmarkSpec:
-    """The spec the trials run under: its metrics plus the validation twins of its test metrics.
+    """The spec the trials run under: the metrics behind its gap metrics plus their validation twins.
 
-    (The trials' records therefore have their own config hashes and never mix with a grid's.)
+    Metrics that feed no gap (probes, relearning, other attacks) are left out: choosing
+    hyperparameters never reads them, and they would only slow every trial down. (The
+    trials' records therefore have their own config hashes and never mix with a grid's.)
     """
     twins = [VALIDATION_TWIN[m][1] for m in spec.gap_metrics if m in VALIDATION_TWIN]
-    return spec.model_copy(update={"metrics": list(dict.fromkeys([*spec.metrics, *twins]))})
+    feeding = [m for m in spec.metrics if set(METRICS.get(m).produces) & set(spec.gap_metrics)]
+    return spec.model_copy(update={"metrics": list(dict.fromkeys([*feeding, *twins])), "report_metrics": []})
 
 
 def search_grid(method: str, overrides: Mapping[str, Sequence[Any]] | None = None) -> list[dict[str, Any]]:

@@ -26,7 +26,11 @@ LEGEND = """\
 Each table is one benchmark and forget set. Rows are methods; each cell is the mean ± standard
 deviation over seeds. UA is 100 − forget accuracy, RA and TA are retain and test accuracy, and
 MIA-Efficacy is SalUn's membership-inference efficacy, all in %. Avg. Gap is the mean absolute
-difference from the oracle over the gap metrics, and RTE is the run time in seconds. The oracle
+difference from the oracle over the gap metrics, and RTE is the run time in seconds. Columns
+between Avg. Gap and RTE are further evaluations, not part of Avg. Gap: Probe-F is a few-shot
+linear probe's accuracy on held-out forgotten samples from frozen features, Recovery-Gap its
+difference from the oracle's probe, and Relearn-Steps the fine-tuning steps on a little of the
+forget set until forget accuracy is back (docs/metrics.md defines every metric). The oracle
 (retrain) is the model retrained without the forget set: the closer a method is to it, the better.
 **Bold** marks, per column, the method closest to the oracle (lowest, for Avg. Gap and RTE).
 Seeds counts the seeds that finished out of those run; failed seeds are left out of the means."""

@@ -77,9 +77,11 @@ class Table:
 
 
 def default_columns(records: Sequence[ResultRecord]) -> list[str]:
-    """The records' gap metrics (in the order their benchmarks list them), then Avg. Gap and run time."""
+    """The records' gap metrics (in the order their benchmarks list them), Avg. Gap, the benchmarks'
+    further report metrics (probe recovery, relearning, other attacks), then run time."""
     keys = dict.fromkeys(k for r in records for k in r.config.get("gap_metrics", []))
-    return [*keys, AVG_GAP, RUN_TIME]
+    extra = dict.fromkeys(k for r in records for k in r.config.get("report_metrics", []) if k not in keys)
+    return [*keys, AVG_GAP, *extra, RUN_TIME]
 
 
 def records_frame(records: Sequence[ResultRecord]) -> pd.DataFrame:

@@ -2,8 +2,38 @@
 
 from __future__ import annotations
 
-from unlearn.metrics import accuracy as _accuracy  # noqa: F401
-from unlearn.metrics import mia as _mia  # noqa: F401
-from unlearn.metrics.base import METRICS, Evaluation, Metric, SplitOutputs, evaluate, gaps, metric
+import importlib
+import pkgutil
 
-__all__ = ["METRICS", "Evaluation", "Metric", "SplitOutputs", "evaluate", "gaps", "metric"]
+from unlearn.metrics.base import (
+    DEPENDENCIES,
+    METRICS,
+    Evaluation,
+    Metric,
+    MissingDependency,
+    Scores,
+    SplitOutputs,
+    check_dependencies,
+    eval_mode,
+    evaluate,
+    gaps,
+    metric,
+)
+
+for _module in pkgutil.iter_modules(__path__):
+    importlib.import_module(f"{__name__}.{_module.name}")  # each module registers its metrics
+
+__all__ = [
+    "DEPENDENCIES",
+    "METRICS",
+    "Evaluation",
+    "Metric",
+    "MissingDependency",
+    "Scores",
+    "SplitOutputs",
+    "check_dependencies",
+    "eval_mode",
+    "evaluate",
+    "gaps",
+    "metric",
+]

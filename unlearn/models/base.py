@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Callable, Sequence
 
 import torch
@@ -29,11 +30,15 @@ class Classifier(nn.Module):
     methods that touch only the last layers find them without knowing the architecture.
     """
 
-    def __init__(self, body: nn.Module, head: nn.Linear, mean: Sequence[float], std: Sequence[float]):
+    def __init__(
+        self, body: nn.Module, head: nn.Linear, mean: Sequence[float], std: Sequence[float], probe_block: str | None = None
+    ):
         super().__init__()
         self.normalize = Normalize(mean, std)
         self.body = body
         self.head = head
+        self.probe_block = f"body.{probe_block}" if probe_block else None
+        """The earlier block whose output probes read besides the penultimate features (a submodule path)."""
 
     def features(self, x: Tensor) -> Tensor:
         """Penultimate-layer features of images `x` in [0, 1]."""
@@ -43,8 +48,9 @@ class Classifier(nn.Module):
         return self.head(self.features(x))
 
 
-ModelFactory = Callable[[int, tuple[int, int], int], tuple[nn.Module, nn.Linear]]
-"""(in_channels, (height, width), num_classes) -> (body, head)."""
+ModelFactory = Callable[[int, tuple[int, int], int], "tuple[nn.Module, nn.Linear] | tuple[nn.Module, nn.Linear, str]"]
+"""(in_channels, (height, width), num_classes) -> (body, head) or (body, head, probe_block), where
+probe_block names the submodule of body whose output is an earlier block's features for probes."""
 
 MODELS: Registry[ModelFactory] = Registry("model")
 
@@ -53,5 +59,26 @@ def build_model(
     name: str, in_channels: int, image_size: tuple[int, int], num_classes: int, mean: Sequence[float], std: Sequence[float]
 ) -> Classifier:
     """Build the registered model `name` for images of the given shape (weights from the global RNG)."""
-    body, head = MODELS.get(name)(in_channels, image_size, num_classes)
-    return Classifier(body, head, mean, std)
+    body, head, *block = MODELS.get(name)(in_channels, image_size, num_classes)
+    return Classifier(body, head, mean, std, block[0] if block else None)
+
+
+@dataclass(frozen=True)
+class Blueprint:
+    """Everything needed to build a benchmark's model, picklable so that worker processes can build it too."""
+
+    model: str
+    in_channels: int
+    image_size: tuple[int, int]
+    num_classes: int
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+
+    def build(self, seed: int, *tags: str, device: torch.device | str = "cpu") -> Classifier:
+        """A fresh model initialised from (seed, "init", *tags); the global RNG is left untouched."""
+        from unlearn.seeding import derive_seed
+
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(derive_seed(seed, "init", *tags))
+            model = build_model(self.model, self.in_channels, self.image_size, self.num_classes, self.mean, self.std)
+        return model.to(device)

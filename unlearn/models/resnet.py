@@ -8,8 +8,11 @@ from unlearn.models.base import MODELS
 
 
 @MODELS.register("resnet18")
-def resnet18(in_channels: int, image_size: tuple[int, int], num_classes: int) -> tuple[nn.Module, nn.Linear]:
-    """torchvision ResNet-18 with the CIFAR stem, as in the SalUn/Sparse-unlearning code bases."""
+def resnet18(in_channels: int, image_size: tuple[int, int], num_classes: int) -> tuple[nn.Module, nn.Linear, str]:
+    """torchvision ResNet-18 with the CIFAR stem, as in the SalUn/Sparse-unlearning code bases.
+
+    Probes read layer3's output (averaged over space) as the earlier block.
+    """
     import torchvision
 
     net = torchvision.models.resnet18(num_classes=num_classes)
@@ -17,4 +20,4 @@ def resnet18(in_channels: int, image_size: tuple[int, int], num_classes: int) ->
     net.maxpool = nn.Identity()
     head = nn.Linear(net.fc.in_features, num_classes)
     net.fc = nn.Identity()
-    return net, head
+    return net, head, "layer3"

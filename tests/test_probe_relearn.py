@@ -1,0 +1,125 @@
+"""Probe recovery and the relearn attack: splits, what they catch, and that they never change the model."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+
+from unlearn.errors import UserError
+from unlearn.forget import load_or_build
+from unlearn.harness import Runner, Task, plan_grid
+from unlearn.metrics import Evaluation, MissingDependency, evaluate
+from unlearn.metrics.probe import probe_splits
+from unlearn.spec import EvaluationSettings, ProbeSettings, RelearnSettings
+
+METRICS = ["accuracy", "mia-efficacy", "probe", "relearn"]
+
+
+@pytest.fixture(scope="module")
+def probe_spec(digits_spec):
+    evaluation = EvaluationSettings(probe=ProbeSettings(shots=5, repeats=3))
+    return digits_spec.model_copy(update={"metrics": METRICS, "evaluation": evaluation})
+
+
+@pytest.fixture(scope="module")
+def probe_task(probe_spec, digits_task) -> Task:
+    return Task(probe_spec, digits_task.dataset, torch.device("cpu"))
+
+
+def group_for(spec, task, workspace, forget: str):
+    plan = plan_grid(spec, ["retrain"], [forget], [0])
+    runner = Runner(plan, task, workspace)
+    manifest = load_or_build(workspace.forget_dir, plan.forgets[0], task.dataset, 0)
+    return runner, runner.group(plan.forgets[0], manifest, 0)
+
+
+def hide_class_in_head(model: torch.nn.Module, cls: int) -> torch.nn.Module:
+    """The cheapest fake unlearning: the head never predicts `cls`; the features are untouched."""
+    hidden = copy.deepcopy(model)
+    with torch.no_grad():
+        hidden.head.bias[cls] = -1e4
+    return hidden
+
+
+def test_random_forgetting_holds_out_part_of_the_forget_set_and_keeps_it_out_of_probe_train(probe_task):
+    train = probe_task.train
+    in_forget = torch.zeros(len(train), dtype=torch.bool)
+    in_forget[torch.arange(0, 200)] = True
+    splits = probe_splits(train, in_forget, None, ProbeSettings(holdout=0.5), seed=3)
+    held = set(splits["probe_heldout"].index.tolist())
+    assert len(held) == 100 and held <= set(range(200))
+    assert held.isdisjoint(splits["probe_train"].index.tolist())
+    assert len(splits["probe_train"]) == len(train) - 100
+    again = probe_splits(train, in_forget, None, ProbeSettings(holdout=0.5), seed=3)
+    other = probe_splits(train, in_forget, None, ProbeSettings(holdout=0.5), seed=4)
+    assert again["probe_heldout"].index.tolist() == splits["probe_heldout"].index.tolist()
+    assert other["probe_heldout"].index.tolist() != splits["probe_heldout"].index.tolist()
+
+
+def test_probe_splits_too_small_are_refused_with_the_reason(probe_task):
+    train = probe_task.train
+    one = torch.zeros(len(train), dtype=torch.bool)
+    one[0] = True
+    with pytest.raises(UserError, match="probe split too small.*no held-out"):
+        probe_splits(train, one, None, ProbeSettings(holdout=0.5), seed=0)
+    few = train.subset(torch.arange(0, 30))
+    in_forget = torch.zeros(30, dtype=torch.bool)
+    in_forget[:10] = True
+    with pytest.raises(UserError, match="probe split too small.*at least 25"):
+        probe_splits(few, in_forget, None, ProbeSettings(shots=25), seed=0)
+
+
+def test_a_head_only_fake_is_caught_by_the_probe_but_not_by_forget_accuracy(probe_spec, probe_task, workspace):
+    runner, group = group_for(probe_spec, probe_task, workspace, "class:3")
+    assert len(group.splits["probe_heldout"]) == len(group.splits["test_forgotten"])
+    fake = hide_class_in_head(group.original, 3)
+    scores = runner.score(runner.evaluation(fake, group, None)).values
+    original, oracle = group.original_metrics, group.oracle_metrics
+
+    assert scores["UA"] == pytest.approx(100.0)  # forget accuracy says: perfectly forgotten
+    assert scores["Probe-F"] == original["Probe-F"]  # same features, same probe
+    assert scores["Recovery-Gap"] == pytest.approx(original["Probe-F"] - oracle["Probe-F"])
+    assert oracle["Recovery-Gap"] == 0.0
+    # On digits the oracle's features, which never saw a 3, decode 3s worse from five shots.
+    assert scores["Recovery-Gap"] > 5.0
+
+
+def test_metrics_never_change_the_model(probe_spec, probe_task, workspace):
+    runner, group = group_for(probe_spec, probe_task, workspace, "random:0.1")
+    model = copy.deepcopy(group.original)
+    model.train()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    scores = runner.score(runner.evaluation(model, group, None))
+    assert {"Probe-F", "Probe-F-Block", "Recovery-Gap", "Relearn-FA", "Relearn-Steps"} <= set(scores.values)
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+    assert all(m.training for m in model.modules())
+
+
+def test_relearn_uses_a_disjoint_attack_subset_and_censors_a_model_that_never_relearns(
+    probe_spec, probe_task, workspace
+):
+    runner, group = group_for(probe_spec, probe_task, workspace, "class:3")
+    info = runner.score(runner.evaluation(group.original, group, None)).info["relearn"]
+    forget = len(group.splits["forget"])
+    assert info["attack_samples"] == max(1, int(0.1 * forget))
+    assert info["attack_samples"] + info["scored_samples"] == forget
+    assert group.original_metrics["Relearn-Steps"] == 0.0  # the original is already there
+
+    frozen = probe_spec.evaluation.model_copy(update={"relearn": RelearnSettings(lr=1e-12, steps=3)})
+    spec = probe_spec.model_copy(update={"evaluation": frozen})
+    runner2 = Runner(plan_grid(spec, ["retrain"], ["class:3"], [0]), Task(spec, probe_task.dataset, probe_task.device),
+                     workspace)
+    scores = runner2.score(runner2.evaluation(hide_class_in_head(group.original, 3), group, None))
+    assert scores.values["Relearn-Steps"] == 4.0 and scores.info["relearn"]["reached"] is False
+    assert scores.values["Relearn-FA"] == pytest.approx(0.0)
+
+
+def test_a_metric_without_its_dependency_names_what_is_missing(probe_task):
+    splits = {"forget": probe_task.train.subset(torch.arange(10)), "retain": probe_task.train}
+    ev = Evaluation(probe_task.new_model(0), splits)
+    with pytest.raises(MissingDependency, match="metric 'relearn' needs original .*cell's original model"):
+        evaluate(ev, ["relearn"])
+    with pytest.raises(MissingDependency, match="metric 'probe' needs the split 'probe_train'"):
+        evaluate(ev, ["probe"])

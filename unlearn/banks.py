@@ -1,0 +1,191 @@
+"""The model banks of a cell: N retrained oracles, N runs of a method, K unlearned shadow models.
+
+Per-example metrics compare distributions over many models, not one model:
+
+- the oracle bank: the `retrain` method run at N seeds derived from the cell seed (tag
+  "oracle-bank"). Each member is exactly the retrain output at that seed and is cached
+  under the same key `Runner.unlearned` uses, so banks are shared by every method of the
+  cell and by later runs. Missing members are trained together by `train_models`
+  (sequential, vmapped or a process pool, as `evaluation.bank.mode` says).
+- a method bank: the method run N times from the cell's original model with run seeds
+  derived from the cell seed (tag "method-bank"), as the NeurIPS 2023 competition runs a
+  submission N times from one original model. The retrain row's method bank is therefore
+  a second, independent retrain bank (the calibration ceiling), and the original row's is
+  N copies of the original model (no unlearning). A deterministic method gives N
+  identical models, which the competition's range rule scores as ε = 50 (0 points).
+- shadows (U-LiRA): K models, each trained on a seeded random half of the training split
+  and then unlearned by the method on the part of the cell's forget set inside its half
+  (retrain: retrained on its half without that part; original row: not unlearned). Every
+  forget example is thus unlearned in about half of the shadows and never seen in the rest.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from unlearn.bank_training import train_models
+from unlearn.errors import UserError
+from unlearn.forget.manifest import indices_sha256
+from unlearn.metrics import Evaluation
+from unlearn.results import ORACLE
+from unlearn.seeding import derive_seed, generator
+from unlearn.train import train_with_recipe
+
+if TYPE_CHECKING:
+    from unlearn.harness import CellGroup, MethodChoice, Runner
+
+
+@dataclass
+class Bank:
+    """N models of one kind for one cell, each evaluated (lazily) on the cell's splits."""
+
+    evaluations: list[Evaluation]
+    seeds: list[int]
+    how: str
+    """How the members were obtained: a training mode, "method runs", "cache" or "copies of the original"."""
+    seconds: float
+
+    def __len__(self) -> int:
+        return len(self.evaluations)
+
+
+@dataclass
+class ShadowBank:
+    """K shadow models, each trained on a random half and unlearned, evaluated on the cell's splits."""
+
+    evaluations: list[Evaluation]
+    unlearned: np.ndarray
+    """[K, |D_f|] booleans: forget example j was in shadow k's half (and unlearned); else never seen."""
+    seconds: float
+
+
+@dataclass
+class CellBanks:
+    """Builds (once) and hands out the banks of one cell for the metrics that need them."""
+
+    runner: "Runner"
+    group: "CellGroup"
+    _banks: dict[str, Bank] = field(default_factory=dict)
+    _shadows: dict[str, ShadowBank] = field(default_factory=dict)
+    _shadow_originals: dict[int, tuple[torch.nn.Module, dict, np.ndarray]] = field(default_factory=dict)
+
+    @property
+    def size(self) -> int:
+        return self.runner.spec.evaluation.bank.size
+
+    def seeds(self, tag: str) -> list[int]:
+        return [derive_seed(self.group.seed, tag, str(i)) for i in range(self.size)]
+
+    def _evaluation(self, model: torch.nn.Module) -> Evaluation:
+        return Evaluation(model, self.group.splits, self.runner.spec.eval_batch_size, seed=self.group.seed)
+
+    def oracle_bank(self) -> Bank:
+        """N retrained oracles of the cell (seeds tagged "oracle-bank")."""
+        if "oracle" not in self._banks:
+            self._banks["oracle"] = self._retrain_bank("oracle-bank")
+        return self._banks["oracle"]
+
+    def method_bank(self, choice: "MethodChoice | None") -> Bank:
+        """N runs of `choice` from the cell's original model; None means the original itself, N times."""
+        name = "original" if choice is None else choice.name
+        if name not in self._banks:
+            if choice is None:
+                bank = Bank([self.group.original_eval] * self.size, [self.group.seed] * self.size,
+                            "copies of the original", 0.0)
+            elif choice.name == ORACLE:
+                bank = self._retrain_bank("method-bank")
+            else:
+                bank = self._method_runs(choice)
+            self._banks[name] = bank
+        return self._banks[name]
+
+    def _retrain_bank(self, tag: str) -> Bank:
+        """Retrain at the seeds of `tag`: cached members are loaded, the rest trained together."""
+        runner, group, settings = self.runner, self.group, self.runner.spec.evaluation.bank
+        choice = runner.oracle_choice
+        seeds = self.seeds(tag)
+        original_key = runner.task.original_key(group.seed)
+        keys = [runner.unlearned_key(choice, original_key, group.manifest.sha256, s) for s in seeds]
+        start = time.perf_counter()
+        models = [
+            runner.cache.load("unlearned", k, lambda s=s: runner.task.new_model(s))
+            for k, s in zip(keys, seeds, strict=True)
+        ]
+        missing = [i for i, m in enumerate(models) if m is None]
+        how = "cache"
+        if missing:
+            trained = train_models(
+                runner.task.blueprint, group.splits["retain"], runner.spec.train, [seeds[i] for i in missing],
+                mode=settings.mode, device=runner.task.device, jobs=settings.jobs,
+                progress=f"{tag} ({len(missing)} of {len(seeds)})" if runner.progress else None,
+            )
+            per_model = trained.seconds / len(missing)
+            for i, model in zip(missing, trained.models, strict=True):
+                runner._check_output(model, seeds[i])
+                models[i] = runner.cache.store("unlearned", keys[i], model, per_model)
+            how = trained.mode if len(missing) == len(seeds) else f"{trained.mode} ({len(missing)} trained, rest cached)"
+        evaluations = [self._evaluation(m.model) for m in models]
+        return Bank(evaluations, seeds, how, time.perf_counter() - start)
+
+    def _method_runs(self, choice: "MethodChoice") -> Bank:
+        runner, group = self.runner, self.group
+        seeds = self.seeds("method-bank")
+        original_key = runner.task.original_key(group.seed)
+        start = time.perf_counter()
+        evaluations = []
+        for s in tqdm(seeds, desc=f"{choice.name} bank", leave=False, disable=not runner.progress):
+            model, *_ = runner.unlearned(choice, group.original, original_key, group.manifest.sha256, group.splits, s)
+            evaluations.append(self._evaluation(model))
+        return Bank(evaluations, seeds, "method runs", time.perf_counter() - start)
+
+    # -- shadows (U-LiRA) ------------------------------------------------------------------------
+
+    def _shadow_original(self, k: int) -> tuple[torch.nn.Module, dict, np.ndarray]:
+        """Shadow k's original model (trained on a seeded random half of the training split), its key, its half."""
+        if k not in self._shadow_originals:
+            runner, task = self.runner, self.runner.task
+            s = derive_seed(self.group.seed, "shadow", str(k))
+            n = len(task.train)
+            half = np.sort(torch.randperm(n, generator=generator(s, "shadow-half"))[: n // 2].numpy())
+            key = {**task.original_key(self.group.seed), "role": "shadow-original", "shadow_seed": s,
+                   "half_sha256": indices_sha256(half.tolist())}
+            data = task.train.subset(half.tolist())
+            cached = runner.cache.get_or_build(
+                "original", key, lambda: train_with_recipe(task.new_model(s), data, runner.spec.train, s),
+                lambda: task.new_model(s),
+            )
+            self._shadow_originals[k] = (cached.model, key, half)
+        return self._shadow_originals[k]
+
+    def shadows(self, choice: "MethodChoice | None") -> ShadowBank:
+        """K shadows unlearned by `choice` (None: the original row, not unlearned)."""
+        name = "original" if choice is None else choice.name
+        if name in self._shadows:
+            return self._shadows[name]
+        runner, train = self.runner, self.runner.task.train
+        forget_idx = np.asarray(self.group.manifest.indices)
+        start = time.perf_counter()
+        evaluations, unlearned = [], []
+        for k in tqdm(range(self.size), desc=f"{name} shadows", leave=False, disable=not runner.progress):
+            original, key, half = self._shadow_original(k)
+            inside = np.isin(forget_idx, half)
+            if not inside.any():
+                raise UserError(f"shadow {k} holds none of the {len(forget_idx)}-sample forget set; use a larger one")
+            model = original
+            if choice is not None:
+                forget_part = forget_idx[inside]
+                retain_part = np.setdiff1d(half, forget_part)
+                splits = {"forget": train.subset(forget_part.tolist()), "retain": train.subset(retain_part.tolist())}
+                s = derive_seed(self.group.seed, "shadow", str(k))
+                model, *_ = runner.unlearned(choice, original, key, indices_sha256(forget_part.tolist()), splits, s)
+            evaluations.append(self._evaluation(model))
+            unlearned.append(inside)
+        bank = ShadowBank(evaluations, np.stack(unlearned), time.perf_counter() - start)
+        self._shadows[name] = bank
+        return bank
