@@ -44,7 +44,8 @@ def main() -> None:
     torch.set_num_threads(1)
     base = load_benchmark("digits")
     evaluation = EvaluationSettings(bank=BankSettings(size=args.n, mode=args.mode))
-    spec = base.model_copy(update={"metrics": METRICS, "evaluation": evaluation})
+    spec = base.model_copy(update={"metrics": METRICS, "evaluation": evaluation,
+                                   "report_metrics": ["Epsilon-F", "Epsilon-Score", "U-LiRA"]})
     methods = [m for m in args.methods.split(",") if m]
     start = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:

@@ -123,3 +123,14 @@ def test_a_metric_without_its_dependency_names_what_is_missing(probe_task):
         evaluate(ev, ["relearn"])
     with pytest.raises(MissingDependency, match="metric 'probe' needs the split 'probe_train'"):
         evaluate(ev, ["probe"])
+
+
+def test_a_grid_whose_probe_split_is_too_small_stops_before_anything_trains(tmp_path, capsys):
+    from unlearn.cli import main
+
+    workdir = tmp_path / "work"
+    code = main(["run", "--workdir", str(workdir), "--methods", "finetune", "--forget", "class:3,random:0.001",
+                 "--seeds", "0", "--no-progress"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and err[-1].startswith("unlearn: error: probe split too small")
+    assert not (workdir / "data" / "cache").exists() and not (workdir / "data" / "runs").exists()

@@ -439,11 +439,17 @@ class Runner:
     def run(self) -> GridResult:
         """Run every cell not already finished; return all the grid's records in grid order."""
         result = GridResult()
+        manifests = {
+            (seed, forget.text): load_or_build(self.workspace.forget_dir, forget, self.task.dataset, seed)
+            for seed in self.plan.seeds for forget in self.plan.forgets
+        }
+        for manifest in manifests.values():
+            self.task.splits(manifest)  # a split too small for a metric is refused before anything trains
         bar = tqdm(total=self.plan.size, desc=self.spec.name, unit="cell", disable=not self.progress)
         done = 0
         for seed in self.plan.seeds:
             for forget in self.plan.forgets:
-                manifest = load_or_build(self.workspace.forget_dir, forget, self.task.dataset, seed)
+                manifest = manifests[(seed, forget.text)]
                 cells = [self.cell(m, forget, manifest, seed) for m in self.plan.methods]
                 group: CellGroup | None = None
                 for cell in cells:
