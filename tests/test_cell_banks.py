@@ -99,3 +99,13 @@ def test_a_metric_whose_dependency_is_missing_stops_before_anything_runs(digits_
                  "--checkpoint", str(fake), "--workdir", str(workdir)])
     err = capsys.readouterr().err
     assert code == 2 and "metric 'epsilon' needs method-bank" in err and "only `unlearn run`" in err
+
+
+def test_unlearn_metrics_lists_every_metric_with_what_it_needs(capsys):
+    from unlearn.metrics import METRICS
+
+    assert main(["metrics"]) == 0
+    out = capsys.readouterr().out
+    assert all(f"\n{name} " in f"\n{out}" for name in METRICS.names())
+    epsilon_block = out[out.index("epsilon"):].splitlines()[1]
+    assert "needs: oracle-bank, method-bank" in epsilon_block and "Epsilon-N" in epsilon_block

@@ -255,6 +255,12 @@ def build_parser() -> argparse.ArgumentParser:
     methods.set_defaults(handler=cmd_methods)
     benchmarks = sub.add_parser("benchmarks", help="list benchmarks, one per line")
     benchmarks.set_defaults(handler=cmd_benchmarks)
+    metrics = sub.add_parser(
+        "metrics", help="list metrics: what each needs and the keys it records",
+        description="One block per registered metric: its summary, the splits and dependencies it needs "
+        "(oracle, original, oracle-bank, method-bank, shadows) and the keys it records. A benchmark spec turns "
+        "metrics on under `metrics:`; docs/metrics.md defines them.")
+    metrics.set_defaults(handler=cmd_metrics)
     return parser
 
 
@@ -512,6 +518,20 @@ def cmd_benchmarks(args: argparse.Namespace) -> int:
     for name, path in available_benchmarks().items():
         spec = read_spec(path)
         print(f"{name:<16} {spec.description}")
+    return 0
+
+
+def cmd_metrics(args: argparse.Namespace) -> int:
+    from unlearn.metrics import DEPENDENCIES, METRICS
+    from unlearn.registry import summary
+
+    for name in METRICS.names():
+        m = METRICS.get(name)
+        deps = [n for n in m.needs if n in DEPENDENCIES]
+        splits = [n for n in m.needs if n not in DEPENDENCIES]
+        print(f"{name:<18} {summary(m.fn)}")
+        print(f"{'':<18} keys: {', '.join(m.produces)}; splits: {', '.join(splits)}"
+              + (f"; needs: {', '.join(deps)}" if deps else ""))
     return 0
 
 
