@@ -9,6 +9,8 @@ row: Epsilon-F, the final score (F × RA ratio × TA ratio), U-LiRA attack accur
 ceiling the benchmark can resolve at this N (an independent retrain bank against the
 oracle bank); the original row (no unlearning: N copies of the original model) scores 0
 by the competition's range rule; the methods land in between. Default: N = 64.
+With --originals independent, run i of every method starts from an original model
+trained at seed i, and the original row is N independently trained originals.
 """
 
 from __future__ import annotations
@@ -39,11 +41,14 @@ def main() -> None:
                         help="comma-separated methods (default: %(default)s)")
     parser.add_argument("--mode", default="auto", choices=["auto", "sequential", "vmap", "process"],
                         help="how oracle banks are trained (default: auto, by measurement)")
+    parser.add_argument("--originals", default="shared", choices=["shared", "independent"],
+                        help="method runs start from the cell's original (shared, as the competition) or run i from "
+                        "an original trained at seed i (independent); default: %(default)s")
     parser.add_argument("--workdir", type=Path, default=Path("."), help="where the model cache lives (data/cache)")
     args = parser.parse_args()
     torch.set_num_threads(1)
     base = load_benchmark("digits")
-    evaluation = EvaluationSettings(bank=BankSettings(size=args.n, mode=args.mode))
+    evaluation = EvaluationSettings(bank=BankSettings(size=args.n, mode=args.mode, originals=args.originals))
     spec = base.model_copy(update={"metrics": METRICS, "evaluation": evaluation,
                                    "report_metrics": ["Epsilon-F", "Epsilon-Score", "U-LiRA"]})
     methods = [m for m in args.methods.split(",") if m]

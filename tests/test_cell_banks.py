@@ -109,3 +109,21 @@ def test_unlearn_metrics_lists_every_metric_with_what_it_needs(capsys):
     assert all(f"\n{name} " in f"\n{out}" for name in METRICS.names())
     epsilon_block = out[out.index("epsilon"):].splitlines()[1]
     assert "needs: oracle-bank, method-bank" in epsilon_block and "Epsilon-N" in epsilon_block
+
+
+def test_independent_originals_bank_holds_the_originals_of_cells_with_those_seeds(bank_spec, digits_task, tmp_path,
+                                                                                     bank_cache):
+    evaluation = bank_spec.evaluation.model_copy(
+        update={"bank": BankSettings(size=3, mode="sequential", originals="independent")}
+    )
+    spec = bank_spec.model_copy(update={"evaluation": evaluation, "metrics": ["accuracy", "mia-efficacy", "epsilon"]})
+    runner, records = run_grid(spec, digits_task, tmp_path, bank_cache, ["grad-ascent"])
+    assert records[0].status == "ok" and records[0].metrics["Epsilon-N"] == 3
+    assert records[0].metric_info["epsilon"]["method_bank"]["how"] == "method runs from independent originals"
+    manifest = load_or_build(runner.workspace.forget_dir, runner.plan.forgets[0], runner.task.dataset, 0)
+    group = runner.group(runner.plan.forgets[0], manifest, 0)
+    bank = group.banks.method_bank(None)
+    assert bank.how == "cache" and len(set(bank.seeds)) == 3
+    for seed, member in zip(bank.seeds, bank.evaluations, strict=True):
+        original = runner.original(seed).model.state_dict()
+        assert all(torch.equal(v, original[k]) for k, v in member.model.state_dict().items())

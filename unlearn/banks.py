@@ -7,12 +7,15 @@ Per-example metrics compare distributions over many models, not one model:
   under the same key `Runner.unlearned` uses, so banks are shared by every method of the
   cell and by later runs. Missing members are trained together by `train_models`
   (sequential, vmapped or a process pool, as `evaluation.bank.mode` says).
-- a method bank: the method run N times from the cell's original model with run seeds
-  derived from the cell seed (tag "method-bank"), as the NeurIPS 2023 competition runs a
-  submission N times from one original model. The retrain row's method bank is therefore
-  a second, independent retrain bank (the calibration ceiling), and the original row's is
-  N copies of the original model (no unlearning). A deterministic method gives N
-  identical models, which the competition's range rule scores as ε = 50 (0 points).
+- a method bank: the method run N times with run seeds derived from the cell seed (tag
+  "method-bank"). With `bank.originals: shared` (default) every run starts from the cell's
+  original model, as the NeurIPS 2023 competition runs a submission N times from one
+  original model; the original row's bank is then N copies of the original (no
+  unlearning), and a deterministic method gives N identical models, which the range rule
+  scores ε = 50 (0 points). With `independent`, run i starts from the original model
+  trained at seed i (the original of a cell with that seed), and the original row's bank
+  is those N originals. Either way the retrain row's bank is a second, independent retrain
+  bank: the calibration ceiling.
 - shadows (U-LiRA): K models, each trained on a seeded random half of the training split
   and then unlearned by the method on the part of the cell's forget set inside its half
   (retrain: retrained on its half without that part; original row: not unlearned). Every
@@ -30,6 +33,7 @@ import torch
 from tqdm.auto import tqdm
 
 from unlearn.bank_training import train_models
+from unlearn.data.tensors import TensorData
 from unlearn.errors import UserError
 from unlearn.forget.manifest import indices_sha256
 from unlearn.metrics import Evaluation
@@ -92,57 +96,81 @@ class CellBanks:
         return self._banks["oracle"]
 
     def method_bank(self, choice: "MethodChoice | None") -> Bank:
-        """N runs of `choice` from the cell's original model; None means the original itself, N times."""
+        """N runs of `choice` (None: no unlearning); from the cell's original or from N originals (see spec)."""
         name = "original" if choice is None else choice.name
         if name not in self._banks:
-            if choice is None:
+            independent = self.runner.spec.evaluation.bank.originals == "independent"
+            if choice is None and independent:
+                bank = self.original_bank()
+            elif choice is None:
                 bank = Bank([self.group.original_eval] * self.size, [self.group.seed] * self.size,
                             "copies of the original", 0.0)
             elif choice.name == ORACLE:
                 bank = self._retrain_bank("method-bank")
             else:
-                bank = self._method_runs(choice)
+                bank = self._method_runs(choice, independent)
             self._banks[name] = bank
         return self._banks[name]
 
+    def original_bank(self) -> Bank:
+        """N original models at the method-bank seeds, each exactly the original model of a cell with that seed."""
+        if "originals" not in self._banks:
+            task = self.runner.task
+            seeds = self.seeds("method-bank")
+            keys = [task.original_key(s) for s in seeds]
+            self._banks["originals"] = self._train_bank("original", keys, seeds, task.train, "original bank")
+        return self._banks["originals"]
+
     def _retrain_bank(self, tag: str) -> Bank:
-        """Retrain at the seeds of `tag`: cached members are loaded, the rest trained together."""
-        runner, group, settings = self.runner, self.group, self.runner.spec.evaluation.bank
-        choice = runner.oracle_choice
+        """Retrain at the seeds of `tag` (cached under the keys `Runner.unlearned` uses for retrain)."""
+        runner, group = self.runner, self.group
         seeds = self.seeds(tag)
-        original_key = runner.task.original_key(group.seed)
-        keys = [runner.unlearned_key(choice, original_key, group.manifest.sha256, s) for s in seeds]
+        independent = tag == "method-bank" and runner.spec.evaluation.bank.originals == "independent"
+        keys = [
+            runner.unlearned_key(
+                runner.oracle_choice, runner.task.original_key(s if independent else group.seed),
+                group.manifest.sha256, s,
+            )
+            for s in seeds
+        ]
+        return self._train_bank("unlearned", keys, seeds, group.splits["retain"], tag)
+
+    def _train_bank(self, kind: str, keys: list[dict], seeds: list[int], data: TensorData, label: str) -> Bank:
+        """Load the cached models of `keys`, train the missing ones together on `data` with the recipe."""
+        runner, settings = self.runner, self.runner.spec.evaluation.bank
         start = time.perf_counter()
         models = [
-            runner.cache.load("unlearned", k, lambda s=s: runner.task.new_model(s))
-            for k, s in zip(keys, seeds, strict=True)
+            runner.cache.load(kind, k, lambda s=s: runner.task.new_model(s)) for k, s in zip(keys, seeds, strict=True)
         ]
         missing = [i for i, m in enumerate(models) if m is None]
         how = "cache"
         if missing:
             trained = train_models(
-                runner.task.blueprint, group.splits["retain"], runner.spec.train, [seeds[i] for i in missing],
+                runner.task.blueprint, data, runner.spec.train, [seeds[i] for i in missing],
                 mode=settings.mode, device=runner.task.device, jobs=settings.jobs,
-                progress=f"{tag} ({len(missing)} of {len(seeds)})" if runner.progress else None,
+                progress=f"{label} ({len(missing)} of {len(seeds)})" if runner.progress else None,
             )
             per_model = trained.seconds / len(missing)
             for i, model in zip(missing, trained.models, strict=True):
                 runner._check_output(model, seeds[i])
-                models[i] = runner.cache.store("unlearned", keys[i], model, per_model)
+                models[i] = runner.cache.store(kind, keys[i], model, per_model)
             how = trained.mode if len(missing) == len(seeds) else f"{trained.mode} ({len(missing)} trained, rest cached)"
         evaluations = [self._evaluation(m.model) for m in models]
         return Bank(evaluations, seeds, how, time.perf_counter() - start)
 
-    def _method_runs(self, choice: "MethodChoice") -> Bank:
+    def _method_runs(self, choice: "MethodChoice", independent: bool) -> Bank:
         runner, group = self.runner, self.group
         seeds = self.seeds("method-bank")
-        original_key = runner.task.original_key(group.seed)
+        originals = self.original_bank().evaluations if independent else None
         start = time.perf_counter()
         evaluations = []
-        for s in tqdm(seeds, desc=f"{choice.name} bank", leave=False, disable=not runner.progress):
-            model, *_ = runner.unlearned(choice, group.original, original_key, group.manifest.sha256, group.splits, s)
+        for i, s in enumerate(tqdm(seeds, desc=f"{choice.name} bank", leave=False, disable=not runner.progress)):
+            original = originals[i].model if originals else group.original
+            original_key = runner.task.original_key(s if originals else group.seed)
+            model, *_ = runner.unlearned(choice, original, original_key, group.manifest.sha256, group.splits, s)
             evaluations.append(self._evaluation(model))
-        return Bank(evaluations, seeds, "method runs", time.perf_counter() - start)
+        how = "method runs from independent originals" if originals else "method runs from the cell's original"
+        return Bank(evaluations, seeds, how, time.perf_counter() - start)
 
     # -- shadows (U-LiRA) ------------------------------------------------------------------------
 

@@ -85,6 +85,10 @@ class BankSettings(BaseModel):
     """How oracle banks are trained; `auto` measures and picks the fastest on this model and device."""
     jobs: PositiveInt = 2
     """Workers of the process mode."""
+    originals: Literal["shared", "independent"] = "shared"
+    """Where a method bank's runs start: all from the cell's original model, as the NeurIPS 2023
+    competition does ("shared"; a deterministic method then gives N identical models), or run i from
+    an original model trained at seed i ("independent"; the original row is then N trained originals)."""
 
     @field_validator("size")
     @classmethod
