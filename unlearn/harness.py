@@ -298,7 +298,7 @@ class Runner:
             "metrics": list(self.spec.metrics),
             "gap_metrics": list(self.spec.gap_metrics),
             "report_metrics": list(self.spec.report_metrics),
-            "evaluation": self.spec.evaluation.model_dump(),
+            "evaluation": self.evaluation_settings,
             "method": method.name,
             "method_origin": method.origin,
             "hparams": hparams_dict(method.hparams),
@@ -412,6 +412,12 @@ class Runner:
         group.oracle_scores = self.score(group.oracle_eval)
         group.original_scores = self.score(group.original_eval)
         return group
+
+    @cached_property
+    def evaluation_settings(self) -> dict[str, Any]:
+        """The spec's `evaluation:` settings its metrics read (unused families stay out of every config hash)."""
+        families = {family for name in self.spec.metrics for family in METRICS.get(name).settings}
+        return {k: v for k, v in self.spec.evaluation.model_dump().items() if k in families}
 
     @cached_property
     def oracle_choice(self) -> MethodChoice:

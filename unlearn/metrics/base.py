@@ -151,6 +151,9 @@ class Metric:
     """Splits (see SPLITS) and dependencies (see DEPENDENCIES) the metric reads."""
     produces: tuple[str, ...]
     """Keys it always returns (it may add optional ones, such as TA-forgotten)."""
+    settings: tuple[str, ...] = ()
+    """The families of the spec's `evaluation:` settings it reads (probe, relearn, bank); they enter
+    the config hash of every record the metric is computed for."""
 
     def missing(self, available: Callable[[str], bool]) -> list[str]:
         return [name for name in self.needs if not available(name)]
@@ -172,8 +175,11 @@ def missing_message(metric_name: str, missing: Sequence[str]) -> str:
 METRICS: Registry[Metric] = Registry("metric", entry_point_group="unlearn.metrics", import_paths=True)
 
 
-def metric(name: str, needs: Sequence[str], produces: Sequence[str]) -> Callable[[MetricFn], MetricFn]:
-    """Decorator registering a metric function with what it reads and the keys it returns.
+def metric(
+    name: str, needs: Sequence[str], produces: Sequence[str], settings: Sequence[str] = ()
+) -> Callable[[MetricFn], MetricFn]:
+    """Decorator registering a metric function with what it reads, the keys it returns and the
+    `evaluation:` settings families it reads.
 
     The function takes an Evaluation and returns a dict of floats, or `Scores` when it
     also records what it used (shadow data, split sizes, number of models).
@@ -183,7 +189,7 @@ def metric(name: str, needs: Sequence[str], produces: Sequence[str]) -> Callable
         raise ValueError(f"metric {name!r} declares unknown dependencies {unknown}")
 
     def decorate(fn: MetricFn) -> MetricFn:
-        METRICS.register(name)(Metric(name, fn, tuple(needs), tuple(produces)))
+        METRICS.register(name)(Metric(name, fn, tuple(needs), tuple(produces), tuple(settings)))
         return fn
 
     return decorate

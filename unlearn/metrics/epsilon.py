@@ -338,7 +338,7 @@ def _bank_confidences(bank) -> np.ndarray:
 @metric(
     "epsilon",
     needs=("forget", "retain", "test", "oracle-bank", "method-bank"),
-    produces=("Epsilon-F", "Epsilon-Score", "Epsilon-N"),
+    produces=("Epsilon-F", "Epsilon-Score", "Epsilon-N"), settings=("bank",)
 )
 def epsilon(ev: Evaluation) -> Scores:
     """The NeurIPS 2023 competition score of the method's bank against the oracle bank, with N recorded.

@@ -149,7 +149,7 @@ def probe_accuracy(ev: Evaluation, point: str) -> float:
 @metric(
     "probe",
     needs=("probe_train", "probe_heldout", "oracle"),
-    produces=("Probe-F", "Recovery-Gap"),
+    produces=("Probe-F", "Recovery-Gap"), settings=("probe",)
 )
 def probe(ev: Evaluation) -> Scores:
     """Linear-probe accuracy on held-out forgotten samples (Probe-F) and the recovery gap to the oracle's probe.

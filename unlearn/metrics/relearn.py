@@ -70,7 +70,9 @@ def relearn_curve(model: nn.Module, attack: TensorData, scored: TensorData, sett
     return curve
 
 
-@metric("relearn", needs=("forget", "original"), produces=("Relearn-FA", "Relearn-Steps"))
+@metric(
+    "relearn", needs=("forget", "original"), produces=("Relearn-FA", "Relearn-Steps"), settings=("relearn",)
+)
 def relearn(ev: Evaluation) -> Scores:
     """Forget accuracy after a few fine-tuning steps on part of D_f, and the steps to reach the original's."""
     settings: RelearnSettings = ev.settings.get("relearn", RelearnSettings())

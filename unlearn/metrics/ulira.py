@@ -174,7 +174,7 @@ def ulira(
     )
 
 
-@metric("ulira", needs=("forget", "shadows"), produces=("U-LiRA", "U-LiRA-N"))
+@metric("ulira", needs=("forget", "shadows"), produces=("U-LiRA", "U-LiRA-N"), settings=("bank",))
 def ulira_metric(ev: Evaluation) -> Scores:
     """U-LiRA attack accuracy (%) on the method's unlearned shadows (50 = indistinguishable), with K recorded.
 
