@@ -75,8 +75,8 @@ class CellBanks:
 
     runner: "Runner"
     group: "CellGroup"
-    _banks: dict[str, Bank] = field(default_factory=dict)
-    _shadows: dict[str, ShadowBank] = field(default_factory=dict)
+    _banks: dict[tuple, Bank] = field(default_factory=dict)
+    _shadows: dict[str | None, ShadowBank] = field(default_factory=dict)
     _shadow_originals: dict[int, tuple[torch.nn.Module, dict, np.ndarray]] = field(default_factory=dict)
 
     @property
@@ -91,14 +91,14 @@ class CellBanks:
 
     def oracle_bank(self) -> Bank:
         """N retrained oracles of the cell (seeds tagged "oracle-bank")."""
-        if "oracle" not in self._banks:
-            self._banks["oracle"] = self._retrain_bank("oracle-bank")
-        return self._banks["oracle"]
+        if ("oracle",) not in self._banks:
+            self._banks[("oracle",)] = self._retrain_bank("oracle-bank")
+        return self._banks[("oracle",)]
 
     def method_bank(self, choice: "MethodChoice | None") -> Bank:
         """N runs of `choice` (None: no unlearning); from the cell's original or from N originals (see spec)."""
-        name = "original" if choice is None else choice.name
-        if name not in self._banks:
+        key = ("method", None if choice is None else choice.name)
+        if key not in self._banks:
             independent = self.runner.spec.evaluation.bank.originals == "independent"
             if choice is None and independent:
                 bank = self.original_bank()
@@ -109,17 +109,17 @@ class CellBanks:
                 bank = self._retrain_bank("method-bank")
             else:
                 bank = self._method_runs(choice, independent)
-            self._banks[name] = bank
-        return self._banks[name]
+            self._banks[key] = bank
+        return self._banks[key]
 
     def original_bank(self) -> Bank:
         """N original models at the method-bank seeds, each exactly the original model of a cell with that seed."""
-        if "originals" not in self._banks:
+        if ("originals",) not in self._banks:
             task = self.runner.task
             seeds = self.seeds("method-bank")
             keys = [task.original_key(s) for s in seeds]
-            self._banks["originals"] = self._train_bank("original", keys, seeds, task.train, "original bank")
-        return self._banks["originals"]
+            self._banks[("originals",)] = self._train_bank("original", keys, seeds, task.train, "original bank")
+        return self._banks[("originals",)]
 
     def _retrain_bank(self, tag: str) -> Bank:
         """Retrain at the seeds of `tag` (cached under the keys `Runner.unlearned` uses for retrain)."""
@@ -193,14 +193,15 @@ class CellBanks:
 
     def shadows(self, choice: "MethodChoice | None") -> ShadowBank:
         """K shadows unlearned by `choice` (None: the original row, not unlearned)."""
-        name = "original" if choice is None else choice.name
+        name = None if choice is None else choice.name
         if name in self._shadows:
             return self._shadows[name]
         runner, train = self.runner, self.runner.task.train
         forget_idx = np.asarray(self.group.manifest.indices)
         start = time.perf_counter()
         evaluations, unlearned = [], []
-        for k in tqdm(range(self.size), desc=f"{name} shadows", leave=False, disable=not runner.progress):
+        label = "original" if name is None else name
+        for k in tqdm(range(self.size), desc=f"{label} shadows", leave=False, disable=not runner.progress):
             original, key, half = self._shadow_original(k)
             inside = np.isin(forget_idx, half)
             if not inside.any():
