@@ -134,12 +134,16 @@ def probe_accuracy(ev: Evaluation, point: str) -> float:
 
     def compute() -> float:
         train, held = ev.splits["probe_train"], ev.splits["probe_heldout"]
-        x_train, y_train = features(ev.model, train, point, ev.batch_size), train.y.cpu().numpy()
+        draws = probe_draws(train.y.cpu().numpy(), settings, ev.seed)
+        used = np.unique(np.concatenate(draws))  # few-shot probes read the features of their draws only
+        x_used = features(ev.model, train.subset(used.tolist()), point, ev.batch_size)
+        y_used = train.y.cpu().numpy()[used]
         x_held, y_held = features(ev.model, held, point, ev.batch_size), held.y.cpu().numpy()
         accuracies = []
-        for rows in probe_draws(y_train, settings, ev.seed):
+        for rows in draws:
+            at = np.searchsorted(used, rows)
             probe = make_pipeline(StandardScaler(), LogisticRegression(C=settings.C, max_iter=settings.max_iter))
-            probe.fit(x_train[rows], y_train[rows])
+            probe.fit(x_used[at], y_used[at])
             accuracies.append(100.0 * float((probe.predict(x_held) == y_held).mean()))
         return float(np.mean(accuracies))
 
