@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
 import torch
-from torch import nn
+from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from unlearn.atomic import ensure_writable
@@ -40,7 +40,7 @@ from unlearn.methods import (
 )
 from unlearn.metrics import METRICS, Evaluation, Scores, check_dependencies, evaluate, gaps
 from unlearn.metrics.base import SPLITS
-from unlearn.metrics.probe import probe_splits
+from unlearn.metrics.probe import probe_selection, probe_splits
 from unlearn.models import Blueprint
 from unlearn.provenance import environment
 from unlearn.results import ORACLE, ForgetInfo, InvalidRecord, ResultRecord, read_record, record_path, write_record
@@ -189,11 +189,15 @@ class Task:
         """Everything that determines the original model of `seed`."""
         return {"role": "original", **self.spec.model_key(), "data": self.dataset.fingerprint, "seed": seed}
 
+    def _forget_mask(self, manifest: ForgetManifest) -> Tensor:
+        in_forget = torch.zeros(len(self.train), dtype=torch.bool, device=self.device)
+        in_forget[torch.as_tensor(manifest.indices, dtype=torch.long, device=self.device)] = True
+        return in_forget
+
     def splits(self, manifest: ForgetManifest) -> dict[str, TensorData]:
         """The evaluation splits of a cell: forget, retain, val, test (and test_forgotten, class-wise), and
         the probe splits (probe_train, probe_heldout); UserError when the probe splits are too small."""
-        in_forget = torch.zeros(len(self.train), dtype=torch.bool, device=self.device)
-        in_forget[torch.as_tensor(manifest.indices, dtype=torch.long, device=self.device)] = True
+        in_forget = self._forget_mask(manifest)
         splits = {"forget": self.train.where(in_forget), "retain": self.train.where(~in_forget)}
         if manifest.forgotten_classes:
             gone = torch.as_tensor(manifest.forgotten_classes, device=self.device)
@@ -209,6 +213,19 @@ class Task:
             settings = self.spec.evaluation.probe
             splits.update(probe_splits(self.train, in_forget, splits.get("test_forgotten"), settings, seed))
         return splits
+
+    def check_splits(self, manifest: ForgetManifest) -> None:
+        """Raise UserError if the cell's splits cannot serve its metrics (a probe split too small), from
+        labels alone, so that a grid can check every cell before anything trains."""
+        if not self.uses_probes:
+            return
+        forgotten = None
+        if manifest.forgotten_classes:
+            gone = torch.as_tensor(manifest.forgotten_classes, device=self.device)
+            forgotten = self.test.y[torch.isin(self.test.y, gone)]
+            forgotten = forgotten if len(forgotten) else None  # as in `splits`: then D_f is held out instead
+        seed = manifest.seed if manifest.seed is not None else 0
+        probe_selection(self.train.y, self._forget_mask(manifest), forgotten, self.spec.evaluation.probe, seed)
 
 
 @dataclass
@@ -450,7 +467,7 @@ class Runner:
             for seed in self.plan.seeds for forget in self.plan.forgets
         }
         for manifest in manifests.values():
-            self.task.splits(manifest)  # a split too small for a metric is refused before anything trains
+            self.task.check_splits(manifest)  # a split too small for a metric is refused before anything trains
         bar = tqdm(total=self.plan.size, desc=self.spec.name, unit="cell", disable=not self.progress)
         done = 0
         for seed in self.plan.seeds:

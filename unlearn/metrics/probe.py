@@ -45,6 +45,32 @@ POINTS = {"penultimate": "", "block": "-Block"}
 """Feature points probed, and the suffix of their metric keys."""
 
 
+def probe_selection(
+    train_labels: Tensor, in_forget: Tensor, forgotten_test_labels: Tensor | None, settings: ProbeSettings, seed: int
+) -> tuple[Tensor | None, Tensor | None]:
+    """Which training samples train the probe and which are held out, from labels alone (no images copied).
+
+    Returns (probe-train mask or None for all of the training split, held-out training positions or None
+    when the forgotten classes' test images are held out). UserError when the splits are too small.
+    """
+    if forgotten_test_labels is not None:
+        check_probe_splits(train_labels, forgotten_test_labels, settings, "the forgotten classes' test images")
+        return None, None
+    forget_pos = torch.nonzero(in_forget, as_tuple=False).flatten()
+    n_held = int(len(forget_pos) * settings.holdout)
+    if n_held < 1:
+        raise UserError(
+            f"probe split too small: holding out {settings.holdout:g} of a {len(forget_pos)}-sample forget set "
+            "leaves no held-out forgotten sample (use a larger forget set or evaluation.probe.holdout)"
+        )
+    order = torch.randperm(len(forget_pos), generator=generator(seed, "probe-holdout")).to(forget_pos.device)
+    held = forget_pos[order[:n_held]]
+    keep = torch.ones(len(train_labels), dtype=torch.bool, device=in_forget.device)
+    keep[held] = False
+    check_probe_splits(train_labels[keep], train_labels[held], settings, f"{settings.holdout:g} of D_f")
+    return keep, held
+
+
 def probe_splits(
     train: TensorData,
     in_forget: Tensor,
@@ -53,33 +79,20 @@ def probe_splits(
     seed: int,
 ) -> dict[str, TensorData]:
     """The probe-train and probe-heldout splits of a cell (see the module docstring); UserError if too small."""
+    forgotten_labels = test_forgotten.y if test_forgotten is not None else None
+    keep, held = probe_selection(train.y, in_forget, forgotten_labels, settings, seed)
     if test_forgotten is not None:
-        heldout, probe_train = test_forgotten, train
-        what = "the forgotten classes' test images"
-    else:
-        forget_pos = torch.nonzero(in_forget, as_tuple=False).flatten()
-        n_held = int(len(forget_pos) * settings.holdout)
-        if n_held < 1:
-            raise UserError(
-                f"probe split too small: holding out {settings.holdout:g} of a {len(forget_pos)}-sample forget set "
-                "leaves no held-out forgotten sample (use a larger forget set or evaluation.probe.holdout)"
-            )
-        order = torch.randperm(len(forget_pos), generator=generator(seed, "probe-holdout")).to(forget_pos.device)
-        held = forget_pos[order[:n_held]]
-        keep = torch.ones(len(train), dtype=torch.bool, device=in_forget.device)
-        keep[held] = False
-        heldout, probe_train = train.subset(held), train.where(keep)
-        what = f"{settings.holdout:g} of D_f"
-    check_probe_splits(probe_train, heldout, max(settings.min_per_class, settings.shots or 0), what)
-    return {"probe_train": probe_train, "probe_heldout": heldout}
+        return {"probe_train": train, "probe_heldout": test_forgotten}
+    return {"probe_train": train.where(keep), "probe_heldout": train.subset(held)}
 
 
-def check_probe_splits(probe_train: TensorData, heldout: TensorData, min_per_class: int, what: str) -> None:
-    """Raise UserError unless probe-train holds `min_per_class` samples of every class the probe is scored on."""
-    if len(heldout) == 0:
+def check_probe_splits(train_labels: Tensor, heldout_labels: Tensor, settings: ProbeSettings, what: str) -> None:
+    """Raise UserError unless probe-train holds enough samples (min_per_class, shots) of every class scored on."""
+    min_per_class = max(settings.min_per_class, settings.shots or 0)
+    if len(heldout_labels) == 0:
         raise UserError(f"probe split too small: no held-out forgotten samples ({what})")
-    counts = torch.bincount(probe_train.y.cpu())
-    needed = sorted(set(heldout.y.cpu().tolist()))
+    counts = torch.bincount(train_labels.cpu())
+    needed = sorted(set(heldout_labels.cpu().tolist()))
     short = [c for c in needed if c >= len(counts) or int(counts[c]) < min_per_class]
     if short or len(counts.nonzero()) < 2:
         raise UserError(
