@@ -345,8 +345,9 @@ def epsilon(ev: Evaluation) -> Scores:
 
     Epsilon-F is F (mean points over forget examples), Epsilon-Score the final score F × RA ratio ×
     TA ratio (bank means), Epsilon-N the number of models per bank. The calibration ceiling is the
-    retrain row (a second, independent retrain bank against the oracle bank); no unlearning (the
-    original row: N copies of one model) scores 0 by the range rule.
+    retrain row (a second, independent retrain bank against the oracle bank). No unlearning (the
+    original row) is N copies of one model, which scores 0 by the range rule, or with
+    `bank.originals: independent` N independently trained originals (see unlearn.banks).
     """
     oracle_bank, method_bank = ev.need("oracle-bank"), ev.need("method-bank")
     unlearned, retrained = _bank_confidences(method_bank), _bank_confidences(oracle_bank)
