@@ -152,7 +152,7 @@ class CellBanks:
             )
             per_model = trained.seconds / len(missing)
             for i, model in zip(missing, trained.models, strict=True):
-                runner._check_output(model, seeds[i])
+                runner.check_output(model, seeds[i])
                 models[i] = runner.cache.store(kind, keys[i], model, per_model)
             how = trained.mode if len(missing) == len(seeds) else f"{trained.mode} ({len(missing)} trained, rest cached)"
         evaluations = [self._evaluation(m.model) for m in models]

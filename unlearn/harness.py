@@ -209,9 +209,9 @@ class Task:
         else:
             splits["val"], splits["test"] = self.val, self.test
         if self.uses_probes:
-            seed = manifest.seed if manifest.seed is not None else 0
-            settings = self.spec.evaluation.probe
-            splits.update(probe_splits(self.train, in_forget, splits.get("test_forgotten"), settings, seed))
+            splits.update(probe_splits(
+                self.train, in_forget, splits.get("test_forgotten"), self.spec.evaluation.probe, probe_seed(manifest)
+            ))
         return splits
 
     def check_splits(self, manifest: ForgetManifest) -> None:
@@ -224,8 +224,13 @@ class Task:
             gone = torch.as_tensor(manifest.forgotten_classes, device=self.device)
             forgotten = self.test.y[torch.isin(self.test.y, gone)]
             forgotten = forgotten if len(forgotten) else None  # as in `splits`: then D_f is held out instead
-        seed = manifest.seed if manifest.seed is not None else 0
-        probe_selection(self.train.y, self._forget_mask(manifest), forgotten, self.spec.evaluation.probe, seed)
+        settings = self.spec.evaluation.probe
+        probe_selection(self.train.y, self._forget_mask(manifest), forgotten, settings, probe_seed(manifest))
+
+
+def probe_seed(manifest: ForgetManifest) -> int:
+    """The seed of a cell's probe hold-out: the forget set's own (class-wise sets have none and need none)."""
+    return manifest.seed if manifest.seed is not None else 0
 
 
 @dataclass
@@ -383,7 +388,7 @@ class Runner:
 
         def call() -> nn.Module:
             model = method.unlearn(request)
-            self._check_output(model, seed)
+            self.check_output(model, seed)
             return model
 
         if method.cache_output:
@@ -394,7 +399,7 @@ class Runner:
         model = call()
         return model, time.perf_counter() - start, False, None
 
-    def _check_output(self, model: Any, seed: int) -> None:
+    def check_output(self, model: Any, seed: int) -> None:
         if not isinstance(model, nn.Module):
             raise TypeError(f"unlearn() returned {type(model).__name__}, not a torch.nn.Module")
         check_finite(model)

@@ -330,9 +330,9 @@ def final_score(
     return float(forget_quality) * (ra_u / ra_r) * (ta_u / ta_r)
 
 
-def _bank_confidences(bank) -> np.ndarray:
-    """[N, |D_f|] log-odds confidences of a bank's members on the forget set."""
-    return np.stack([log_odds_confidence(e["forget"].logits, e["forget"].labels) for e in bank.evaluations])
+def forget_confidences(evaluations: Sequence[Evaluation]) -> np.ndarray:
+    """[models, |D_f|] log-odds confidences of each evaluated model on the forget set (banks, shadows)."""
+    return np.stack([log_odds_confidence(e["forget"].logits, e["forget"].labels) for e in evaluations])
 
 
 @metric(
@@ -350,7 +350,7 @@ def epsilon(ev: Evaluation) -> Scores:
     `bank.originals: independent` N independently trained originals (see unlearn.banks).
     """
     oracle_bank, method_bank = ev.need("oracle-bank"), ev.need("method-bank")
-    unlearned, retrained = _bank_confidences(method_bank), _bank_confidences(oracle_bank)
+    unlearned, retrained = forget_confidences(method_bank.evaluations), forget_confidences(oracle_bank.evaluations)
     eps = per_example_epsilon(unlearned, retrained)
     n = unlearned.shape[0]
     quality = float(epsilon_points(eps, n).mean())

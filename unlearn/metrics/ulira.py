@@ -31,7 +31,7 @@ import torch
 
 from unlearn.errors import UserError
 from unlearn.metrics.base import Evaluation, Scores, metric
-from unlearn.metrics.epsilon import log_odds_confidence
+from unlearn.metrics.epsilon import forget_confidences
 
 _TINY_VARIANCE = 1e-12  # absolute floor, for data with no spread at all
 
@@ -183,8 +183,7 @@ def ulira_metric(ev: Evaluation) -> Scores:
     cell's forget examples, each unlearned in about half of the shadows and never seen in the rest.
     """
     shadows = ev.need("shadows")
-    conf = np.stack([log_odds_confidence(e["forget"].logits, e["forget"].labels) for e in shadows.evaluations])
-    result = ulira(conf, shadows.unlearned, seed=ev.seed)
+    result = ulira(forget_confidences(shadows.evaluations), shadows.unlearned, seed=ev.seed)
     info = {
         "n_shadows": result.n_shadows,
         "n_targets": result.n_targets,
