@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from unlearn.errors import UserError
-from unlearn.forget import ForgetSpec, load_or_build, manifest_path, read_manifest
+from unlearn.forget import ForgetManifest, ForgetSpec, load_or_build, manifest_path, read_manifest
 from unlearn.spec import REPO_ROOT
 
 
@@ -58,12 +58,23 @@ def test_tampered_manifest_is_refused(tmp_path, digits_task):
     data["indices"][0] = data["indices"][0] + 1 if data["indices"][1] != data["indices"][0] + 1 else 0
     path.write_text(json.dumps(data))
     with pytest.raises(UserError, match="invalid forget-set manifest"):
-        build(tmp_path, "random:0.1", digits_task.dataset, 0)
+        read_manifest(path)
+    rebuilt = build(tmp_path, "random:0.1", digits_task.dataset, 0)  # set aside, rebuilt, never used
+    assert rebuilt.indices == m.indices and read_manifest(path) == m
+    assert json.loads(path.with_name(path.name + ".corrupt").read_text())["indices"] == data["indices"]
+    # a field outside the indices changed: only the checksum notices
     data = json.loads(m.to_json())
-    data["dataset_fingerprint"] = "0" * 64
+    data["provenance"] = {"note": "edited"}
     path.write_text(json.dumps(data))
+    with pytest.raises(UserError, match="checksum mismatch"):
+        read_manifest(path)
+    # a valid manifest of other data is refused, and left as it was
+    fields = m.model_dump(by_alias=True, exclude={"checksum", "schema"})
+    other = ForgetManifest.sealed(**{**fields, "dataset_fingerprint": "0" * 64})
+    path.write_text(other.to_json())
     with pytest.raises(UserError, match="different digits data"):
         build(tmp_path, "random:0.1", digits_task.dataset, 0)
+    assert read_manifest(path) == other
 
 
 @pytest.mark.parametrize(

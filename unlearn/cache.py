@@ -34,6 +34,10 @@ class ModelCache:
     def __init__(self, root: Path):
         self.root = Path(root)
 
+    def key_hash(self, key: dict[str, Any]) -> str:
+        """The hash a model cached under `key` is known by (recorded in results as `models`)."""
+        return stable_hash(self._full_key(key))
+
     def path(self, kind: str, key: dict[str, Any]) -> Path:
         """Where the model for `key` lives."""
         return self.root / kind / f"{stable_hash(self._full_key(key))[:20]}.safetensors"
@@ -53,7 +57,7 @@ class ModelCache:
                 raise UserError(f"{path}: stored key does not match")
             model = template()
             load_weights_into(model, state, str(path))
-            return CachedModel(model, float(meta["seconds"]), True, stable_hash(self._full_key(key)))
+            return CachedModel(model, float(meta["seconds"]), True, self.key_hash(key))
         except (UserError, KeyError, TypeError, ValueError) as exc:
             print(f"unlearn: warning: ignoring unusable cache entry ({exc}); rebuilding", file=sys.stderr)
             return None
@@ -62,7 +66,7 @@ class ModelCache:
         """Cache `model` under `key` (written atomically), recording how long it took to build."""
         full = self._full_key(key)
         save_weights(model, self.path(kind, key), {"key": canonical_json(full), "seconds": seconds})
-        return CachedModel(model, seconds, False, stable_hash(full))
+        return CachedModel(model, seconds, False, self.key_hash(key))
 
     def get_or_build(
         self, kind: str, key: dict[str, Any], build: Callable[[], nn.Module], template: Callable[[], nn.Module]

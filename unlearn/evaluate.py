@@ -17,7 +17,7 @@ import torch
 from unlearn.atomic import atomic_write_text
 from unlearn.checkpoints import load_weights_into, read_checkpoint, save_weights
 from unlearn.errors import Diverged, UserError
-from unlearn.forget import load_or_build
+from unlearn.forget import ForgetManifest, ForgetSpec
 from unlearn.harness import Runner, Task, Workspace, choose_method, plan_grid, provides
 from unlearn.hashing import sha256_hex
 from unlearn.metrics import check_dependencies, gaps
@@ -39,18 +39,23 @@ class CheckpointScore:
     gaps: dict[str, float]
     oracle_metrics: dict[str, float]
     original_metrics: dict[str, float]
+    ideal_oracle_metrics: dict[str, float] | None
     models: dict[str, str]
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
-def _cell(spec: BenchmarkSpec, workspace: Workspace, device: torch.device, forget: str, seed: int):
+def _cell(
+    spec: BenchmarkSpec, workspace: Workspace, device: torch.device, forget: str, seed: int, progress: bool
+) -> tuple[Runner, ForgetSpec, ForgetManifest]:
+    """The runner of one cell (on the manipulated data for a corrective set), its forget spec and manifest."""
     plan = plan_grid(spec, [ORACLE], [forget], [seed])
     task = Task.load(spec, workspace, device)
     task.check(plan)
-    manifest = load_or_build(workspace.forget_dir, plan.forgets[0], task.dataset, seed)
-    return plan, task, manifest
+    runner = Runner(plan, task, workspace, progress=progress)
+    manifest = runner.manifest(plan.forgets[0], seed)
+    return runner.for_forget(plan.forgets[0], seed), plan.forgets[0], manifest
 
 
 def evaluate_checkpoint(
@@ -67,22 +72,21 @@ def evaluate_checkpoint(
     """Score `checkpoint` on the cell (spec, forget, seed); bad checkpoints raise UserError before any training."""
     check_dependencies(spec.metrics, provides(spec, runs_methods=False))
     state = read_checkpoint(Path(checkpoint), allow_pickle=allow_pickle)
-    plan, task, manifest = _cell(spec, workspace, device, forget, seed)
-    model = task.new_model(seed)
+    runner, forget_spec, manifest = _cell(spec, workspace, device, forget, seed, progress)
+    model = runner.task.new_model(seed)
     load_weights_into(model, {k: v.to(device) for k, v in state.items()}, str(checkpoint))
     try:
         check_finite(model)
     except Diverged as exc:
         raise UserError(f"{checkpoint}: {exc}") from None
-    runner = Runner(plan, task, workspace, progress=progress)
-    group = runner.group(plan.forgets[0], manifest, seed)
+    group = runner.group(forget_spec, manifest, seed)
     try:
         metrics = runner.score(runner.evaluation(model, group, None)).values
     except Diverged as exc:
         raise UserError(f"{checkpoint}: the model's outputs are not finite ({exc})") from None
     return CheckpointScore(
         benchmark=spec.name,
-        forget=plan.forgets[0].text,
+        forget=forget_spec.text,
         seed=seed,
         checkpoint=str(checkpoint),
         checkpoint_sha256=sha256_hex(Path(checkpoint).read_bytes()),
@@ -90,6 +94,7 @@ def evaluate_checkpoint(
         gaps=gaps(metrics, group.oracle_metrics, spec.gap_metrics),
         oracle_metrics=group.oracle_metrics,
         original_metrics=group.original_metrics,
+        ideal_oracle_metrics=group.ideal_oracle_scores.values if group.ideal_oracle_scores else None,
         models={"original": group.original_key, "oracle": group.oracle_key},
     )
 
@@ -99,8 +104,8 @@ def export_original(
     *, progress: bool = False,
 ) -> list[Path]:
     """Write the cell's original model (safetensors) and forget-set manifest (JSON) into `out`."""
-    plan, task, manifest = _cell(spec, workspace, device, forget, seed)
-    original = Runner(plan, task, workspace, progress=progress).original(seed)
+    runner, _, manifest = _cell(spec, workspace, device, forget, seed, progress)
+    original = runner.original(seed)
     out = Path(out)
     weights, forget_file = out / "original.safetensors", out / "forget-set.json"
     meta = {"benchmark": spec.name, "seed": seed, "model": spec.model, "cache_key": original.key_hash}
@@ -118,10 +123,10 @@ def export_mask(
     Ratio and batch size default to the benchmark's `salun` values. The file can be
     inspected with `unlearn mask --show` and reused with `--hparam salun.mask_path=FILE`.
     """
-    plan, task, manifest = _cell(spec, workspace, device, forget, seed)
-    original = Runner(plan, task, workspace, progress=progress).original(seed)
+    runner, _, manifest = _cell(spec, workspace, device, forget, seed, progress)
+    original = runner.original(seed)
     hp = choose_method(spec, "salun", {} if ratio is None else {"ratio": ratio}).hparams
-    forget_data = task.splits(manifest)["forget"]
+    forget_data = runner.task.splits(manifest)["forget"]
     mask = SaliencyMask.compute(original.model, forget_data, negative_cross_entropy, hp.ratio, hp.batch_size)
     mask = SaliencyMask(mask.masks, mask.ratio, {**mask.metadata, "benchmark": spec.name, "forget": forget,
                                                   "seed": seed, "original": original.key_hash})

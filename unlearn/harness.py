@@ -27,7 +27,9 @@ from unlearn.cache import CachedModel, ModelCache
 from unlearn.checkpoints import load_weights_into
 from unlearn.data import Dataset, TensorData, load_dataset
 from unlearn.errors import Diverged, UserError
-from unlearn.forget import ForgetManifest, ForgetSpec, load_or_build
+from unlearn.data.manipulations import Manipulated
+from unlearn.forget import ForgetManifest, ForgetSpec, ModelSource, load_or_build
+from unlearn.forget.manifest import indices_sha256
 from unlearn.hashing import stable_hash
 from unlearn.methods import (
     METHODS,
@@ -135,9 +137,10 @@ def plan_grid(
         missing = [key for key in keys if key not in produced]
         if missing:
             raise UserError(f"benchmark {spec.name!r}: {what} metrics {missing} are produced by none of {spec.metrics}")
-    check_dependencies(spec.metrics, provides(spec))
     choices = tuple(choose_method(spec, name, hparams.get(name)) for name in method_names)
     forget_specs = tuple(ForgetSpec.parse(text) for text in dict.fromkeys(forgets or spec.grid.forget))
+    extra = [name for forget in forget_specs for name in forget.builder.extra_metrics]
+    check_dependencies(list(dict.fromkeys([*spec.metrics, *extra])), provides(spec))
     seed_list = tuple(dict.fromkeys(seeds if seeds is not None else spec.grid.seeds))
     if not seed_list:
         raise UserError("no seeds given")
@@ -147,15 +150,25 @@ def plan_grid(
 
 
 class Task:
-    """A benchmark on a device: its dataset (kept on the device), model factory and recipe."""
+    """A benchmark on a device: its dataset (kept on the device), model factory and recipe.
 
-    def __init__(self, spec: BenchmarkSpec, dataset: Dataset, device: torch.device):
+    With `manipulated` (corrective cells), the dataset is the manipulated one, every split gains
+    the manipulation's evaluation splits and every score the forget set's `extra_metrics`.
+    """
+
+    def __init__(
+        self, spec: BenchmarkSpec, dataset: Dataset, device: torch.device,
+        manipulated: Manipulated | None = None, extra_metrics: Sequence[str] = (),
+    ):
         self.spec = spec
-        self.dataset = dataset
+        self.dataset = manipulated.dataset if manipulated is not None else dataset
         self.device = device
-        self.train = dataset.train.to(device)
-        self.val = dataset.val.to(device)
-        self.test = dataset.test.to(device)
+        self.manipulated = manipulated
+        self.extra_metrics = tuple(extra_metrics)
+        self.train = self.dataset.train.to(device)
+        self.val = self.dataset.val.to(device)
+        self.test = self.dataset.test.to(device)
+        self.extra_splits = {k: v.to(device) for k, v in (manipulated.splits if manipulated else {}).items()}
         self.uses_probes = any("probe_train" in METRICS.get(name).needs for name in spec.metrics)
 
     @classmethod
@@ -208,6 +221,7 @@ class Task:
                 splits["test_forgotten"] = forgotten_test
         else:
             splits["val"], splits["test"] = self.val, self.test
+        splits.update(self.extra_splits)
         if self.uses_probes:
             splits.update(probe_splits(
                 self.train, in_forget, splits.get("test_forgotten"), self.spec.evaluation.probe, probe_seed(manifest)
@@ -266,6 +280,8 @@ class CellGroup:
     oracle_eval: Evaluation = field(init=False)
     original_scores: Scores = field(init=False)
     oracle_scores: Scores = field(init=False)
+    ideal_oracle_scores: Scores | None = None
+    """Corrective cells: the oracle retrained without every manipulated sample, not only the identified ones."""
 
     @property
     def original_metrics(self) -> dict[str, float]:
@@ -307,6 +323,7 @@ class Runner:
         self.log = log or (lambda _msg: None)
         self.retry_failed = retry_failed
         self.env = environment(task.device)
+        self._derived: dict[tuple[str, int], Runner] = {}
 
     # -- cells ---------------------------------------------------------------------------------
 
@@ -317,7 +334,7 @@ class Runner:
             "benchmark": self.spec.name,
             "benchmark_model": self.spec.model_key(),
             "data": self.task.dataset.fingerprint,
-            "metrics": list(self.spec.metrics),
+            "metrics": self.metrics,
             "gap_metrics": list(self.spec.gap_metrics),
             "report_metrics": list(self.spec.report_metrics),
             "evaluation": self.evaluation_settings,
@@ -419,8 +436,40 @@ class Runner:
             lambda: task.new_model(seed),
         )
 
+    @property
+    def model_source(self) -> ModelSource:
+        """This benchmark's models, for forget-set builders that select with the original model."""
+        return ModelSource(
+            benchmark=self.spec.name,
+            original_key=lambda seed: self.cache.key_hash(self.task.original_key(seed)),
+            original=lambda seed: self.original(seed).model,
+            new_model=self.task.new_model,
+        )
+
+    def manifest(self, forget: ForgetSpec, seed: int) -> ForgetManifest:
+        """The forget set's manifest for `seed` (built on first use, with this benchmark's models if it needs them)."""
+        return load_or_build(
+            self.workspace.forget_dir, forget, self.task.dataset, seed, self.model_source, progress=self.progress
+        )
+
+    def for_forget(self, forget: ForgetSpec, seed: int) -> "Runner":
+        """The runner of (forget set, seed)'s cells: this one, or for a corrective set one whose task trains and
+        scores on the manipulated data of that seed (so every model and record hash includes the manipulation)."""
+        key = (forget.text, seed)
+        if key not in self._derived:
+            manipulated = forget.manipulation(self.task.dataset, seed)
+            derived = self
+            if manipulated is not None or forget.builder.extra_metrics:
+                derived = copy.copy(self)
+                derived.task = Task(self.spec, self.task.dataset, self.task.device, manipulated,
+                                    forget.builder.extra_metrics)
+                derived._derived = {}
+            self._derived[key] = derived
+        return self._derived[key]
+
     def group(self, forget: ForgetSpec, manifest: ForgetManifest, seed: int) -> CellGroup:
-        """Load or train the original model and the oracle of (forget set, seed) and score both."""
+        """Load or train the original model and the oracle of (forget set, seed) and score both (corrective
+        sets: also the ideal oracle, retrained without every manipulated sample)."""
         splits = self.task.splits(manifest)
         original_key = self.task.original_key(seed)
         original = self.original(seed)
@@ -433,6 +482,14 @@ class Runner:
         group.original_eval = self.evaluation(original.model, group, None)
         group.oracle_scores = self.score(group.oracle_eval)
         group.original_scores = self.score(group.original_eval)
+        if self.task.manipulated is not None:
+            every = [int(i) for i in self.task.manipulated.indices]
+            all_manipulated = manifest.model_copy(update={"indices": every, "size": len(every), "sha256": indices_sha256(every)})
+            ideal, _, _, _ = self.unlearned(
+                self.oracle_choice, original.model, original_key, all_manipulated.sha256,
+                self.task.splits(all_manipulated), seed,
+            )
+            group.ideal_oracle_scores = self.score(self.evaluation(ideal, group, self.oracle_choice))
         return group
 
     @cached_property
@@ -440,6 +497,11 @@ class Runner:
         """The spec's `evaluation:` settings its metrics read (unused families stay out of every config hash)."""
         families = {family for name in self.spec.metrics for family in METRICS.get(name).settings}
         return {k: v for k, v in self.spec.evaluation.model_dump().items() if k in families}
+
+    @property
+    def metrics(self) -> list[str]:
+        """The metrics of this runner's cells: the benchmark's, then its forget set's own (corrective sets)."""
+        return list(dict.fromkeys([*self.spec.metrics, *self.task.extra_metrics]))
 
     @cached_property
     def oracle_choice(self) -> MethodChoice:
@@ -459,8 +521,8 @@ class Runner:
         return Evaluation(model, group.splits, self.spec.eval_batch_size, resources, group.seed, settings)
 
     def score(self, evaluation: Evaluation) -> Scores:
-        """All the benchmark's metrics for one model, from one forward pass per split."""
-        return evaluate(evaluation, self.spec.metrics)
+        """All the cell's metrics (the benchmark's and its forget set's) for one model, one forward pass per split."""
+        return evaluate(evaluation, self.metrics)
 
     # -- the grid ----------------------------------------------------------------------------------
 
@@ -468,17 +530,18 @@ class Runner:
         """Run every cell not already finished; return all the grid's records in grid order."""
         result = GridResult()
         manifests = {
-            (seed, forget.text): load_or_build(self.workspace.forget_dir, forget, self.task.dataset, seed)
-            for seed in self.plan.seeds for forget in self.plan.forgets
+            (seed, forget.text): self.manifest(forget, seed) for seed in self.plan.seeds for forget in self.plan.forgets
         }
-        for manifest in manifests.values():
-            self.task.check_splits(manifest)  # a split too small for a metric is refused before anything trains
+        for seed in self.plan.seeds:
+            for forget in self.plan.forgets:  # a split too small for a metric is refused before anything trains
+                self.for_forget(forget, seed).task.check_splits(manifests[(seed, forget.text)])
         bar = tqdm(total=self.plan.size, desc=self.spec.name, unit="cell", disable=not self.progress)
         done = 0
         for seed in self.plan.seeds:
             for forget in self.plan.forgets:
                 manifest = manifests[(seed, forget.text)]
-                cells = [self.cell(m, forget, manifest, seed) for m in self.plan.methods]
+                runner = self.for_forget(forget, seed)
+                cells = [runner.cell(m, forget, manifest, seed) for m in self.plan.methods]
                 group: CellGroup | None = None
                 for cell in cells:
                     done += 1
@@ -490,8 +553,8 @@ class Runner:
                         self.log(f"{where}: reused {cell.path}")
                     else:
                         if group is None:
-                            group = self.group(forget, manifest, seed)
-                        record = self.execute(cell, group)
+                            group = runner.group(forget, manifest, seed)
+                        record = runner.execute(cell, group)
                         write_record(cell.path, record)
                         result.ran += 1
                         self.log(f"{where}: {describe(record)}")
@@ -519,6 +582,7 @@ class Runner:
             config_hash=cell.config_hash,
             oracle_metrics=group.oracle_metrics,
             original_metrics=group.original_metrics,
+            ideal_oracle_metrics=group.ideal_oracle_scores.values if group.ideal_oracle_scores else None,
             models={"original": group.original_key, "oracle": group.oracle_key},
             env=self.env,
         )

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import hashlib
 import json
-from typing import Any
+from typing import Any, Iterable
+
+import numpy as np
 
 
 def canonical_json(obj: Any) -> str:
@@ -31,3 +33,9 @@ def hash_rank(salt: str, index: int) -> bytes:
     same salt always selects the same items on any machine and any numpy/torch version.
     """
     return hashlib.sha256(f"{salt}:{index}".encode()).digest()
+
+
+def hash_order(items: Iterable[int], salt: str) -> np.ndarray:
+    """`items` (integers) sorted by `hash_rank(salt, item)`: a seeded shuffle that any prefix of is a
+    reproducible random subset, nested across sizes."""
+    return np.array(sorted(items, key=lambda i: hash_rank(salt, int(i))), dtype=np.int64)

@@ -86,6 +86,9 @@ class ResultRecord(BaseModel):
     """Per metric, what it used: shadow data, split sizes, number of models."""
     oracle_metrics: dict[str, float]
     original_metrics: dict[str, float]
+    ideal_oracle_metrics: dict[str, float] | None = None
+    """Corrective cells: the oracle retrained without every manipulated sample (gaps use `oracle_metrics`,
+    the realistic oracle retrained without the identified samples only)."""
     gaps: dict[str, float]
     run_time_s: float | None
     run_time_from_cache: bool = False
@@ -93,9 +96,11 @@ class ResultRecord(BaseModel):
     env: Environment
     submission: Submission | None = None
 
-    @field_validator("metrics", "oracle_metrics", "original_metrics", "gaps")
+    @field_validator("metrics", "oracle_metrics", "original_metrics", "ideal_oracle_metrics", "gaps")
     @classmethod
-    def _finite(cls, values: dict[str, float]) -> dict[str, float]:
+    def _finite(cls, values: dict[str, float] | None) -> dict[str, float] | None:
+        if values is None:
+            return None
         bad = [k for k, v in values.items() if not math.isfinite(v)]
         if bad:
             raise ValueError(f"non-finite values for {bad}")

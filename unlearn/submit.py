@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from unlearn.errors import UserError
+from unlearn.forget import ForgetSpec
 from unlearn.hashing import stable_hash
 from unlearn.results import ORACLE, InvalidRecord, ResultRecord, Submission, read_record, record_path, write_record
 from unlearn.spec import BenchmarkSpec
@@ -59,10 +60,14 @@ def _read_all(directory: Path, what: str) -> list[tuple[Path, ResultRecord]]:
 
 def _matches_spec(record: ResultRecord, spec: BenchmarkSpec) -> bool:
     config = record.config
+    try:
+        extra = list(ForgetSpec.parse(record.forget.spec).builder.extra_metrics)
+    except UserError:
+        return False
     return (
         record.benchmark == spec.name
         and config.get("benchmark_model") == spec.model_key()
-        and config.get("metrics") == list(spec.metrics)
+        and config.get("metrics") == list(dict.fromkeys([*spec.metrics, *extra]))
         and config.get("gap_metrics") == list(spec.gap_metrics)
     )
 

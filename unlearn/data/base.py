@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 from unlearn.data.tensors import TensorData
-from unlearn.hashing import hash_rank
+from unlearn.hashing import hash_order
 from unlearn.registry import Registry
 
 
@@ -77,7 +77,7 @@ def stratified_hash_split(labels: np.ndarray, fractions: Mapping[str, float], sa
     """
     parts: dict[str, list[int]] = {name: [] for name in [*fractions, "rest"]}
     for cls in np.unique(labels):
-        members = sorted(np.flatnonzero(labels == cls).tolist(), key=lambda i: hash_rank(salt, i))
+        members = hash_order(np.flatnonzero(labels == cls), salt).tolist()
         start = 0
         for name, fraction in fractions.items():
             take = int(round(fraction * len(members)))

@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 from unlearn.forget import classwise as _classwise  # noqa: F401  (registers "class")
+from unlearn.forget import corrective as _corrective  # noqa: F401  (registers "corrective")
 from unlearn.forget import random as _random  # noqa: F401  (registers "random")
-from unlearn.forget.base import BUILDERS, BuiltSet, ForgetBuilder, ForgetSpec
+from unlearn.forget.base import BUILDERS, BuildContext, BuiltSet, ForgetBuilder, ForgetSpec, ModelSource
 from unlearn.forget.manifest import ForgetManifest, load_or_build, manifest_path, read_manifest
 
 __all__ = [
     "BUILDERS",
+    "BuildContext",
     "BuiltSet",
     "ForgetBuilder",
     "ForgetManifest",
     "ForgetSpec",
+    "ModelSource",
     "load_or_build",
     "manifest_path",
     "read_manifest",

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 
@@ -12,13 +12,43 @@ from unlearn.data.base import Dataset
 from unlearn.errors import UserError
 from unlearn.registry import Registry, did_you_mean
 
+if TYPE_CHECKING:
+    from torch import nn
+
+    from unlearn.data.manipulations import Manipulated
+
 
 @dataclass(frozen=True)
 class BuiltSet:
-    """What a builder returns: training-set indices, plus the classes forgotten whole (class-wise sets)."""
+    """What a builder returns: training-set indices, the classes forgotten whole (class-wise sets), and how
+    the set was found (hyperparameters, models used, an objective trajectory), kept in the manifest."""
 
     indices: np.ndarray
     forgotten_classes: tuple[int, ...] | None = None
+    provenance: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ModelSource:
+    """A benchmark's models, for builders that select samples with the original model (worst-case sets)."""
+
+    benchmark: str
+    original_key: Callable[[int], str]
+    """Seed -> the hash of everything that determines the original model of that seed (its cache key)."""
+    original: Callable[[int], "nn.Module"]
+    """Seed -> the original model (loaded from the cache or trained)."""
+    new_model: Callable[..., "nn.Module"]
+    """(seed, *tags) -> a freshly initialised model of the benchmark."""
+
+
+@dataclass(frozen=True)
+class BuildContext:
+    """What a builder may use: the benchmark's clean dataset, the seed, and (when given) its models."""
+
+    dataset: Dataset
+    seed: int
+    models: ModelSource | None = None
+    progress: bool = False
 
 
 class ForgetBuilder(ABC):
@@ -27,8 +57,13 @@ class ForgetBuilder(ABC):
     version: int = 1
     seeded: bool = True
     """Whether the indices depend on the cell seed (a class-wise set does not)."""
+    needs_model: bool = False
+    """Whether the set is selected with the benchmark's original model (then it belongs to a benchmark,
+    not only to a dataset, and its manifest records which original model it was built from)."""
     syntax: str = ""
     """How the spec is written, for `--help` and error messages."""
+    extra_metrics: tuple[str, ...] = ()
+    """Metrics its cells compute besides the benchmark's own (corrective sets: the attack's success)."""
 
     @abstractmethod
     def parse(self, arg: str) -> dict[str, Any]:
@@ -39,8 +74,17 @@ class ForgetBuilder(ABC):
         """Raise UserError when the parameters do not fit `dataset`."""
 
     @abstractmethod
-    def build(self, params: dict[str, Any], dataset: Dataset, seed: int) -> BuiltSet:
+    def build(self, params: dict[str, Any], context: BuildContext) -> BuiltSet:
         """Select the forget set's training indices."""
+
+    def canonical(self, params: dict[str, Any]) -> str | None:
+        """The spec's argument written canonically (None: as the user wrote it)."""
+        return None
+
+    def manipulation(self, params: dict[str, Any], dataset: Dataset, seed: int) -> "Manipulated | None":
+        """The training data the cell's original model is trained on, when the forget set belongs to a
+        manipulation of it (corrective sets); None for the benchmark's own training data."""
+        return None
 
 
 BUILDERS: Registry[type[ForgetBuilder]] = Registry("forget-set kind")
@@ -58,6 +102,10 @@ class ForgetSpec:
     def builder(self) -> ForgetBuilder:
         return BUILDERS.get(self.kind)()
 
+    def manipulation(self, dataset: Dataset, seed: int) -> "Manipulated | None":
+        """The manipulated training data of this forget set's cells (None: the benchmark's own)."""
+        return self.builder.manipulation(self.params, dataset, seed)
+
     @classmethod
     def parse(cls, text: str) -> "ForgetSpec":
         """Parse one spec; raise UserError naming the accepted forms when it is malformed."""
@@ -69,4 +117,5 @@ class ForgetSpec:
         builder = BUILDERS.get(kind)()
         if not sep or not arg:
             raise UserError(f"malformed forget spec {text!r}: write {builder.syntax}")
-        return cls(text=f"{kind}:{arg}", kind=kind, params=builder.parse(arg))
+        params = builder.parse(arg)
+        return cls(text=f"{kind}:{builder.canonical(params) or arg}", kind=kind, params=params)

@@ -8,7 +8,7 @@ import numpy as np
 
 from unlearn.data.base import Dataset
 from unlearn.errors import UserError
-from unlearn.forget.base import BUILDERS, BuiltSet, ForgetBuilder
+from unlearn.forget.base import BUILDERS, BuildContext, BuiltSet, ForgetBuilder
 
 
 @BUILDERS.register("class")
@@ -38,6 +38,6 @@ class ClassForget(ForgetBuilder):
         if not bool((dataset.train.y == label).any()):
             raise UserError(f"class {label} has no training samples in {dataset.name}; nothing to forget")
 
-    def build(self, params: dict[str, Any], dataset: Dataset, seed: int) -> BuiltSet:
-        labels = dataset.train.y.cpu().numpy()
+    def build(self, params: dict[str, Any], context: BuildContext) -> BuiltSet:
+        labels = context.dataset.train.y.cpu().numpy()
         return BuiltSet(np.flatnonzero(labels == params["class"]).astype(np.int64), (params["class"],))

@@ -8,8 +8,8 @@ import numpy as np
 
 from unlearn.data.base import Dataset
 from unlearn.errors import UserError
-from unlearn.forget.base import BUILDERS, BuiltSet, ForgetBuilder
-from unlearn.hashing import hash_rank
+from unlearn.forget.base import BUILDERS, BuildContext, BuiltSet, ForgetBuilder
+from unlearn.hashing import hash_order
 
 
 @BUILDERS.register("random")
@@ -44,9 +44,7 @@ class RandomForget(ForgetBuilder):
     def _size(fraction: float, n: int) -> int:
         return int(round(fraction * n))
 
-    def build(self, params: dict[str, Any], dataset: Dataset, seed: int) -> BuiltSet:
-        n = len(dataset.train)
-        salt = f"unlearn-random-forget-v1:{seed}"
-        order = sorted(range(n), key=lambda i: hash_rank(salt, i))
-        chosen = np.array(sorted(order[: self._size(params["fraction"], n)]), dtype=np.int64)
-        return BuiltSet(chosen)
+    def build(self, params: dict[str, Any], context: BuildContext) -> BuiltSet:
+        n = len(context.dataset.train)
+        order = hash_order(range(n), f"unlearn-random-forget-v1:{context.seed}")
+        return BuiltSet(np.sort(order[: self._size(params["fraction"], n)]))

@@ -13,11 +13,12 @@ from unlearn.data.tensors import TensorData
 from unlearn.errors import Diverged, UserError
 from unlearn.registry import Registry
 
-SPLITS = ("forget", "retain", "val", "test", "test_forgotten", "probe_train", "probe_heldout")
+SPLITS = ("forget", "retain", "val", "test", "test_forgotten", "probe_train", "probe_heldout", "manip_true", "manip_target")
 """Evaluation splits of a cell: the forget set, the retain set, validation and test (for class-wise
 forgetting `val` and `test` hold the remaining classes and `test_forgotten` the forgotten ones), and
-the probe splits (probe-train with true labels, and held-out forgotten samples); methods see none
-but the forget set and, on the full track, the retain set."""
+the probe splits (probe-train with true labels, and held-out forgotten samples), and in corrective
+cells the manipulated test images with true and with manipulated labels (`unlearn.data.manipulations`);
+methods see none but the forget set and, on the full track, the retain set."""
 
 
 @dataclass(frozen=True)
