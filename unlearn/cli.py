@@ -21,6 +21,8 @@ unlearn: an open machine-unlearning benchmark suite.
                                    score a model unlearned elsewhere against the cell's oracle
   unlearn mask --forget class:3 --out m.safetensors
                                    save SalUn's saliency mask for a cell and show where it falls
+  unlearn forget-set build worst-case --fraction 0.1 --seeds 0,1,2
+                                   select the worst-case 10 % forget sets (bi-level) and store their manifests
   unlearn tune --method salun --forget random:0.1,class:3
                                    choose a method's lr and key knobs on validation data; write them into the spec
   unlearn submit --methods M       check M's records (complete grid, same oracle); copy them to leaderboard/
@@ -29,10 +31,28 @@ unlearn: an open machine-unlearning benchmark suite.
   unlearn benchmarks               list benchmarks
 """
 
-RUN_EPILOG = """\
+FORGET_FORMS = """\
 forget sets (--forget, comma-separated):
   random:F     a uniform random fraction F of the training set, 0 < F < 1 (drawn per seed)
   class:C      every training sample of class C (TA then covers the other classes)
+  worst-case:F[:key=value...]
+               the fraction F hardest to forget, selected by bi-level optimisation with the
+               seed's original model (built on first use, ~1 training run; `unlearn forget-set
+               build` shows the options, e.g. :objective=easiest for the easiest set)
+  worst-case-class:K[:key=value...]
+               the K classes hardest to forget (the same selection with weights over classes)
+  corrective:poison:P:I[:target=T][:patch=S]
+               poison a fraction P of the training set before the original model trains
+               (an SxS corner trigger at the maximum pixel value, relabelled to T, default 0)
+               and forget the identified fraction I (0 < I <= 1) of the poisoned samples
+  corrective:interclass:A-B:I[:fraction=F]
+               swap the labels of half (F) of classes A and B; forget the identified part I
+  Corrective cells also record the attack success rate (ASR), the accuracy on the manipulated
+  test images with true labels (Manip-Acc) and an ideal oracle retrained without every
+  manipulated sample (the gaps use the oracle retrained without the identified ones).
+"""
+
+RUN_EPILOG = FORGET_FORMS + """
 
 methods (--methods, comma-separated): a name from `unlearn methods`, a plugin
 registered in the `unlearn.methods` entry-point group, or `package.module:Class`.
@@ -78,6 +98,23 @@ def _hparam(text: str) -> tuple[str, str, str]:
     if not eq or not dot or not method or not name:
         raise argparse.ArgumentTypeError(f"expected METHOD.NAME=VALUE, got {text!r}")
     return method, name, value
+
+
+BILEVEL_OPTIONS = """\
+options of worst-case and worst-case-class sets (:key=value or --option key=value):
+  objective=hardest|easiest  hardest: low loss after unlearning (the worst case); easiest: the contrast
+  lower=ft|retrain           lower level from the original model, or from a fresh initialisation
+  upper_iters=10             upper-level iterations (the reference's default)
+  lower_epochs=2             signSGD epochs over the training set per upper iteration (class-wise: 1)
+  lower_lr=0.001             signSGD step
+  upper_lr=10000             upper step on the weights; 0.01 (the reference's nominal value) never
+                             moves them on a trained model's per-sample losses (~1e-3)
+  gamma=0                    weight of the ||w||^2 regulariser
+  batch_size=64              lower-level batch size
+
+Exit codes: 0 built or reused, 2 bad input (unknown kind, a size that leaves an empty set,
+a manifest of other data or of another original model).
+"""
 
 
 EVALUATE_EPILOG = """\
@@ -246,6 +283,31 @@ def build_parser() -> argparse.ArgumentParser:
                        help="write nothing; exit 1 if the files are not what the records give (for CI)")
     board.set_defaults(handler=cmd_leaderboard)
 
+    forget_set = sub.add_parser(
+        "forget-set", help="build or inspect forget-set manifests (worst-case, corrective, random, class)",
+        description="Forget sets are stored as manifests under WORKDIR/data/forget-sets/ (indices, sha256, "
+        "provenance, checksum) and reused by every run; `unlearn run --forget SPEC` builds a missing one too.",
+        formatter_class=argparse.RawDescriptionHelpFormatter, epilog=FORGET_FORMS)
+    forget_sub = forget_set.add_subparsers(dest="action", metavar="ACTION", parser_class=_Parser, required=True)
+    build = forget_sub.add_parser(
+        "build", help="build (or reuse) the manifests of a forget set for some seeds",
+        description="Build the manifest of SPEC for each seed, or reuse a valid stored one, and print where it "
+        "is, its size, and for worst-case sets the objective per upper iteration and the cost.",
+        formatter_class=argparse.RawDescriptionHelpFormatter, epilog=BILEVEL_OPTIONS)
+    build.add_argument("spec", help="a forget spec (worst-case:0.1) or a kind whose size --fraction/--classes gives")
+    build.add_argument("--fraction", type=float, help="the fraction, for kinds written KIND:FRACTION")
+    build.add_argument("--classes", type=int, help="the number of classes, for worst-case-class")
+    build.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
+                       help="a builder option appended as :KEY=VALUE (repeatable), e.g. --option objective=easiest")
+    build.add_argument("--benchmark", default="digits", help="benchmark name or spec file (default: digits)")
+    build.add_argument("--seeds", type=_seeds, default=[0], help="comma-separated seeds (default: 0)")
+    _runtime_options(build)
+    build.set_defaults(handler=cmd_forget_set_build)
+    show = forget_sub.add_parser("show", help="verify a manifest file and print what it holds",
+                                 description="Check a manifest's checksum and print its fields and provenance.")
+    show.add_argument("path", type=Path)
+    show.set_defaults(handler=cmd_forget_set_show)
+
     methods = sub.add_parser(
         "methods", help="list unlearning methods, or show one method's hyperparameters",
         description="Without NAME: one line per method (name, data-access track, summary). With NAME: its "
@@ -297,6 +359,7 @@ def _runtime(args: argparse.Namespace, spec: Any) -> tuple[Any, Any, bool]:
 def cmd_run(args: argparse.Namespace) -> int:
     from unlearn.harness import Runner, Task, plan_grid
     from unlearn.leaderboard import AVG_GAP, RUN_TIME, format_text, summarize
+    from unlearn.leaderboard.tables import forget_set_keys
     from unlearn.spec import load_benchmark
 
     spec = load_benchmark(args.benchmark)
@@ -309,12 +372,81 @@ def cmd_run(args: argparse.Namespace) -> int:
     print(f"unlearn: {spec.name}: {plan.size} cells on {device}; records in {workspace.results_dir}", file=sys.stderr)
     result = Runner(plan, task, workspace, progress=progress, log=log, retry_failed=args.retry_failed).run()
 
-    print(format_text(summarize(result.records, [*spec.gap_metrics, AVG_GAP, RUN_TIME])))
+    own = dict.fromkeys(k for forget in plan.forgets for k in forget_set_keys(forget.text))  # corrective: ASR
+    print(format_text(summarize(result.records, [*spec.gap_metrics, AVG_GAP, *own, RUN_TIME])))
     failed = [r for r in result.records if r.status == "failed"]
     print(f"unlearn: {result.ran} cells run, {result.reused} reused, {len(failed)} failed", file=sys.stderr)
     for r in failed:
         print(f"unlearn: failed: {r.method} · {r.forget.spec} · seed {r.seed}: {r.error}", file=sys.stderr)
     return 0
+
+
+def _forget_text(args: argparse.Namespace) -> str:
+    """The forget spec `forget-set build` names: SPEC, or KIND:SIZE from --fraction/--classes, plus options."""
+    text = args.spec
+    size = args.fraction if args.fraction is not None else args.classes
+    if ":" not in text:
+        if size is None:
+            raise UserError(f"give the size of the {text} set: {text}:SIZE, --fraction F or --classes K")
+        text = f"{text}:{size:g}"
+    elif size is not None:
+        raise UserError(f"{text} already names its size; drop --fraction/--classes")
+    for option in args.option:
+        if "=" not in option:
+            raise UserError(f"--option takes KEY=VALUE, not {option!r}")
+        text += f":{option}"
+    return text
+
+
+def cmd_forget_set_build(args: argparse.Namespace) -> int:
+    from unlearn.forget import ForgetSpec, manifest_path
+    from unlearn.harness import Runner, Task, plan_grid
+    from unlearn.results import ORACLE
+    from unlearn.spec import load_benchmark
+
+    spec = load_benchmark(args.benchmark)
+    forget = ForgetSpec.parse(_forget_text(args))
+    if any(s < 0 for s in args.seeds):
+        raise UserError("seeds must be non-negative integers")
+    device, workspace, progress = _runtime(args, spec)
+    task = Task.load(spec, workspace, device)
+    forget.builder.check(forget.params, task.dataset)
+    runner = Runner(plan_grid(spec, [ORACLE], [forget.text], args.seeds), task, workspace, progress=progress)
+    for seed in args.seeds:
+        manifest = runner.manifest(forget, seed)
+        benchmark = spec.name if forget.builder.needs_model else None
+        print(manifest_path(workspace.forget_dir, task.dataset.name, forget, seed, benchmark))
+        _describe_manifest(manifest, runner.original(seed).seconds if forget.builder.needs_model else None)
+    return 0
+
+
+def cmd_forget_set_show(args: argparse.Namespace) -> int:
+    from unlearn.forget import read_manifest
+
+    if not args.path.is_file():
+        raise UserError(f"{args.path} does not exist")
+    _describe_manifest(read_manifest(args.path), None)
+    return 0
+
+
+def _describe_manifest(manifest: Any, training_seconds: float | None) -> None:
+    """Print a manifest's fields (checksum verified on reading) and its provenance, trajectory included."""
+    print(f"  {manifest.spec} · seed {manifest.seed} · {manifest.dataset}"
+          + (f" · benchmark {manifest.benchmark}" if manifest.benchmark else "")
+          + f" · {manifest.size} of {manifest.n_train} training samples"
+          + (f" · classes {manifest.forgotten_classes}" if manifest.forgotten_classes else ""))
+    print(f"  indices sha256 {manifest.sha256} · checksum ok")
+    provenance = dict(manifest.provenance)
+    trajectory = provenance.pop("trajectory", None)
+    for key, value in provenance.items():
+        print(f"  {key}: {value}")
+    if trajectory:
+        print(f"  {'iteration':>9} {'objective':>12} {'set loss':>10} {'changed':>8}")
+        for row in trajectory:
+            print(f"  {row['iteration']:>9} {row['objective']:>12.5g} {row['set_loss']:>10.4g} {row['changed']:>8}")
+    if training_seconds and "seconds" in provenance:
+        print(f"  cost: {provenance['seconds'] / training_seconds:.2f} x training the original model "
+              f"({provenance['seconds']:.1f} s vs {training_seconds:.1f} s; a cached set costs nothing)")
 
 
 def cmd_mask(args: argparse.Namespace) -> int:

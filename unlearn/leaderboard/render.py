@@ -20,7 +20,7 @@ from unlearn.leaderboard.store import Collection
 from unlearn.leaderboard.tables import Table
 from unlearn.results import ResultRecord, slug
 
-ROLE_LABEL = {"oracle": " (oracle)", "original": " (before unlearning)"}
+ROLE_LABEL = {"oracle": " (oracle)", "original": " (before unlearning)", "ideal": " (ideal oracle)"}
 
 LEGEND = """\
 Each table is one benchmark and forget set. Rows are methods; each cell is the mean ± standard

@@ -14,9 +14,12 @@ from typing import Sequence
 
 import pandas as pd
 
+from unlearn.errors import UserError
 from unlearn.results import ORACLE, ResultRecord
 
 ORIGINAL = "original"
+IDEAL_ORACLE = "retrain-all-manipulated"
+"""Corrective sets' second reference row: the oracle retrained without every manipulated sample."""
 AVG_GAP = "Avg. Gap"
 RUN_TIME = "RTE (s)"
 LOWER_IS_BETTER = (AVG_GAP, RUN_TIME)
@@ -78,10 +81,24 @@ class Table:
 
 def default_columns(records: Sequence[ResultRecord]) -> list[str]:
     """The records' gap metrics (in the order their benchmarks list them), Avg. Gap, the benchmarks'
-    further report metrics (probe recovery, relearning, other attacks), then run time."""
+    further report metrics (probe recovery, relearning, other attacks), the forget sets' own metrics
+    (corrective sets: Manip-Acc, ASR), then run time. A table leaves out columns none of its rows has."""
     keys = dict.fromkeys(k for r in records for k in r.config.get("gap_metrics", []))
     extra = dict.fromkeys(k for r in records for k in r.config.get("report_metrics", []) if k not in keys)
-    return [*keys, AVG_GAP, *extra, RUN_TIME]
+    own = dict.fromkeys(k for r in records for k in forget_set_keys(r.forget.spec) if k not in keys and k not in extra)
+    return [*keys, AVG_GAP, *extra, *own, RUN_TIME]
+
+
+def forget_set_keys(forget: str) -> tuple[str, ...]:
+    """The metric keys a forget set adds to its cells (its builder's extra metrics)."""
+    from unlearn.forget import ForgetSpec
+    from unlearn.metrics import METRICS
+
+    try:
+        names = ForgetSpec.parse(forget).builder.extra_metrics
+    except UserError:
+        return ()
+    return tuple(k for name in names for k in METRICS.get(name).produces)
 
 
 def records_frame(records: Sequence[ResultRecord]) -> pd.DataFrame:
@@ -101,6 +118,7 @@ def _reference_rows(records: Sequence[ResultRecord]) -> list[dict]:
 
     Every record carries its cell's original and oracle scores; the oracle row built
     from them has no run time (the oracle came from the cache or from another cell).
+    Corrective cells add the ideal oracle (retrained without every manipulated sample).
     """
     has_retrain = {(r.benchmark, r.forget.spec, r.seed) for r in records if r.method == ORACLE}
     seen: dict[tuple, dict] = {}
@@ -110,11 +128,13 @@ def _reference_rows(records: Sequence[ResultRecord]) -> list[dict]:
         seen.setdefault((*cell, ORIGINAL), {**base, "method": ORIGINAL, **r.original_metrics})
         if cell not in has_retrain:
             seen.setdefault((*cell, ORACLE), {**base, "method": ORACLE, **r.oracle_metrics, AVG_GAP: 0.0})
+        if r.ideal_oracle_metrics is not None:
+            seen.setdefault((*cell, IDEAL_ORACLE), {**base, "method": IDEAL_ORACLE, **r.ideal_oracle_metrics})
     return list(seen.values())
 
 
 def _role(method: str) -> str:
-    return {ORACLE: "oracle", ORIGINAL: "original"}.get(method, "method")
+    return {ORACLE: "oracle", ORIGINAL: "original", IDEAL_ORACLE: "ideal"}.get(method, "method")
 
 
 def _mark_best(rows: list[Row], columns: Sequence[str]) -> list[Row]:
@@ -152,6 +172,7 @@ def summarize(records: Sequence[ResultRecord], columns: Sequence[str] | None = N
     if not records:
         return []
     columns = list(columns or default_columns(records))
+    own = {k for r in records for k in forget_set_keys(r.forget.spec)}  # shown only in the tables that have them
     frame = pd.concat([records_frame(records), pd.DataFrame(_reference_rows(records))], ignore_index=True)
     tables = []
     for (benchmark, forget), part in frame.groupby(["benchmark", "forget"], sort=False):
@@ -165,10 +186,11 @@ def summarize(records: Sequence[ResultRecord], columns: Sequence[str] | None = N
         def order(row: Row) -> tuple:
             gap = row.stats.get(AVG_GAP)
             gap_mean = gap.mean if gap is not None and gap.mean is not None else math.inf
-            return ({"oracle": 0, "original": 1}.get(row.role, 2), gap_mean, row.method)
+            return ({"oracle": 0, "ideal": 1, "original": 2}.get(row.role, 3), gap_mean, row.method)
 
         rows.sort(key=order)
-        tables.append(Table(str(benchmark), str(forget), tuple(columns), tuple(_mark_best(rows, columns))))
+        shown = tuple(c for c in columns if c not in own or any(row.stats[c].mean is not None for row in rows))
+        tables.append(Table(str(benchmark), str(forget), shown, tuple(_mark_best(rows, shown))))
     return tables
 
 

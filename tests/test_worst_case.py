@@ -1,0 +1,160 @@
+"""Worst-case forget sets: the bi-level pieces, the builder, its manifest and its use in a grid."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+import unlearn.forget.worst_case as worst_case_module
+from unlearn.cli import main
+from unlearn.errors import UserError
+from unlearn.forget import ForgetSpec, manifest_path, read_manifest
+from unlearn.forget.bilevel import BilevelSettings, per_sample_loss, project_capped_simplex, select, top_groups
+from unlearn.spec import Recipe
+
+from conftest import files_under, make_runner
+
+WORST = "worst-case:0.1"
+
+
+@pytest.mark.parametrize("budget", [1.0, 3.0, 7.5])
+def test_projection_lands_on_the_capped_simplex_and_is_the_nearest_point(budget):
+    rng = np.random.default_rng(0)
+    w = rng.normal(0, 3, size=20)
+    p = project_capped_simplex(w, budget)
+    assert abs(p.sum() - budget) < 1e-6 and p.min() >= 0 and p.max() <= 1
+    # optimality: no feasible random perturbation gets closer to w
+    for _ in range(200):
+        d = rng.normal(size=20)
+        d -= d.mean()
+        q = p + 1e-3 * d
+        if q.min() >= 0 and q.max() <= 1:
+            assert np.sum((q - w) ** 2) >= np.sum((p - w) ** 2) - 1e-12
+
+
+def test_top_groups_breaks_ties_towards_the_lower_index():
+    assert top_groups(np.array([0.5, 1.0, 0.5, 1.0, 0.2]), 3).tolist() == [0, 1, 3]
+
+
+@pytest.fixture(scope="module")
+def original(digits_spec, digits_task, tmp_path_factory, shared_cache):
+    from unlearn.harness import Workspace
+
+    runner = make_runner(digits_spec, digits_task, Workspace.at(tmp_path_factory.mktemp("wc"), cache_dir=shared_cache),
+                         ["retrain"], ["random:0.1"], [0])
+    return runner.original(0).model
+
+
+def run_select(original, digits_task, **settings):
+    import copy
+
+    s = BilevelSettings(**{"upper_iters": 3, **settings})
+    return select(lambda: copy.deepcopy(original), digits_task.train, np.arange(len(digits_task.train)), 126, s, 0)
+
+
+def test_the_nominal_upper_step_never_moves_the_set_and_the_default_does(original, digits_task):
+    init = np.sort(np.random.default_rng(0).choice(len(digits_task.train), 126, replace=False))
+    nominal = run_select(original, digits_task, upper_lr=1e-2)
+    assert np.array_equal(nominal.chosen, init) and all(t["changed"] == 0 for t in nominal.trajectory)
+    default = run_select(original, digits_task)
+    assert default.trajectory[0]["changed"] > 5
+    loss = per_sample_loss(original, digits_task.train).numpy()
+    easiest = run_select(original, digits_task, objective="easiest")
+    # the hardest set ends where the loss is lowest, the easiest where it is highest
+    assert loss[default.chosen].mean() < loss[init].mean() < loss[easiest.chosen].mean()
+
+
+def test_selection_leaves_the_original_model_untouched(original, digits_task):
+    before = {k: v.clone() for k, v in original.state_dict().items()}
+    run_select(original, digits_task, upper_iters=1)
+    assert all(torch.equal(v, before[k]) for k, v in original.state_dict().items())
+
+
+def test_worst_case_manifest_records_provenance_and_is_reused(tmp_path, digits_spec, digits_task, shared_cache,
+                                                              monkeypatch):
+    from unlearn.harness import Task, Workspace
+
+    workspace = Workspace.at(tmp_path, cache_dir=shared_cache)
+    runner = make_runner(digits_spec, digits_task, workspace, ["retrain"], [WORST], [0])
+    forget = ForgetSpec.parse(WORST)
+    m = runner.manifest(forget, 0)
+    path = manifest_path(workspace.forget_dir, "digits", forget, 0, "digits")
+    assert path.is_file() and read_manifest(path) == m and m.benchmark == "digits" and m.size == 126
+    prov = m.provenance
+    assert prov["original_model"] == runner.cache.key_hash(digits_task.original_key(0))
+    assert len(prov["trajectory"]) == BilevelSettings().upper_iters and prov["settings"]["upper_lr"] == 1e4
+    assert prov["epochs_trained"] == 20 and prov["seconds"] > 0
+
+    monkeypatch.setattr(worst_case_module, "select", lambda *a, **k: pytest.fail("rebuilt a stored set"))
+    assert runner.manifest(forget, 0) == m
+    # an original model trained under another recipe did not select this set
+    other_spec = digits_spec.model_copy(update={"train": Recipe(epochs=2, batch_size=64, lr=0.05)})
+    other_task = Task(other_spec, digits_task.dataset, digits_task.device)
+    other = make_runner(other_spec, other_task, workspace, ["retrain"], [WORST], [0])
+    with pytest.raises(UserError, match="different original model"):
+        other.manifest(forget, 0)
+    assert read_manifest(path) == m
+
+
+def test_class_variant_forgets_whole_classes(tmp_path, digits_spec, digits_task, shared_cache):
+    from unlearn.harness import Workspace
+
+    runner = make_runner(digits_spec, digits_task, Workspace.at(tmp_path, cache_dir=shared_cache), ["retrain"],
+                         ["worst-case-class:1:upper_iters=2"], [0])
+    m = runner.manifest(ForgetSpec.parse("worst-case-class:1:upper_iters=2"), 0)
+    (label,) = m.forgotten_classes
+    assert m.indices == np.flatnonzero(digits_task.dataset.train.y.numpy() == label).tolist()
+
+
+@pytest.mark.parametrize("text, message", [
+    ("worst-case:0", r"outside \(0, 1\)"),
+    ("worst-case:1", r"outside \(0, 1\)"),
+    ("worst-case:0.1:upper_lr=0", "greater than 0"),
+    ("worst-case:0.1:lower=scratch", "lower"),
+    ("worst-case:0.1:steps=3", "steps"),
+    ("worst-case-class:x", "integer"),
+])
+def test_malformed_worst_case_specs_are_refused(text, message):
+    with pytest.raises(UserError, match=message):
+        ForgetSpec.parse(text)
+
+
+def test_canonical_text_drops_defaults_and_orders_options():
+    assert ForgetSpec.parse("worst-case:0.10:upper_lr=1e4").text == "worst-case:0.1"
+    assert ForgetSpec.parse("worst-case:0.1:objective=easiest:lower=retrain").text == \
+        "worst-case:0.1:lower=retrain:objective=easiest"
+
+
+@pytest.mark.parametrize("args, message", [
+    (["worst-case-class", "--classes", "10"], "selects 10 of 10 classes"),
+    (["worst-case-class", "--classes", "0"], "selects 0 of 10 classes"),
+    (["worst-case", "--fraction", "0.0001"], "selects 0 of 1259"),
+    (["worst-case"], "give the size"),
+])
+def test_bad_budgets_exit_2_and_write_nothing(tmp_path, args, message, capsys):
+    code = main(["forget-set", "build", *args, "--workdir", str(tmp_path), "--no-progress"])
+    err = capsys.readouterr().err
+    assert code == 2 and message in err and len(err.strip().splitlines()) == 1
+    assert files_under(tmp_path / "data") == []
+
+
+def test_run_builds_the_set_on_first_use_and_reuses_it(tmp_path, shared_cache, capsys):
+    argv = ["run", "--methods", "retrain", "--forget", "worst-case:0.1:upper_iters=2", "--seeds", "0",
+            "--workdir", str(tmp_path), "--cache-dir", str(shared_cache), "--no-progress"]
+    assert main(argv) == 0
+    path = tmp_path / "data/forget-sets/digits/digits/worst-case-0.1_upper_iters=2-seed0.json"
+    first = path.read_text()
+    record = json.loads(next((tmp_path / "data/runs").rglob("*.json")).read_text())
+    assert record["forget"]["sha256"] == json.loads(first)["sha256"]
+    assert record["oracle_metrics"]["UA"] <= 2.0, "the oracle classifies the hardest set almost perfectly"
+    capsys.readouterr()
+    assert main(["forget-set", "show", str(path)]) == 0
+    assert "checksum ok" in capsys.readouterr().out
+    path.write_text(first.replace('"objective"', '"objectiv"', 1))  # corrupted: set aside and rebuilt
+    assert main([*argv, "--retry-failed"]) == 0
+    rebuilt, before = read_manifest(path), json.loads(first)
+    assert rebuilt.indices == before["indices"] and rebuilt.provenance["trajectory"] == before["provenance"]["trajectory"]
+    assert path.with_name(path.name + ".corrupt").exists()
