@@ -105,20 +105,25 @@ def test_corrective_cells_train_on_manipulated_data_with_two_oracles(tmp_path, d
 
     monkeypatch.setattr(retrain_module, "train_with_recipe", spy)
     workspace = Workspace.at(tmp_path)  # fresh cache: both oracles really train
-    runner = make_runner(digits_spec, digits_task, workspace, ["retrain", "random-label"], [POISON], [0])
+    all_identified = "corrective:poison:0.1:1"
+    runner = make_runner(digits_spec, digits_task, workspace, ["retrain", "random-label"], [POISON, all_identified], [0])
     records = runner.run().records
     forget = ForgetSpec.parse(POISON)
     manipulated = set(manipulate(POISON, digits_task.dataset).indices.tolist())
     identified = set(runner.manifest(forget, 0).indices)
 
-    realistic, ideal = seen  # the oracle retrained without the identified samples, then without all manipulated
+    # the oracle retrained without the identified samples, then without all manipulated; identifying all of them
+    # gives the ideal oracle again (from the cache), and every cell shares one poisoned original
+    realistic, ideal = seen
     assert not set(realistic.index.tolist()) & identified
     kept_poison = sorted(manipulated - identified)
     positions = torch.isin(realistic.index, torch.as_tensor(kept_poison))
     assert int(positions.sum()) == len(kept_poison) and bool((realistic.y[positions] == 0).all())
     assert not set(ideal.index.tolist()) & manipulated
 
-    retrain, rl = records
+    retrain, rl, retrain_all, _ = records
+    assert len({r.models["original"] for r in records}) == 1
+    assert retrain_all.models["oracle"] == retrain.models["ideal_oracle"] == retrain_all.models["ideal_oracle"]
     for r in records:
         assert r.status == "ok" and r.config["metrics"][-1] == "corrective"
         assert r.config["data"] == manipulate(POISON, digits_task.dataset).dataset.fingerprint != digits_task.dataset.fingerprint
@@ -129,3 +134,18 @@ def test_corrective_cells_train_on_manipulated_data_with_two_oracles(tmp_path, d
     clean = make_runner(digits_spec, digits_task, Workspace.at(tmp_path, cache_dir=shared_cache), ["retrain"],
                         ["random:0.1"], [0])
     assert retrain.models["original"] != clean.cache.key_hash(digits_task.original_key(0))
+
+
+def test_an_exported_poisoned_original_evaluates_as_the_cells_original(tmp_path, shared_cache, capsys):
+    import json
+
+    cell = ["--forget", "corrective:poison:0.1:0.5", "--seed", "0", "--workdir", str(tmp_path),
+            "--cache-dir", str(shared_cache), "--device", "cpu", "--no-progress"]
+    assert main(["export", *cell, "--out", str(tmp_path / "start")]) == 0
+    capsys.readouterr()
+    assert main(["evaluate", *cell, "--checkpoint", str(tmp_path / "start/original.safetensors"), "--json"]) == 0
+    score = json.loads(capsys.readouterr().out)
+    assert score["metrics"] == score["original_metrics"] and score["metrics"]["ASR"] > 90
+    assert score["ideal_oracle_metrics"]["ASR"] < 10
+    exported = json.loads((tmp_path / "start/forget-set.json").read_text())
+    assert exported["size"] == 63 and exported["provenance"] == {"manipulated": 126, "identified": 63}

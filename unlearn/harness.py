@@ -282,6 +282,7 @@ class CellGroup:
     oracle_scores: Scores = field(init=False)
     ideal_oracle_scores: Scores | None = None
     """Corrective cells: the oracle retrained without every manipulated sample, not only the identified ones."""
+    ideal_oracle_key: str | None = None
 
     @property
     def original_metrics(self) -> dict[str, float]:
@@ -323,7 +324,7 @@ class Runner:
         self.log = log or (lambda _msg: None)
         self.retry_failed = retry_failed
         self.env = environment(task.device)
-        self._derived: dict[tuple[str, int], Runner] = {}
+        self._derived: dict[tuple, Runner] = {}
 
     # -- cells ---------------------------------------------------------------------------------
 
@@ -454,17 +455,21 @@ class Runner:
 
     def for_forget(self, forget: ForgetSpec, seed: int) -> "Runner":
         """The runner of (forget set, seed)'s cells: this one, or for a corrective set one whose task trains and
-        scores on the manipulated data of that seed (so every model and record hash includes the manipulation)."""
-        key = (forget.text, seed)
+        scores on the manipulated data of that seed (so every model and record hash includes the manipulation).
+
+        The last manipulated task is kept, so the cells of one manipulation and seed (e.g. several
+        identified fractions) share it, and a grid holds one manipulated copy of the data at a time.
+        """
+        which = forget.builder.manipulation_key(forget.params)
+        if which is None and not forget.builder.extra_metrics:
+            return self
+        key = (which, seed, forget.builder.extra_metrics)
         if key not in self._derived:
-            manipulated = forget.manipulation(self.task.dataset, seed)
-            derived = self
-            if manipulated is not None or forget.builder.extra_metrics:
-                derived = copy.copy(self)
-                derived.task = Task(self.spec, self.task.dataset, self.task.device, manipulated,
-                                    forget.builder.extra_metrics)
-                derived._derived = {}
-            self._derived[key] = derived
+            derived = copy.copy(self)
+            derived.task = Task(self.spec, self.task.dataset, self.task.device,
+                                forget.manipulation(self.task.dataset, seed), forget.builder.extra_metrics)
+            derived._derived = {}
+            self._derived = {key: derived}
         return self._derived[key]
 
     def group(self, forget: ForgetSpec, manifest: ForgetManifest, seed: int) -> CellGroup:
@@ -485,11 +490,12 @@ class Runner:
         if self.task.manipulated is not None:
             every = [int(i) for i in self.task.manipulated.indices]
             all_manipulated = manifest.model_copy(update={"indices": every, "size": len(every), "sha256": indices_sha256(every)})
-            ideal, _, _, _ = self.unlearned(
+            ideal, _, _, ideal_key = self.unlearned(
                 self.oracle_choice, original.model, original_key, all_manipulated.sha256,
                 self.task.splits(all_manipulated), seed,
             )
             group.ideal_oracle_scores = self.score(self.evaluation(ideal, group, self.oracle_choice))
+            group.ideal_oracle_key = ideal_key
         return group
 
     @cached_property
@@ -583,7 +589,8 @@ class Runner:
             oracle_metrics=group.oracle_metrics,
             original_metrics=group.original_metrics,
             ideal_oracle_metrics=group.ideal_oracle_scores.values if group.ideal_oracle_scores else None,
-            models={"original": group.original_key, "oracle": group.oracle_key},
+            models={"original": group.original_key, "oracle": group.oracle_key,
+                    **({"ideal_oracle": group.ideal_oracle_key} if group.ideal_oracle_key else {})},
             env=self.env,
         )
         try:

@@ -81,6 +81,11 @@ class ForgetBuilder(ABC):
         """The spec's argument written canonically (None: as the user wrote it)."""
         return None
 
+    def manipulation_key(self, params: dict[str, Any]) -> str | None:
+        """What determines `manipulation` besides the data and seed (sets with equal keys share their manipulated
+        data, original model and oracles); None when the set does not manipulate the data."""
+        return None
+
     def manipulation(self, params: dict[str, Any], dataset: Dataset, seed: int) -> "Manipulated | None":
         """The training data the cell's original model is trained on, when the forget set belongs to a
         manipulation of it (corrective sets); None for the benchmark's own training data."""

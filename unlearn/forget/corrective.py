@@ -70,6 +70,9 @@ class CorrectiveForget(ForgetBuilder):
     def check(self, params: dict[str, Any], dataset: Dataset) -> None:
         MANIPULATIONS.get(params["manipulation"])().check(params["args"], dataset)
 
+    def manipulation_key(self, params: dict[str, Any]) -> str:
+        return f"{params['manipulation']}:{MANIPULATIONS.get(params['manipulation'])().canonical(params['args'])}"
+
     def manipulation(self, params: dict[str, Any], dataset: Dataset, seed: int) -> Manipulated:
         return MANIPULATIONS.get(params["manipulation"])().apply(params["args"], dataset, seed)
 
