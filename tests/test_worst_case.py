@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -158,3 +159,20 @@ def test_run_builds_the_set_on_first_use_and_reuses_it(tmp_path, shared_cache, c
     rebuilt, before = read_manifest(path), json.loads(first)
     assert rebuilt.indices == before["indices"] and rebuilt.provenance["trajectory"] == before["provenance"]["trajectory"]
     assert path.with_name(path.name + ".corrupt").exists()
+
+
+def test_committed_digits_worst_case_sets_belong_to_the_current_original_models(tmp_path, digits_spec, digits_task,
+                                                                                  monkeypatch):
+    from unlearn.harness import Workspace
+    from unlearn.spec import REPO_ROOT
+
+    committed = sorted((REPO_ROOT / "data/forget-sets/digits/digits").glob("*.json"))
+    assert committed, "benchmarks/worst_case.py's sets are committed"
+    monkeypatch.setattr(worst_case_module, "select", lambda *a, **k: pytest.fail("a committed set was rebuilt"))
+    shutil.copytree(REPO_ROOT / "data/forget-sets", tmp_path / "forget-sets")  # a failure never touches the repo
+    workspace = Workspace.at(tmp_path, forget_dir=tmp_path / "forget-sets")
+    runner = make_runner(digits_spec, digits_task, workspace, ["retrain"], ["random:0.1"], [0])
+    for path in committed:
+        stored = read_manifest(path)
+        # the checksum holds, the data and the original model's key match: `unlearn run` uses it as it is
+        assert runner.manifest(ForgetSpec.parse(stored.spec), stored.seed) == stored, path.name
