@@ -95,6 +95,18 @@ class ForgetBuilder(ABC):
 BUILDERS: Registry[type[ForgetBuilder]] = Registry("forget-set kind")
 
 
+def parse_fraction(text: str, what: str, *, closed: bool = False) -> float:
+    """`text` as a fraction in (0, 1), or in (0, 1] when `closed`; UserError naming `what` otherwise."""
+    interval = "(0, 1]" if closed else "(0, 1)"
+    try:
+        value = float(text)
+    except ValueError:
+        raise UserError(f"{what} must be a number in {interval}, not {text!r}") from None
+    if not (0.0 < value <= 1.0 if closed else 0.0 < value < 1.0):
+        raise UserError(f"{what} {text} is outside {interval}")
+    return value
+
+
 @dataclass(frozen=True)
 class ForgetSpec:
     """A parsed `--forget` entry such as `random:0.1` or `class:3`."""

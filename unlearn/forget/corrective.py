@@ -23,7 +23,7 @@ import numpy as np
 from unlearn.data.base import Dataset
 from unlearn.data.manipulations import MANIPULATIONS, Manipulated
 from unlearn.errors import UserError
-from unlearn.forget.base import BUILDERS, BuildContext, BuiltSet, ForgetBuilder
+from unlearn.forget.base import BUILDERS, BuildContext, BuiltSet, ForgetBuilder, parse_fraction
 from unlearn.hashing import hash_order
 from unlearn.registry import did_you_mean
 
@@ -54,12 +54,7 @@ class CorrectiveForget(ForgetBuilder):
         if kind not in MANIPULATIONS.names():
             raise UserError(f"unknown manipulation {kind!r} in {where!r}{did_you_mean(kind, MANIPULATIONS.names())}; "
                             f"use {', '.join(MANIPULATIONS.names())}")
-        try:
-            fraction = float(identified)
-        except ValueError:
-            raise UserError(f"{where}: the identified fraction must be a number in (0, 1], not {identified!r}") from None
-        if not 0.0 < fraction <= 1.0:
-            raise UserError(f"{where}: the identified fraction {identified} is outside (0, 1]")
+        fraction = parse_fraction(identified, f"{where}: the identified fraction", closed=True)
         return {"manipulation": kind, "args": MANIPULATIONS.get(kind)().parse(manip_arg, options), "identified": fraction}
 
     def canonical(self, params: dict[str, Any]) -> str:

@@ -8,7 +8,7 @@ import numpy as np
 
 from unlearn.data.base import Dataset
 from unlearn.errors import UserError
-from unlearn.forget.base import BUILDERS, BuildContext, BuiltSet, ForgetBuilder
+from unlearn.forget.base import BUILDERS, BuildContext, BuiltSet, ForgetBuilder, parse_fraction
 from unlearn.hashing import hash_order
 
 
@@ -24,13 +24,7 @@ class RandomForget(ForgetBuilder):
     syntax = "random:FRACTION (0 < FRACTION < 1)"
 
     def parse(self, arg: str) -> dict[str, Any]:
-        try:
-            fraction = float(arg)
-        except ValueError:
-            raise UserError(f"malformed forget spec 'random:{arg}': the fraction must be a number in (0, 1)") from None
-        if not 0.0 < fraction < 1.0:
-            raise UserError(f"forget fraction {arg} is outside (0, 1)")
-        return {"fraction": fraction}
+        return {"fraction": parse_fraction(arg, "forget fraction")}
 
     def check(self, params: dict[str, Any], dataset: Dataset) -> None:
         size = self._size(params["fraction"], len(dataset.train))

@@ -24,7 +24,7 @@ from pydantic import ValidationError
 
 from unlearn.data.base import Dataset
 from unlearn.errors import UserError, validation_problem
-from unlearn.forget.base import BUILDERS, BuildContext, BuiltSet, ForgetBuilder
+from unlearn.forget.base import BUILDERS, BuildContext, BuiltSet, ForgetBuilder, parse_fraction
 from unlearn.forget.bilevel import BilevelSettings, select
 from unlearn.forget.corrective import split_options
 
@@ -60,13 +60,7 @@ class WorstCaseForget(ForgetBuilder):
     size_key = "fraction"
 
     def _parse_size(self, text: str, where: str) -> float:
-        try:
-            fraction = float(text)
-        except ValueError:
-            raise UserError(f"{where}: the fraction must be a number in (0, 1), not {text!r}") from None
-        if not 0.0 < fraction < 1.0:
-            raise UserError(f"{where}: forget fraction {text} is outside (0, 1)")
-        return fraction
+        return parse_fraction(text, f"{where}: forget fraction")
 
     def canonical(self, params: dict[str, Any]) -> str:
         options = "".join(f":{k}={v:g}" if isinstance(v, float) else f":{k}={v}" for k, v in sorted(params["settings"].items()))
