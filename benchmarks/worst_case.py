@@ -103,12 +103,12 @@ def main() -> None:
         return [key(r) for r in records if r.method == method and r.forget.spec == forget and r.status == "ok"]
 
     print(f"\nOracle forget accuracy (100 − UA, %) and Avg. Gap to the oracle, mean ± std over seeds {seeds}:")
-    header = f"  {'':<24}" + "".join(f"{name:>20}" for name in sets)
+    header = f"  {'':<30}" + "".join(f"{name:>20}" for name in sets)
     print(header)
-    print(f"  {'oracle forget acc.':<24}" + "".join(
+    print(f"  {'oracle forget acc.':<30}" + "".join(
         f"{mean_std(of(ORACLE, text, lambda r: 100 - r.metrics['UA'])):>20}" for text in sets.values()))
     for method in methods:
-        print(f"  {method + ' Avg. Gap':<24}" + "".join(
+        print(f"  {method + ' Avg. Gap':<30}" + "".join(
             f"{mean_std(of(method, text, lambda r: r.gaps['Avg. Gap'])):>20}" for text in sets.values()))
 
     print()
@@ -120,7 +120,7 @@ def main() -> None:
         for method in methods:
             gaps = [statistics.fmean(of(method, sets[k], lambda r: r.gaps["Avg. Gap"])) for k in (worst, base)]
             verdict = "larger" if gaps[0] > gaps[1] else "NOT larger"
-            print(f"  {method:<14} Avg. Gap {worst} {gaps[0]:.2f} vs {base} {gaps[1]:.2f}: {verdict}")
+            print(f"  {method:<20} Avg. Gap {worst} {gaps[0]:.2f} vs {base} {gaps[1]:.2f}: {verdict}")
 
 
 if __name__ == "__main__":

@@ -30,6 +30,7 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from unlearn.data.tensors import TensorData
+from unlearn.seeding import derive_seed
 from unlearn.seeding import generator as seeded_generator
 from unlearn.train import Phase, fit
 
@@ -130,7 +131,7 @@ def select(
     device = data.x.device
     group_of = torch.as_tensor(groups, dtype=torch.long, device=device)
     counts = np.bincount(groups, minlength=n_groups).astype(np.float64)
-    init = np.random.default_rng(seed).choice(n_groups, size=budget, replace=False)
+    init = np.random.default_rng(derive_seed(seed, "bilevel-init")).choice(n_groups, size=budget, replace=False)
     w = np.zeros(n_groups)
     w[init] = 1.0
     sign = 1.0 if settings.objective == "hardest" else -1.0
