@@ -2,6 +2,7 @@
 
     python benchmarks/corrective.py [--manipulation poison:0.1] [--identified 0.1,0.25,0.5,1]
                                     [--methods retrain,finetune,...] [--seeds 0,1,2] [--workdir DIR]
+                                    [--plot asr.png]
 
 The manipulation (default: 10 % of the training set poisoned with a 2×2 corner trigger
 and relabelled to class 0; or e.g. `interclass:3-5`) is applied before the original
@@ -46,6 +47,7 @@ def main() -> None:
     parser.add_argument("--methods", default=METHODS, help="comma-separated (default: %(default)s)")
     parser.add_argument("--seeds", default="0,1,2", help="comma-separated seeds (default: %(default)s)")
     parser.add_argument("--workdir", type=Path, default=Path("."), help="where data/cache and data/forget-sets live")
+    parser.add_argument("--plot", type=Path, help="also draw ASR against the identified fraction into this PNG")
     args = parser.parse_args()
     torch.set_num_threads(1)
     methods = [m for m in args.methods.split(",") if m]
@@ -93,9 +95,37 @@ def main() -> None:
                 values.append(f"{v:>9.1f}{mark}" if v is not None else f"{'failed':>10}")
             label = f"{method} (oracle)" if method == ORACLE else method
             print(f"  {label:<30}" + "".join(values))
+    if args.plot is not None:
+        plot(args.plot, args.manipulation, fractions, methods, cell)
+        print(f"\nwrote {args.plot}")
     if failed:
         print(f"\n{len(failed)} failed cells: " + "; ".join(f"{r.method} {r.forget.spec} s{r.seed}: {r.error}"
                                                              for r in failed[:5]))
+
+
+def plot(path: Path, manipulation: str, fractions: list[str], methods: list[str], cell) -> None:
+    """ASR per method against the identified fraction, with the original and the ideal oracle as lines."""
+    from matplotlib import colormaps
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    xs = [float(f) for f in fractions]
+    fig = Figure(figsize=(7.5, 4.8), layout="constrained")
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    for label, which, style in (("original", "original_metrics", ":"), ("ideal oracle", "ideal_oracle_metrics", "--")):
+        ax.plot(xs, [cell(ORACLE, f, "ASR", which) for f in fractions], style, color="0.4", label=label)
+    colours = colormaps["tab20"].colors
+    for i, method in enumerate(methods):
+        ys = [cell(method, f, "ASR") for f in fractions]
+        ax.plot(xs, [float("nan") if y is None else y for y in ys], "o-",
+                lw=2.5 if method == ORACLE else 1.2, color="black" if method == ORACLE else colours[i % 20],
+                label=f"{method} (oracle)" if method == ORACLE else method)
+    ax.set(xscale="log", xticks=xs, xticklabels=fractions, xlabel="identified fraction of the manipulated samples",
+           ylabel="attack success rate (%)", title=f"digits, corrective:{manipulation}")
+    ax.legend(fontsize=7, ncol=2)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
 
 
 if __name__ == "__main__":
