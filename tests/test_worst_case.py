@@ -127,6 +127,10 @@ def test_malformed_worst_case_specs_are_refused(text, message):
 
 def test_canonical_text_drops_defaults_and_orders_options():
     assert ForgetSpec.parse("worst-case:0.10:upper_lr=1e4").text == "worst-case:0.1"
+    # the class-wise kind trains 1 lower epoch by default: 2 (the data-wise default) must be kept
+    two = ForgetSpec.parse("worst-case-class:1:lower_epochs=2")
+    assert two.text == "worst-case-class:1:lower_epochs=2" and two.builder.settings(two.params).lower_epochs == 2
+    assert ForgetSpec.parse("worst-case-class:1:lower_epochs=1").text == "worst-case-class:1"
     assert ForgetSpec.parse("worst-case:0.1:objective=easiest:lower=retrain").text == \
         "worst-case:0.1:lower=retrain:objective=easiest"
 

@@ -51,9 +51,9 @@ class WorstCaseForget(ForgetBuilder):
         if len(positional) != 1:
             raise UserError(f"malformed forget spec {where!r}: write {self.syntax}")
         size = self._parse_size(positional[0], where)
-        settings = _settings(options, where, self.defaults)
-        changed = settings.model_dump(exclude_defaults=True)
-        changed = {k: v for k, v in changed.items() if self.defaults.get(k) != v}
+        kind_defaults = BilevelSettings.model_validate(self.defaults).model_dump()
+        settings = _settings(options, where, self.defaults).model_dump()
+        changed = {k: v for k, v in settings.items() if v != kind_defaults[k]}  # what the spec text must name
         return {self.size_key: size, "settings": changed}
 
     kind_name = "worst-case"
