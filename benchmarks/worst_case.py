@@ -1,13 +1,14 @@
 """Do worst-case forget sets challenge methods more than random ones? (digits)
 
     python benchmarks/worst_case.py [--methods finetune,random-label] [--seeds 0,1,2] [--fraction 0.1]
-                                    [--workdir DIR]
+                                    [--hparam METHOD.NAME=VALUE ...] [--workdir DIR]
 
 For each seed it builds (or reuses, from WORKDIR/data/forget-sets/digits/digits/) the
 worst-case set `worst-case:F` (bi-level selection, FT-style lower level, the defaults),
 the easiest set (`:objective=easiest`, the contrast) and, for class-wise forgetting,
 `worst-case-class:1`; then runs the methods with the benchmark's tuned hyperparameters
-(chosen on validation data of random:0.1 and class:3, reused unchanged) on the random
+(chosen on validation data of random:0.1 and class:3, reused unchanged; `--hparam`
+overrides one, e.g. with the values `unlearn tune --forget random:0.1` picks) on the random
 set `random:F`, the worst-case and the easiest set, and on class:3 and the worst-case
 class. It prints, mean ± std over seeds:
 
@@ -34,6 +35,7 @@ from pathlib import Path
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import torch  # noqa: E402
+import yaml  # noqa: E402
 
 from unlearn.forget import ForgetSpec  # noqa: E402
 from unlearn.harness import Runner, Task, Workspace, plan_grid  # noqa: E402
@@ -57,7 +59,14 @@ def main() -> None:
     parser.add_argument("--seeds", default="0,1,2", help="comma-separated seeds (default: %(default)s)")
     parser.add_argument("--fraction", type=float, default=0.1, help="forget-set fraction (default: %(default)s)")
     parser.add_argument("--workdir", type=Path, default=Path("."), help="where data/cache and data/forget-sets live")
+    parser.add_argument("--hparam", action="append", default=[], metavar="METHOD.NAME=VALUE",
+                        help="override a hyperparameter for every forget set (repeatable)")
     args = parser.parse_args()
+    hparams: dict[str, dict] = {}
+    for item in args.hparam:
+        target, _, value = item.partition("=")
+        method, _, name = target.rpartition(".")
+        hparams.setdefault(method, {})[name] = yaml.safe_load(value)
     torch.set_num_threads(1)
     methods = [m for m in args.methods.split(",") if m]
     seeds = [int(s) for s in args.seeds.split(",")]
@@ -70,7 +79,7 @@ def main() -> None:
     task = Task.load(spec, Workspace.at(args.workdir), torch.device("cpu"))
     with tempfile.TemporaryDirectory() as tmp:
         workspace = Workspace.at(args.workdir, results_dir=Path(tmp) / "runs")
-        plan = plan_grid(spec, [ORACLE, *methods], list(sets.values()), seeds)
+        plan = plan_grid(spec, [ORACLE, *methods], list(sets.values()), seeds, hparams)
         task.check(plan)
         runner = Runner(plan, task, workspace, progress=True)
 
