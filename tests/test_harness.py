@@ -58,7 +58,8 @@ def test_methods_get_only_what_their_track_grants(digits_spec, digits_task, work
     assert len(full.forget) + len(full.retain) == len(digits_task.train)
     assert forget_only.retain is None and forget_only.forget.index.tolist() == manifest.indices
     assert set(vars(full)) == {
-        "model", "forget", "retain", "num_classes", "device", "seed", "recipe", "new_model", "track", "progress"
+        "model", "forget", "retain", "num_classes", "device", "seed", "recipe", "new_model", "track", "progress",
+        "info",  # an output: what the method reports about its run
     }
 
 

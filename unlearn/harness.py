@@ -15,7 +15,7 @@ import traceback
 from dataclasses import dataclass, field, replace
 from functools import cached_property
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Callable, Mapping, NamedTuple, Sequence
 
 import torch
 from torch import Tensor, nn
@@ -139,8 +139,11 @@ def plan_grid(
             raise UserError(f"benchmark {spec.name!r}: {what} metrics {missing} are produced by none of {spec.metrics}")
     choices = tuple(choose_method(spec, name, hparams.get(name)) for name in method_names)
     forget_specs = tuple(ForgetSpec.parse(text) for text in dict.fromkeys(forgets or spec.grid.forget))
-    extra = [name for forget in forget_specs for name in forget.builder.extra_metrics]
-    check_dependencies(list(dict.fromkeys([*spec.metrics, *extra])), provides(spec))
+    available = provides(spec)
+    for forget in forget_specs:
+        builder = forget.builder
+        check_dependencies(list(dict.fromkeys([*spec.metrics, *builder.extra_metrics])),
+                           lambda name, b=builder: available(name) or name in b.provides)
     seed_list = tuple(dict.fromkeys(seeds if seeds is not None else spec.grid.seeds))
     if not seed_list:
         raise UserError("no seeds given")
@@ -247,6 +250,27 @@ def probe_seed(manifest: ForgetManifest) -> int:
     return manifest.seed if manifest.seed is not None else 0
 
 
+class Unlearned(NamedTuple):
+    """A method's output for one cell: the model, how long it took (as cached, for a cache hit), whether it
+    came from the cache, its cache key hash (cached methods only) and what the method reported."""
+
+    model: nn.Module
+    seconds: float
+    from_cache: bool
+    key: str | None
+    info: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """A cell's method run, scored: what its record holds besides the cell's description."""
+
+    scores: Scores
+    seconds: float
+    from_cache: bool
+    info: dict[str, Any]
+
+
 @dataclass
 class Cell:
     """One (method, forget set, seed) cell with its config, config hash and record path."""
@@ -283,6 +307,8 @@ class CellGroup:
     ideal_oracle_scores: Scores | None = None
     """Corrective cells: the oracle retrained without every manipulated sample, not only the identified ones."""
     ideal_oracle_key: str | None = None
+    steps: list[Any] = field(default_factory=list)
+    """Continual cells: one step per task (`unlearn.continual.TaskStep`); this group is the last task's."""
 
     @property
     def original_metrics(self) -> dict[str, float]:
@@ -330,7 +356,6 @@ class Runner:
 
     def cell(self, method: MethodChoice, forget: ForgetSpec, manifest: ForgetManifest, seed: int) -> Cell:
         """Describe one cell; its config determines its result, and its hash names the record file."""
-        instance = method.instance()
         config = {
             "benchmark": self.spec.name,
             "benchmark_model": self.spec.model_key(),
@@ -342,7 +367,7 @@ class Runner:
             "method": method.name,
             "method_origin": method.origin,
             "hparams": hparams_dict(method.hparams),
-            "track": instance.track.value,
+            "track": self.track_of(method, manifest),
             "forget": forget.text,
             "forget_sha256": manifest.sha256,
             "seed": seed,
@@ -350,6 +375,10 @@ class Runner:
         config_hash = stable_hash(config)
         path = record_path(self.workspace.results_dir, self.spec.name, method.name, forget.text, seed, config_hash)
         return Cell(method, forget, manifest, seed, config, config_hash, path)
+
+    def track_of(self, method: MethodChoice, manifest: ForgetManifest) -> str:
+        """The data-access track the method runs under in this cell (recorded with its result)."""
+        return method.instance().track.value
 
     def finished(self, cell: Cell) -> ResultRecord | None:
         """The cell's stored record if it counts as done (valid, and not failed under --retry-failed)."""
@@ -366,8 +395,12 @@ class Runner:
 
     # -- models ----------------------------------------------------------------------------------
 
-    def request(self, method: Method, original: nn.Module, splits: Mapping[str, TensorData], seed: int) -> UnlearnRequest:
-        """The request for one cell: only the data the method's track grants, never test/val/oracle."""
+    def request(
+        self, method: Method, original: nn.Module, splits: Mapping[str, TensorData], seed: int,
+        track: Track | None = None,
+    ) -> UnlearnRequest:
+        """The request for one cell: only the data the method's track grants, never test/val/oracle. `track`
+        names the track when the cell narrows it (the few-shot track hands `splits["retain"]` as k-shot data)."""
         retain = splits["retain"] if method.track is Track.FULL else None
         return UnlearnRequest(
             model=copy.deepcopy(original),
@@ -378,7 +411,7 @@ class Runner:
             seed=seed,
             recipe=self.spec.train,
             new_model=lambda *tags: self.task.new_model(seed, *tags),
-            track=method.track,
+            track=track or method.track,
             progress=self.progress,
         )
 
@@ -397,12 +430,12 @@ class Runner:
 
     def unlearned(
         self, choice: MethodChoice, original: nn.Module, original_key: dict[str, Any], forget_key: str,
-        splits: Mapping[str, TensorData], seed: int,
-    ) -> tuple[nn.Module, float, bool, str | None]:
-        """Run a method with run seed `seed` (or load its cached output); returns (model, seconds, from_cache,
-        cache key hash). `forget_key` identifies the forget set (a manifest's sha256)."""
+        splits: Mapping[str, TensorData], seed: int, track: Track | None = None,
+    ) -> Unlearned:
+        """Run a method with run seed `seed` (or load its cached output). `forget_key` identifies the forget set
+        (a manifest's sha256); `track` a narrowed track (see `request`)."""
         method = choice.instance()
-        request = self.request(method, original, splits, seed)
+        request = self.request(method, original, splits, seed, track)
 
         def call() -> nn.Module:
             model = method.unlearn(request)
@@ -412,10 +445,10 @@ class Runner:
         if method.cache_output:
             key = self.unlearned_key(choice, original_key, forget_key, seed)
             cached = self.cache.get_or_build("unlearned", key, call, lambda: self.task.new_model(seed))
-            return cached.model, cached.seconds, cached.hit, cached.key_hash
+            return Unlearned(cached.model, cached.seconds, cached.hit, cached.key_hash, dict(request.info))
         start = time.perf_counter()
         model = call()
-        return model, time.perf_counter() - start, False, None
+        return Unlearned(model, time.perf_counter() - start, False, None, dict(request.info))
 
     def check_output(self, model: Any, seed: int) -> None:
         if not isinstance(model, nn.Module):
@@ -460,14 +493,17 @@ class Runner:
         The last manipulated task is kept, so the cells of one manipulation and seed (e.g. several
         identified fractions) share it, and a grid holds one manipulated copy of the data at a time.
         """
-        which = forget.builder.manipulation_key(forget.params)
-        if which is None and not forget.builder.extra_metrics:
+        builder = forget.builder
+        which = builder.manipulation_key(forget.params)
+        if which is None and not builder.extra_metrics and builder.protocol == "single":
             return self
-        key = (which, seed, forget.builder.extra_metrics)
+        key = (which, seed, builder.extra_metrics, builder.protocol)
         if key not in self._derived:
-            derived = copy.copy(self)
+            cls = PROTOCOLS[builder.protocol]()
+            derived = cls.__new__(cls)
+            derived.__dict__.update(self.__dict__)  # same plan, workspace, cache, log and environment
             derived.task = Task(self.spec, self.task.dataset, self.task.device,
-                                forget.manipulation(self.task.dataset, seed), forget.builder.extra_metrics)
+                                forget.manipulation(self.task.dataset, seed), builder.extra_metrics)
             derived._derived = {}
             self._derived = {key: derived}
         return self._derived[key]
@@ -478,7 +514,7 @@ class Runner:
         splits = self.task.splits(manifest)
         original_key = self.task.original_key(seed)
         original = self.original(seed)
-        oracle, _, _, oracle_key = self.unlearned(
+        oracle, _, _, oracle_key, _ = self.unlearned(
             self.oracle_choice, original.model, original_key, manifest.sha256, splits, seed
         )
         group = CellGroup(forget, manifest, seed, splits, original.model, original.key_hash, oracle_key or "")
@@ -490,7 +526,7 @@ class Runner:
         if self.task.manipulated is not None:
             every = [int(i) for i in self.task.manipulated.indices]
             all_manipulated = manifest.model_copy(update={"indices": every, "size": len(every), "sha256": indices_sha256(every)})
-            ideal, _, _, ideal_key = self.unlearned(
+            ideal, _, _, ideal_key, _ = self.unlearned(
                 self.oracle_choice, original.model, original_key, all_manipulated.sha256,
                 self.task.splits(all_manipulated), seed,
             )
@@ -569,6 +605,12 @@ class Runner:
         bar.close()
         return result
 
+    def outcome(self, cell: Cell, group: CellGroup) -> Outcome:
+        """Run the cell's method on the group's original model and score its output."""
+        original_key = self.task.original_key(cell.seed)
+        out = self.unlearned(cell.method, group.original, original_key, cell.manifest.sha256, group.splits, cell.seed)
+        return Outcome(self.score(self.evaluation(out.model, group, cell.method)), out.seconds, out.from_cache, out.info)
+
     def execute(self, cell: Cell, group: CellGroup) -> ResultRecord:
         """Run one cell's method and score it; any exception becomes a failed record."""
         base = dict(
@@ -594,18 +636,15 @@ class Runner:
             env=self.env,
         )
         try:
-            original_key = self.task.original_key(cell.seed)
-            model, seconds, from_cache, _ = self.unlearned(
-                cell.method, group.original, original_key, cell.manifest.sha256, group.splits, cell.seed
-            )
-            scores = self.score(self.evaluation(model, group, cell.method))
+            outcome = self.outcome(cell, group)
             return ResultRecord(
                 status="ok",
-                metrics=scores.values,
-                metric_info=scores.info,
-                gaps=gaps(scores.values, group.oracle_metrics, self.spec.gap_metrics),
-                run_time_s=seconds,
-                run_time_from_cache=from_cache,
+                metrics=outcome.scores.values,
+                metric_info=outcome.scores.info,
+                gaps=gaps(outcome.scores.values, group.oracle_metrics, self.spec.gap_metrics),
+                run_time_s=outcome.seconds,
+                run_time_from_cache=outcome.from_cache,
+                method_info=outcome.info,
                 **base,
             )
         except Exception as exc:  # a method's failure is a result, not a crash of the grid
@@ -619,6 +658,16 @@ class Runner:
                 run_time_s=None,
                 **base,
             )
+
+
+def _continual_runner() -> type[Runner]:
+    from unlearn.continual import ContinualRunner
+
+    return ContinualRunner
+
+
+PROTOCOLS: dict[str, Callable[[], type[Runner]]] = {"single": lambda: Runner, "continual": _continual_runner}
+"""How a forget set's cells run (`ForgetBuilder.protocol`) -> the Runner class that runs them."""
 
 
 def describe(record: ResultRecord) -> str:

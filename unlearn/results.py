@@ -84,6 +84,8 @@ class ResultRecord(BaseModel):
     metrics: dict[str, float]
     metric_info: dict[str, Any] = Field(default_factory=dict)
     """Per metric, what it used: shadow data, split sizes, number of models."""
+    method_info: dict[str, Any] = Field(default_factory=dict)
+    """What the method reported about its run (`UnlearnRequest.info`), e.g. adapter sparsity."""
     oracle_metrics: dict[str, float]
     original_metrics: dict[str, float]
     ideal_oracle_metrics: dict[str, float] | None = None

@@ -64,6 +64,10 @@ class ForgetBuilder(ABC):
     """How the spec is written, for `--help` and error messages."""
     extra_metrics: tuple[str, ...] = ()
     """Metrics its cells compute besides the benchmark's own (corrective sets: the attack's success)."""
+    provides: tuple[str, ...] = ()
+    """Metric dependencies its cells provide besides the harness's usual ones (continual: "task-start")."""
+    protocol: str = "single"
+    """How its cells run: "single" (one unlearning call) or "continual" (one call per task, in sequence)."""
 
     @abstractmethod
     def parse(self, arg: str) -> dict[str, Any]:

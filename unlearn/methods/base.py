@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import Enum
 from typing import Annotated, Any, Callable, ClassVar, Mapping, Sequence
 
@@ -32,6 +32,9 @@ class Track(str, Enum):
     """The forget set and the whole retain set (the SalUn setting)."""
     FORGET_ONLY = "forget-only"
     """The forget set alone."""
+    FEW_SHOT = "few-shot"
+    """The forget set and k samples of each remaining class (continual cells with `:shots=k`); methods
+    needing the full track get it in this form."""
 
 
 @dataclass(frozen=True)
@@ -54,6 +57,9 @@ class UnlearnRequest:
     (a random teacher, re-initialised layers)."""
     track: Track
     progress: bool = False
+    info: dict[str, Any] = field(default_factory=dict)
+    """What the method reports about its run (JSON values), kept in the record's `method_info`: for
+    example how many adapter groups GS-LoRA left non-zero and its trainable fraction."""
 
     def generator(self, *tags: str) -> torch.Generator:
         """A CPU generator for the purpose named by `tags`, derived from the cell seed."""
@@ -149,13 +155,16 @@ def run_fit(
     before_step: StepHook | None = None,
     after_step: StepHook | None = None,
     epoch_start: Callable[[int], None] | None = None,
+    scheduler: torch.optim.lr_scheduler.LRScheduler | None = None,
 ) -> nn.Module:
-    """Run the shared training loop with any optimiser, batches shuffled by the cell seed; returns `model`."""
+    """Run the shared training loop with any optimiser (and optional per-epoch `scheduler`), batches shuffled
+    by the cell seed; returns `model`."""
     fit(
         model,
         phases,
         epochs=epochs,
         optimizer=optimizer,
+        scheduler=scheduler,
         generator=request.generator("batches"),
         before_step=before_step,
         after_step=after_step,

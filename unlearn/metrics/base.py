@@ -13,11 +13,13 @@ from unlearn.data.tensors import TensorData
 from unlearn.errors import Diverged, UserError
 from unlearn.registry import Registry
 
-SPLITS = ("forget", "retain", "val", "test", "test_forgotten", "probe_train", "probe_heldout", "manip_true", "manip_target")
+SPLITS = ("forget", "retain", "val", "test", "test_forgotten", "probe_train", "probe_heldout", "manip_true", "manip_target",
+          "test_task", "test_remaining", "test_earlier")
 """Evaluation splits of a cell: the forget set, the retain set, validation and test (for class-wise
 forgetting `val` and `test` hold the remaining classes and `test_forgotten` the forgotten ones), and
 the probe splits (probe-train with true labels, and held-out forgotten samples), and in corrective
-cells the manipulated test images with true and with manipulated labels (`unlearn.data.manipulations`);
+cells the manipulated test images with true and with manipulated labels (`unlearn.data.manipulations`), in
+continual cells the test images of the task's classes, of the remaining and of the earlier-forgotten ones;
 methods see none but the forget set and, on the full track, the retain set."""
 
 
@@ -62,6 +64,7 @@ DEPENDENCIES: dict[str, str] = {
     "oracle-bank": "a bank of N >= 3 retrained oracles of the cell (set `bank: {size: N}` in the benchmark spec)",
     "method-bank": "N >= 3 runs of the method on the cell (set `bank: {size: N}`; only `unlearn run` can make them)",
     "shadows": "shadow models trained on random halves and unlearned (set `bank: {size: N}`; only `unlearn run`)",
+    "task-start": "the model at the start of a continual task (cells of a continual forget set only)",
 }
 """What a metric may depend on besides the splits, with where it comes from (for error messages)."""
 
