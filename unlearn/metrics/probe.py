@@ -115,7 +115,8 @@ def features(model: nn.Module, data: TensorData, point: str, batch_size: int) ->
 
     def keep(_module: nn.Module, _inputs: Any, output: Tensor) -> None:
         out = output.float()
-        captured.append((out.mean(dim=(2, 3)) if out.dim() == 4 else out.flatten(1)).cpu())
+        pooled = {4: lambda: out.mean(dim=(2, 3)), 3: lambda: out.mean(dim=1)}.get(out.dim(), lambda: out.flatten(1))
+        captured.append(pooled().cpu())  # conv maps: averaged over space; token sequences: over tokens
 
     handle = module.register_forward_hook(keep)
     try:
