@@ -53,8 +53,18 @@ def test_the_tuning_grid_is_small_starts_with_the_learning_rate_and_validates(na
 
 
 @pytest.mark.parametrize("name", NAMES)
-def test_each_method_accepts_the_digits_model_with_its_defaults(name, digits_task):
-    resolve_method(name)().check(digits_task.new_model(0))
+def test_each_method_accepts_its_benchmarks_model_with_its_defaults(name, digits_task):
+    """Every method fits the model of a benchmark whose grid runs it (GS-LoRA needs digits-vit's ViT)."""
+    from unlearn.harness import Task
+    from unlearn.spec import load_benchmark
+
+    spec = next(s for s in (digits_task.spec, load_benchmark("digits-vit")) if name in s.grid.methods)
+    resolve_method(name)().check(Task(spec, digits_task.dataset, digits_task.device).new_model(0))
+
+
+def test_gs_lora_refuses_a_model_without_transformer_blocks(digits_task):
+    with pytest.raises(UserError, match="matches no"):
+        resolve_method("gs-lora")().check(digits_task.new_model(0))
 
 
 @pytest.mark.parametrize(

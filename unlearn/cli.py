@@ -647,8 +647,9 @@ def cmd_methods(args: argparse.Namespace) -> int:
 def cmd_benchmarks(args: argparse.Namespace) -> int:
     from unlearn.spec import available_benchmarks, read_spec
 
-    for name, path in available_benchmarks().items():
-        spec = read_spec(path)
+    found = available_benchmarks()
+    for name in sorted(found):
+        spec = read_spec(found[name])
         print(f"{name:<16} {spec.description}")
     return 0
 
