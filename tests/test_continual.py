@@ -119,3 +119,15 @@ def test_vit_is_sized_by_image_side_and_refuses_what_it_cannot_tile():
         build_model("vit", 1, (8, 12), 10, [0.5], [0.5])
     with pytest.raises(UserError, match="do not tile"):
         build_model("vit", 1, (9, 9), 10, [0.5], [0.5])
+
+
+@pytest.mark.parametrize("hparam, message", [
+    ("gs-lora.rank=100", "rank=100 exceeds the width 64"),
+    ("gs-lora.target_modules=.*attention_nowhere", "matches no layer"),
+])
+def test_gs_lora_settings_that_cannot_fit_the_vit_exit_2_before_training(tmp_path, hparam, message, capsys):
+    code = main(["run", "--benchmark", "digits-vit", "--methods", "gs-lora", "--hparam", hparam,
+                 "--forget", "continual:3x2", "--seeds", "0", "--workdir", str(tmp_path), "--no-progress"])
+    err = capsys.readouterr().err
+    assert code == 2 and message in err and len(err.strip().splitlines()) == 1
+    assert files_under(tmp_path / "data" / "cache") == [] and files_under(tmp_path / "data" / "runs") == []

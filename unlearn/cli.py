@@ -47,6 +47,11 @@ forget sets (--forget, comma-separated):
                and forget the identified fraction I (0 < I <= 1) of the poisoned samples
   corrective:interclass:A-B:I[:fraction=F]
                swap the labels of half (F) of classes A and B; forget the identified part I
+  continual:TxK[:shots=S]  or  continual:A+B/C+D[:shots=S]
+               a sequence of class-forgetting tasks (T tasks of K classes in a seeded order, or
+               named), each unlearned from the previous task's output; shots=S gives methods S
+               retained samples per class (the few-shot track). Records hold Acc_f, Acc_r,
+               Acc_o and H after every task (see docs/continual.md; benchmark digits-vit)
   Corrective cells also record the attack success rate (ASR), the accuracy on the manipulated
   test images with true labels (Manip-Acc) and an ideal oracle retrained without every
   manipulated sample (the gaps use the oracle retrained without the identified ones).
