@@ -131,3 +131,10 @@ def test_gs_lora_settings_that_cannot_fit_the_vit_exit_2_before_training(tmp_pat
     err = capsys.readouterr().err
     assert code == 2 and message in err and len(err.strip().splitlines()) == 1
     assert files_under(tmp_path / "data" / "cache") == [] and files_under(tmp_path / "data" / "runs") == []
+
+
+def test_one_checkpoint_cannot_be_scored_against_a_sequence(tmp_path, capsys):
+    code = main(["evaluate", "--benchmark", "digits-vit", "--forget", "continual:3x2", "--checkpoint",
+                 str(tmp_path / "m.safetensors"), "--workdir", str(tmp_path), "--no-progress"])
+    err = capsys.readouterr().err
+    assert code == 2 and "sequence of tasks" in err and len(err.strip().splitlines()) == 1

@@ -51,11 +51,19 @@ def _cell(
 ) -> tuple[Runner, ForgetSpec, ForgetManifest]:
     """The runner of one cell (on the manipulated data for a corrective set), its forget spec and manifest."""
     plan = plan_grid(spec, [ORACLE], [forget], [seed])
+    single_cell(plan.forgets[0])
     task = Task.load(spec, workspace, device)
     task.check(plan)
     runner = Runner(plan, task, workspace, progress=progress)
     manifest = runner.manifest(plan.forgets[0], seed)
     return runner.for_forget(plan.forgets[0], seed), plan.forgets[0], manifest
+
+
+def single_cell(forget: ForgetSpec) -> None:
+    """Raise UserError for a forget set whose cells are not one unlearning call (a continual sequence)."""
+    if forget.builder.protocol != "single":
+        raise UserError(f"{forget.text} is a sequence of tasks, scored model by model as the method runs; "
+                        "one checkpoint cannot be scored against it (use unlearn run with a plugin method)")
 
 
 def evaluate_checkpoint(
@@ -71,6 +79,7 @@ def evaluate_checkpoint(
 ) -> CheckpointScore:
     """Score `checkpoint` on the cell (spec, forget, seed); bad checkpoints raise UserError before any training."""
     check_dependencies(spec.metrics, provides(spec, runs_methods=False))
+    single_cell(ForgetSpec.parse(forget))
     state = read_checkpoint(Path(checkpoint), allow_pickle=allow_pickle)
     runner, forget_spec, manifest = _cell(spec, workspace, device, forget, seed, progress)
     model = runner.task.new_model(seed)
