@@ -112,3 +112,14 @@ def test_bad_tuning_requests_are_one_line_errors(tmp_path, shared_cache, capsys,
     if "hyperparameter" in message or ".lr" in message:
         assert "valid: epochs=" in last  # the error names the method's options
     assert spec_path.read_bytes() == before
+
+
+def test_tuning_runs_on_corrective_and_worst_case_sets(tmp_path, shared_cache, capsys):
+    code, out, err = run(capsys, "tune", "--method", "random-label", "--grid", "lr=0.005,0.01", "--grid", "epochs=2",
+                         "--forget", "corrective:poison:0.1:0.5,worst-case:0.1:upper_iters=2", "--seeds", "0",
+                         "--no-write", "--no-progress", "--workdir", str(tmp_path), "--cache-dir", str(shared_cache))
+    assert code == 0, err
+    report = json.loads((tmp_path / "data/tune/digits/tuning/random-label.json").read_text())
+    for trial in report["trials"]:
+        assert set(trial["gap_by_forget"]) == {"corrective:poison:0.1:0.5", "worst-case:0.1:upper_iters=2"}
+    assert "corrective:poison:0.1:0.5  worst-case:0.1:upper_iters=2" in out  # the columns stay apart

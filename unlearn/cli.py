@@ -518,11 +518,12 @@ def cmd_tune(args: argparse.Namespace) -> int:
     bar.close()
     report = tuning.write_report(result, workspace.results_dir)
     forgets = list(result.best.gap_by_forget)
-    print(f"{'trial':<40}" + "".join(f"{f:>14}" for f in forgets) + f"{'mean':>10}")
+    width = {f: max(14, len(f) + 2) for f in forgets}  # long forget specs (corrective, worst-case) stay apart
+    print(f"{'trial':<40}" + "".join(f"{f:>{width[f]}}" for f in forgets) + f"{'mean':>10}")
     for trial in sorted(result.trials, key=lambda t: math.inf if t.gap is None else t.gap):
         mark = " *" if trial is result.best else ""
-        cells = "".join(f"{trial.gap_by_forget[f]:>14.2f}" if f in trial.gap_by_forget else f"{'failed':>14}"
-                        for f in forgets)
+        cells = "".join(f"{trial.gap_by_forget[f]:>{width[f]}.2f}" if f in trial.gap_by_forget
+                        else f"{'failed':>{width[f]}}" for f in forgets)
         mean = "failed" if trial.gap is None else f"{trial.gap:.2f}"
         print(f"{tuning.trial_label(trial.values):<40}{cells}{mean:>10}{mark}")
     print(f"unlearn: chose {tuning.trial_label(result.best.values)} (gap metrics {', '.join(result.metrics)}); "
