@@ -67,7 +67,8 @@ class Manipulation(ABC):
 MANIPULATIONS: Registry[type[Manipulation]] = Registry("manipulation")
 
 
-def _number(text: str, what: str, kind: type = float) -> Any:
+def parse_number(text: str, what: str, kind: type = float) -> Any:
+    """`text` as a `kind` (float or int); UserError naming `what` otherwise."""
     try:
         return kind(text)
     except ValueError:
@@ -98,12 +99,12 @@ class Poison(Manipulation):
 
     def parse(self, arg: str, options: dict[str, str]) -> dict[str, Any]:
         _no_unknown(options, {"target", "patch"}, "poison")
-        fraction = _number(arg, "the poisoned fraction")
+        fraction = parse_number(arg, "the poisoned fraction")
         if not 0.0 < fraction < 1.0:
             raise UserError(f"poisoned fraction {arg} is outside (0, 1)")
-        params: dict[str, Any] = {"fraction": fraction, "target": _number(options.get("target", "0"), "target", int)}
+        params: dict[str, Any] = {"fraction": fraction, "target": parse_number(options.get("target", "0"), "target", int)}
         if "patch" in options:
-            params["patch"] = _number(options["patch"], "patch", int)
+            params["patch"] = parse_number(options["patch"], "patch", int)
         return params
 
     def canonical(self, params: dict[str, Any]) -> str:
@@ -162,10 +163,10 @@ class Interclass(Manipulation):
         a, sep, b = arg.partition("-")
         if not sep:
             raise UserError(f"interclass needs two classes written A-B, not {arg!r}")
-        classes = [_number(a, "a class", int), _number(b, "a class", int)]
+        classes = [parse_number(a, "a class", int), parse_number(b, "a class", int)]
         if classes[0] == classes[1]:
             raise UserError(f"interclass confusion needs two different classes, not {arg}")
-        fraction = _number(options.get("fraction", "0.5"), "the confused fraction")
+        fraction = parse_number(options.get("fraction", "0.5"), "the confused fraction")
         if not 0.0 < fraction <= 1.0:
             raise UserError(f"confused fraction {fraction} is outside (0, 1]")
         return {"classes": classes, "fraction": fraction}

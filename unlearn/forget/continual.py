@@ -16,17 +16,11 @@ from typing import Any
 import numpy as np
 
 from unlearn.data.base import Dataset
+from unlearn.data.manipulations import parse_number
 from unlearn.errors import UserError
 from unlearn.forget.base import BUILDERS, BuildContext, BuiltSet, ForgetBuilder
 from unlearn.forget.corrective import split_options
 from unlearn.hashing import hash_order
-
-
-def _int(text: str, what: str) -> int:
-    try:
-        return int(text)
-    except ValueError:
-        raise UserError(f"{what} must be an integer, not {text!r}") from None
 
 
 @BUILDERS.register("continual")
@@ -43,17 +37,18 @@ class ContinualForget(ForgetBuilder):
         positional, options = split_options(arg.split(":"), where)
         if len(positional) != 1 or set(options) - {"shots"}:
             raise UserError(f"malformed forget spec {where!r}: write {self.syntax}")
-        shots = _int(options["shots"], "shots") if "shots" in options else None
+        shots = parse_number(options["shots"], "shots", int) if "shots" in options else None
         if shots is not None and shots < 1:
             raise UserError(f"{where}: shots must be at least 1")
         text = positional[0]
         if "x" in text:
             count, _, size = text.partition("x")
-            params: dict[str, Any] = {"tasks": _int(count, "the number of tasks"), "classes": _int(size, "classes per task")}
+            params: dict[str, Any] = {"tasks": parse_number(count, "the number of tasks", int),
+                                      "classes": parse_number(size, "classes per task", int)}
             if params["tasks"] < 1 or params["classes"] < 1:
                 raise UserError(f"{where}: need at least one task of at least one class")
         else:
-            tasks = [[_int(c, "a class") for c in task.split("+")] for task in text.split("/")]
+            tasks = [[parse_number(c, "a class", int) for c in task.split("+")] for task in text.split("/")]
             seen: dict[int, int] = {}
             for t, task in enumerate(tasks, 1):
                 for c in task:
