@@ -47,6 +47,21 @@ def make_runner(spec, task: Task, workspace: Workspace, methods, forgets, seeds,
     return Runner(plan_grid(spec, methods, forgets, seeds, hparams), task, workspace)
 
 
+def spy_oracle_training(monkeypatch) -> list:
+    """Record the data every `retrain` run (every oracle the harness trains) is trained on, as TensorData."""
+    from unlearn.methods.retrain import Retrain
+
+    seen = []
+    original_unlearn = Retrain.unlearn
+
+    def spy(self, request):
+        seen.append(request.require_retain())
+        return original_unlearn(self, request)
+
+    monkeypatch.setattr(Retrain, "unlearn", spy)
+    return seen
+
+
 def files_under(path: Path) -> list[Path]:
     """Every file below `path` (empty when it does not exist)."""
     return [p for p in Path(path).rglob("*") if p.is_file()] if Path(path).exists() else []
@@ -66,4 +81,50 @@ def make_request(task: Task, model, forget, retain=None, seed: int = 0, num_clas
         recipe=task.spec.train,
         new_model=lambda *tags: task.new_model(seed, *tags),
         track=Track.FULL if retain is not None else Track.FORGET_ONLY,
+        train_recipe=lambda model, data: task.train_recipe(model, data, seed),
+    )
+
+
+TINY_DDPM_EPOCHS = 8
+"""Epochs of the session's small digits DDPM (about 9 s on one core): enough for method tests that compare
+noise predictions, not for recognisable samples."""
+
+
+@pytest.fixture(scope="session")
+def tiny_ddpm(digits_task):
+    """A class-conditional DDPM (the digits-ddpm architecture) trained briefly on the digits training split, on
+    CPU; tests must copy it before changing it."""
+    from unlearn.models.diffusion import DiffusionLoss, GeneratorBlueprint
+    from unlearn.seeding import generator
+    from unlearn.spec import Recipe
+    from unlearn.train import train_with_recipe
+
+    ds = digits_task.dataset
+    model = GeneratorBlueprint("ddpm-unet", 1, (8, 8), ds.num_classes).build(0)
+    recipe = Recipe(epochs=TINY_DDPM_EPOCHS, batch_size=64, lr=1e-3, optimizer="adam", weight_decay=0.0,
+                    schedule="constant", max_grad_norm=1.0)
+    return train_with_recipe(model, ds.train, recipe, 0, loss=DiffusionLoss(generator(0, "test-ddpm")))
+
+
+def make_diffusion_request(model, data, forget_classes, track, seed: int = 0):
+    """An UnlearnRequest for a diffusion method on CPU: `data` is the digits training split, the forget set its
+    samples of `forget_classes`; the track decides what is handed over (as the harness does)."""
+    from unlearn.methods import Track, UnlearnRequest
+    from unlearn.models.diffusion import GeneratorBlueprint
+    from unlearn.spec import Recipe
+
+    gone = torch.isin(data.y, torch.as_tensor(forget_classes))
+    blueprint = GeneratorBlueprint("ddpm-unet", 1, (8, 8), 10)
+    return UnlearnRequest(
+        model=model,
+        forget=None if track is Track.DATA_FREE else data.where(gone),
+        retain=data.where(~gone) if track is Track.FULL else None,
+        num_classes=10,
+        device=torch.device("cpu"),
+        seed=seed,
+        recipe=Recipe(epochs=1, batch_size=64, lr=1e-3, optimizer="adam"),
+        new_model=lambda *tags: blueprint.build(seed, *tags),
+        track=track,
+        train_recipe=lambda m, d: m,
+        forget_classes=tuple(forget_classes),
     )

@@ -7,15 +7,13 @@ import pytest
 import torch
 
 import unlearn.methods.random_label as random_label_module
-import unlearn.methods.retrain as retrain_module
 from unlearn.cli import main
 from unlearn.errors import UserError
 from unlearn.forget import BuildContext, ForgetSpec
 from unlearn.forget.continual import few_shot
 from unlearn.harness import Workspace
-from unlearn.train import train_with_recipe
 
-from conftest import files_under, make_runner
+from conftest import files_under, make_runner, spy_oracle_training
 
 SEQUENCE = "continual:0+1/2+3:shots=4"
 
@@ -68,7 +66,7 @@ def test_few_shot_draws_k_per_class_and_keeps_them_across_tasks(digits_task):
 
 def test_each_task_starts_from_the_last_output_and_sees_only_its_track(tmp_path, digits_spec, digits_task,
                                                                        shared_cache, monkeypatch):
-    requests, oracle_data = [], []
+    requests = []
     original_unlearn = random_label_module.RandomLabel.unlearn
 
     def spy_method(self, request):
@@ -77,12 +75,8 @@ def test_each_task_starts_from_the_last_output_and_sees_only_its_track(tmp_path,
         requests[-1] += ({k: v.clone() for k, v in out.state_dict().items()},)
         return out
 
-    def spy_train(model, data, recipe, seed, progress=None):
-        oracle_data.append(data)
-        return train_with_recipe(model, data, recipe, seed, progress)
-
     monkeypatch.setattr(random_label_module.RandomLabel, "unlearn", spy_method)
-    monkeypatch.setattr(retrain_module, "train_with_recipe", spy_train)
+    oracle_data = spy_oracle_training(monkeypatch)
     workspace = Workspace.at(tmp_path, cache_dir=tmp_path / "cache")  # fresh: the task oracles really train
     runner = make_runner(digits_spec, digits_task, workspace, ["retrain", "random-label"], [SEQUENCE], [0])
     retrain, rl = runner.run().records

@@ -6,14 +6,12 @@ import numpy as np
 import pytest
 import torch
 
-import unlearn.methods.retrain as retrain_module
 from unlearn.cli import main
 from unlearn.errors import UserError
 from unlearn.forget import BuildContext, ForgetSpec
 from unlearn.harness import Workspace
-from unlearn.train import train_with_recipe
 
-from conftest import files_under, make_runner
+from conftest import files_under, make_runner, spy_oracle_training
 
 POISON = "corrective:poison:0.1:0.1"
 
@@ -97,13 +95,7 @@ def test_specs_that_do_not_fit_the_data_exit_2_and_write_nothing(tmp_path, text,
 
 def test_corrective_cells_train_on_manipulated_data_with_two_oracles(tmp_path, digits_spec, digits_task, shared_cache,
                                                                      monkeypatch):
-    seen = []
-
-    def spy(model, data, recipe, seed, progress=None):
-        seen.append(data)
-        return train_with_recipe(model, data, recipe, seed, progress)
-
-    monkeypatch.setattr(retrain_module, "train_with_recipe", spy)
+    seen = spy_oracle_training(monkeypatch)
     workspace = Workspace.at(tmp_path)  # fresh cache: both oracles really train
     all_identified = "corrective:poison:0.1:1"
     runner = make_runner(digits_spec, digits_task, workspace, ["retrain", "random-label"], [POISON, all_identified], [0])

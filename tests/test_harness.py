@@ -5,7 +5,6 @@ from __future__ import annotations
 import torch
 
 import plugin_methods
-import unlearn.methods.retrain as retrain_module
 from unlearn.cache import ModelCache
 from unlearn.forget import ForgetSpec, load_or_build
 from unlearn.harness import Workspace
@@ -13,7 +12,7 @@ from unlearn.results import read_record
 from unlearn.spec import Recipe
 from unlearn.train import train_with_recipe
 
-from conftest import make_runner
+from conftest import make_runner, spy_oracle_training
 
 
 def test_training_is_deterministic_for_a_seed(digits_task):
@@ -27,19 +26,13 @@ def test_training_is_deterministic_for_a_seed(digits_task):
 
 
 def test_the_oracle_never_trains_on_a_forget_index(tmp_path, digits_spec, digits_task, monkeypatch):
-    seen = []
-
-    def spy(model, data, recipe, seed, progress=None):
-        seen.append(data.index.tolist())
-        return train_with_recipe(model, data, recipe, seed, progress)
-
-    monkeypatch.setattr(retrain_module, "train_with_recipe", spy)
+    seen = spy_oracle_training(monkeypatch)
     workspace = Workspace.at(tmp_path)  # a fresh cache, so the oracles really train
     runner = make_runner(digits_spec, digits_task, workspace, ["finetune"], ["random:0.1", "class:3"], [0])
     for text in ("random:0.1", "class:3"):
         manifest = load_or_build(workspace.forget_dir, ForgetSpec.parse(text), digits_task.dataset, 0)
         runner.group(ForgetSpec.parse(text), manifest, 0)
-        trained_on = seen[-1]
+        trained_on = seen[-1].index.tolist()
         assert not set(trained_on) & set(manifest.indices)
         assert sorted(trained_on + manifest.indices) == list(range(len(digits_task.train)))
     assert len(seen) == 2
@@ -59,6 +52,7 @@ def test_methods_get_only_what_their_track_grants(digits_spec, digits_task, work
     assert forget_only.retain is None and forget_only.forget.index.tolist() == manifest.indices
     assert set(vars(full)) == {
         "model", "forget", "retain", "num_classes", "device", "seed", "recipe", "new_model", "track", "progress",
+        "train_recipe", "forget_classes",
         "info",  # an output: what the method reports about its run
     }
 

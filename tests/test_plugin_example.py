@@ -35,7 +35,7 @@ def test_example_plugin_installs_runs_submits_and_appears_on_the_leaderboard(tmp
     )
     env = {**os.environ, "PYTHONPATH": str(site)}
     listed = unlearn(env, "methods", cwd=tmp_path)
-    assert listed.returncode == 0 and re.search(r"^uniform-forget\s+full\s+Fine-tune", listed.stdout, re.M)
+    assert listed.returncode == 0 and re.search(r"^uniform-forget\s+cls\s+full\s+Fine-tune", listed.stdout, re.M)
 
     work = tmp_path / "work"
     ran = unlearn(env, "run", "--benchmark", "digits", "--methods", "uniform-forget", "--workdir", str(work),

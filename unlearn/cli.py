@@ -315,7 +315,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     methods = sub.add_parser(
         "methods", help="list unlearning methods, or show one method's hyperparameters",
-        description="Without NAME: one line per method (name, data-access track, summary). With NAME: its "
+        description="Without NAME: one line per method (name; the models it unlearns: cls = classifiers, gen = "
+        "class-conditional diffusion models; data-access track; summary). With NAME: its "
         "description, hyperparameters (reference defaults, and the benchmark's tuned values) and tuning grid.")
     methods.add_argument("name", nargs="?", help="a method to describe")
     methods.add_argument("--benchmark", default="digits", help="whose tuned values to show (default: digits)")
@@ -362,7 +363,7 @@ def _runtime(args: argparse.Namespace, spec: Any) -> tuple[Any, Any, bool]:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from unlearn.harness import Runner, Task, plan_grid
+    from unlearn.harness import load_task, make_runner, plan_grid
     from unlearn.leaderboard import AVG_GAP, RUN_TIME, format_text, summarize
     from unlearn.leaderboard.tables import forget_set_keys
     from unlearn.spec import load_benchmark
@@ -370,12 +371,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     spec = load_benchmark(args.benchmark)
     plan = plan_grid(spec, args.methods, args.forget, args.seeds, _hparam_overrides(args.hparam))
     device, workspace, progress = _runtime(args, spec)
-    task = Task.load(spec, workspace, device)
+    task = load_task(spec, workspace, device)
     task.check(plan)
 
     log = None if progress else (lambda msg: print(msg, file=sys.stderr, flush=True))
     print(f"unlearn: {spec.name}: {plan.size} cells on {device}; records in {workspace.results_dir}", file=sys.stderr)
-    result = Runner(plan, task, workspace, progress=progress, log=log, retry_failed=args.retry_failed).run()
+    result = make_runner(plan, task, workspace, progress=progress, log=log, retry_failed=args.retry_failed).run()
 
     own = dict.fromkeys(k for forget in plan.forgets for k in forget_set_keys(forget.text))  # corrective: ASR
     print(format_text(summarize(result.records, [*spec.gap_metrics, AVG_GAP, *own, RUN_TIME])))
@@ -405,7 +406,7 @@ def _forget_text(args: argparse.Namespace) -> str:
 
 def cmd_forget_set_build(args: argparse.Namespace) -> int:
     from unlearn.forget import ForgetSpec, manifest_path
-    from unlearn.harness import Runner, Task, plan_grid
+    from unlearn.harness import load_task, make_runner, plan_grid
     from unlearn.results import ORACLE
     from unlearn.spec import load_benchmark
 
@@ -414,9 +415,9 @@ def cmd_forget_set_build(args: argparse.Namespace) -> int:
     if any(s < 0 for s in args.seeds):
         raise UserError("seeds must be non-negative integers")
     device, workspace, progress = _runtime(args, spec)
-    task = Task.load(spec, workspace, device)
+    task = load_task(spec, workspace, device)
     forget.builder.check(forget.params, task.dataset)
-    runner = Runner(plan_grid(spec, [ORACLE], [forget.text], args.seeds), task, workspace, progress=progress)
+    runner = make_runner(plan_grid(spec, [ORACLE], [forget.text], args.seeds), task, workspace, progress=progress)
     for seed in args.seeds:
         manifest = runner.manifest(forget, seed)
         benchmark = spec.name if forget.builder.needs_model else None
@@ -486,7 +487,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
     from tqdm.auto import tqdm
 
     from unlearn import tune as tuning
-    from unlearn.harness import Runner, Task, plan_grid
+    from unlearn.harness import load_task, make_runner, plan_grid
     from unlearn.spec import find_spec, read_spec
 
     spec_path = find_spec(args.benchmark)
@@ -498,7 +499,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
     if args.results_dir is None:
         args.results_dir = args.workdir / "data/tune"
     device, workspace, progress = _runtime(args, spec)
-    task = Task.load(spec, workspace, device)
+    task = load_task(spec, workspace, device)
     for plan in plans:
         task.check(plan)
     print(f"unlearn: tuning {args.method} on {spec.name}: {len(trials)} trials x {plans[0].size} cells on {device}",
@@ -506,7 +507,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
     bar = tqdm(total=len(trials), desc=f"tune {args.method}", unit="trial", disable=not progress)
 
     def run_trial(values: dict[str, Any]) -> list[Any]:
-        records = Runner(plans[trials.index(values)], task, workspace).run().records
+        records = make_runner(plans[trials.index(values)], task, workspace).run().records
         bar.update(1)
         return records
 
@@ -644,9 +645,11 @@ def cmd_methods(args: argparse.Namespace) -> int:
             grid = ", ".join(str(v) for v in cls.search.get(f.name, ()))
             print(f"{f.name:<18}{default!s:>12}{value!s:>16}   {grid}")
         return 0
+    width = max(len(n) for n in METHODS.names()) + 1
     for name in METHODS.names():
         cls = resolve_method(name)
-        print(f"{name:<20} {cls().track.value:<12} {summary(cls)}")
+        kinds = "+".join("gen" if k == "generation" else "cls" for k in cls.kinds)
+        print(f"{name:<{width}} {kinds:<8} {cls().track.value:<12} {summary(cls)}")
     return 0
 
 

@@ -18,7 +18,7 @@ from unlearn.atomic import atomic_write_text
 from unlearn.checkpoints import load_weights_into, read_checkpoint, save_weights
 from unlearn.errors import Diverged, UserError
 from unlearn.forget import ForgetManifest, ForgetSpec
-from unlearn.harness import Runner, Task, Workspace, choose_method, plan_grid, provides
+from unlearn.harness import Runner, Workspace, choose_method, load_task, make_runner, plan_grid, provides
 from unlearn.hashing import sha256_hex
 from unlearn.metrics import check_dependencies, gaps
 from unlearn.results import ORACLE
@@ -52,9 +52,9 @@ def _cell(
     """The runner of one cell (on the manipulated data for a corrective set), its forget spec and manifest."""
     plan = plan_grid(spec, [ORACLE], [forget], [seed])
     single_cell(plan.forgets[0])
-    task = Task.load(spec, workspace, device)
+    task = load_task(spec, workspace, device)
     task.check(plan)
-    runner = Runner(plan, task, workspace, progress=progress)
+    runner = make_runner(plan, task, workspace, progress=progress)
     manifest = runner.manifest(plan.forgets[0], seed)
     return runner.for_forget(plan.forgets[0], seed), plan.forgets[0], manifest
 
@@ -132,6 +132,9 @@ def export_mask(
     Ratio and batch size default to the benchmark's `salun` values. The file can be
     inspected with `unlearn mask --show` and reused with `--hparam salun.mask_path=FILE`.
     """
+    if spec.kind != "classification":
+        raise UserError(f"unlearn mask computes SalUn's classifier mask; {spec.name!r} is a {spec.kind} benchmark "
+                        "(diffusion-salun computes its own mask from the diffusion loss)")
     runner, _, manifest = _cell(spec, workspace, device, forget, seed, progress)
     original = runner.original(seed)
     hp = choose_method(spec, "salun", {} if ratio is None else {"ratio": ratio}).hparams

@@ -115,6 +115,8 @@ def provides(spec: BenchmarkSpec, runs_methods: bool = True) -> Callable[[str], 
     """What the harness can give metrics for `spec`: the splits, the original and the oracle, and the
     banks when `evaluation.bank.size` >= 3 (method banks and shadows only where it runs the method)."""
     banks = {"oracle-bank", "method-bank", "shadows"} if runs_methods else {"oracle-bank"}
+    if spec.kind == "generation":
+        return {"forget", "retain", "oracle", "original", "judge"}.__contains__
     available = {*SPLITS, "oracle", "original", *(banks if spec.evaluation.bank.size >= 3 else ())}
     return available.__contains__
 
@@ -138,6 +140,13 @@ def plan_grid(
         if missing:
             raise UserError(f"benchmark {spec.name!r}: {what} metrics {missing} are produced by none of {spec.metrics}")
     choices = tuple(choose_method(spec, name, hparams.get(name)) for name in method_names)
+    for choice in choices:
+        if spec.kind not in choice.cls.kinds:
+            fitting = [n for n in METHODS.names() if spec.kind in getattr(METHODS.get(n), "kinds", ())]
+            raise UserError(
+                f"method {choice.name!r} unlearns {' and '.join(choice.cls.kinds)} models, benchmark {spec.name!r} is a "
+                f"{spec.kind} benchmark; its methods: {', '.join(fitting)}"
+            )
     forget_specs = tuple(ForgetSpec.parse(text) for text in dict.fromkeys(forgets or spec.grid.forget))
     available = provides(spec)
     for forget in forget_specs:
@@ -193,6 +202,10 @@ class Task:
         ds = self.dataset
         return Blueprint(self.spec.model, c, (h, w), ds.num_classes, tuple(ds.mean), tuple(ds.std))
 
+    def train_recipe(self, model: nn.Module, data: TensorData, seed: int, progress: str | None = None) -> nn.Module:
+        """Train `model` on `data` as the original model of `seed` is trained (the oracle's training)."""
+        return train_with_recipe(model, data, self.spec.train, seed, progress)
+
     def new_model(self, seed: int, *tags: str) -> nn.Module:
         """A freshly initialised model for `seed` on the device (the global RNG is left untouched).
 
@@ -245,6 +258,12 @@ class Task:
         probe_selection(self.train.y, self._forget_mask(manifest), forgotten, settings, probe_seed(manifest))
 
 
+def forgotten_classes(splits: Mapping[str, TensorData]) -> tuple[int, ...]:
+    """The classes of which the forget split holds samples and the retain split none (class-wise forgetting)."""
+    gone = set(splits["forget"].y.unique().tolist()) - set(splits["retain"].y.unique().tolist())
+    return tuple(sorted(int(c) for c in gone))
+
+
 def probe_seed(manifest: ForgetManifest) -> int:
     """The seed of a cell's probe hold-out: the forget set's own (class-wise sets have none and need none)."""
     return manifest.seed if manifest.seed is not None else 0
@@ -269,6 +288,8 @@ class Outcome:
     seconds: float
     from_cache: bool
     info: dict[str, Any]
+    artifacts: dict[str, str] = field(default_factory=dict)
+    """Files saved next to the record (see `Runner.artifacts`)."""
 
 
 @dataclass
@@ -402,9 +423,10 @@ class Runner:
         """The request for one cell: only the data the method's track grants, never test/val/oracle. `track`
         names the track when the cell narrows it (the few-shot track hands `splits["retain"]` as k-shot data)."""
         retain = splits["retain"] if method.track is Track.FULL else None
+        forget = None if method.track is Track.DATA_FREE else splits["forget"]
         return UnlearnRequest(
             model=copy.deepcopy(original),
-            forget=splits["forget"],
+            forget=forget,
             retain=retain,
             num_classes=self.task.dataset.num_classes,
             device=self.task.device,
@@ -412,6 +434,8 @@ class Runner:
             recipe=self.spec.train,
             new_model=lambda *tags: self.task.new_model(seed, *tags),
             track=track or method.track,
+            train_recipe=lambda model, data: self.task.train_recipe(model, data, seed, "retrain" if self.progress else None),
+            forget_classes=forgotten_classes(splits),
             progress=self.progress,
         )
 
@@ -466,7 +490,7 @@ class Runner:
         return self.cache.get_or_build(
             "original",
             task.original_key(seed),
-            lambda: train_with_recipe(task.new_model(seed), task.train, self.spec.train, seed, label),
+            lambda: task.train_recipe(task.new_model(seed), task.train, seed, label),
             lambda: task.new_model(seed),
         )
 
@@ -609,7 +633,14 @@ class Runner:
         """Run the cell's method on the group's original model and score its output."""
         original_key = self.task.original_key(cell.seed)
         out = self.unlearned(cell.method, group.original, original_key, cell.manifest.sha256, group.splits, cell.seed)
-        return Outcome(self.score(self.evaluation(out.model, group, cell.method)), out.seconds, out.from_cache, out.info)
+        evaluation = self.evaluation(out.model, group, cell.method)
+        scores = self.score(evaluation)
+        return Outcome(scores, out.seconds, out.from_cache, out.info, self.artifacts(cell, group, evaluation))
+
+    def artifacts(self, cell: Cell, group: CellGroup, evaluation: Evaluation) -> dict[str, str]:
+        """Write files that belong next to the cell's record (before the record, so that it never names a missing
+        file) and return them as name -> file name in the record's directory; none for classifiers."""
+        return {}
 
     def execute(self, cell: Cell, group: CellGroup) -> ResultRecord:
         """Run one cell's method and score it; any exception becomes a failed record."""
@@ -645,6 +676,7 @@ class Runner:
                 run_time_s=outcome.seconds,
                 run_time_from_cache=outcome.from_cache,
                 method_info=outcome.info,
+                artifacts=outcome.artifacts,
                 **base,
             )
         except Exception as exc:  # a method's failure is a result, not a crash of the grid
@@ -670,12 +702,33 @@ PROTOCOLS: dict[str, Callable[[], type[Runner]]] = {"single": lambda: Runner, "c
 """How a forget set's cells run (`ForgetBuilder.protocol`) -> the Runner class that runs them."""
 
 
+def _generation() -> tuple[type[Task], type[Runner]]:
+    from unlearn.generation import GenerationRunner, GenerationTask
+
+    return GenerationTask, GenerationRunner
+
+
+KINDS: dict[str, Callable[[], tuple[type[Task], type[Runner]]]] = {
+    "classification": lambda: (Task, Runner), "generation": _generation,
+}
+"""A benchmark's `kind` -> its (Task, Runner) classes."""
+
+
+def load_task(spec: BenchmarkSpec, workspace: Workspace, device: torch.device) -> Task:
+    """The benchmark's task (its kind's Task class) with its dataset loaded on `device`."""
+    task_cls, _ = KINDS[spec.kind]()
+    return task_cls(spec, load_dataset(spec.dataset, workspace.data_root, workspace.download), device)
+
+
+def make_runner(plan: GridPlan, task: Task, workspace: Workspace, **options: Any) -> Runner:
+    """The runner of the plan's benchmark kind (see `Runner` for the options)."""
+    _, runner_cls = KINDS[plan.spec.kind]()
+    return runner_cls(plan, task, workspace, **options)
+
+
 def describe(record: ResultRecord) -> str:
-    """A one-line summary of a record for logs."""
+    """A one-line summary of a record for logs: its gap metrics, Avg. Gap and run time."""
     if record.status == "failed":
         return f"FAILED ({record.error})"
-    m = record.metrics
-    return (
-        f"UA {m['UA']:.1f} RA {m['RA']:.1f} TA {m['TA']:.1f} MIA {m.get('MIA-Efficacy', float('nan')):.1f} "
-        f"gap {record.gaps['Avg. Gap']:.2f} in {record.run_time_s:.2f}s"
-    )
+    values = " ".join(f"{k} {v:.1f}" for k, v in record.metrics.items() if k in record.gaps and k != "Avg. Gap")
+    return f"{values} gap {record.gaps['Avg. Gap']:.2f} in {record.run_time_s:.2f}s"

@@ -94,9 +94,20 @@ class ResultRecord(BaseModel):
     gaps: dict[str, float]
     run_time_s: float | None
     run_time_from_cache: bool = False
+    artifacts: dict[str, str] = Field(default_factory=dict)
+    """Files saved next to this record: name -> file name in the record's directory (a generation cell's
+    `samples` grid PNG)."""
     models: dict[str, str]
     env: Environment
     submission: Submission | None = None
+
+    @field_validator("artifacts")
+    @classmethod
+    def _plain_names(cls, values: dict[str, str]) -> dict[str, str]:
+        bad = [v for v in values.values() if not re.fullmatch(r"[A-Za-z0-9+_-][A-Za-z0-9.+_-]*", v)]
+        if bad:
+            raise ValueError(f"artifact names must be plain file names in the record's directory, got {bad}")
+        return values
 
     @field_validator("metrics", "oracle_metrics", "original_metrics", "ideal_oracle_metrics", "gaps")
     @classmethod

@@ -7,7 +7,18 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, NonNegativeFloat, PositiveFloat, PositiveInt, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    NonNegativeFloat,
+    PositiveFloat,
+    PositiveInt,
+    PrivateAttr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from unlearn.errors import UserError, validation_problem
 from unlearn.registry import did_you_mean
@@ -26,7 +37,17 @@ class Recipe(BaseModel):
     momentum: float = Field(0.9, ge=0.0, lt=1.0)
     weight_decay: float = Field(5e-4, ge=0.0)
     schedule: Literal["constant", "cosine"] = "cosine"
-    augment: Literal["none", "crop-flip"] = "none"
+    augment: Literal["none", "crop-flip", "flip"] = "none"
+    optimizer: Literal["sgd", "adam"] = "sgd"
+    """SGD with `momentum`; or Adam (β 0.9, 0.999; `momentum` unused), as diffusion models are trained."""
+    max_grad_norm: PositiveFloat | None = None
+    """Clip the gradient's global norm before each step (DDPM: 1.0); None: no clipping."""
+
+    def key(self) -> dict[str, Any]:
+        """The recipe as hashed into model keys; fields added later are left out at their defaults, so that the
+        keys of models trained before they existed do not change."""
+        later = {"optimizer": "sgd", "max_grad_norm": None}
+        return {k: v for k, v in self.model_dump().items() if k not in later or v != later[k]}
 
 
 class GridSpec(BaseModel):
@@ -101,14 +122,59 @@ class BankSettings(BaseModel):
         return size
 
 
+class JudgeSettings(BaseModel):
+    """The judge of a generation benchmark: a classifier trained on the real training images only (never on
+    generated ones), with this model and recipe at this seed, once for all cells; or a safetensors file."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    model: str = "small-cnn"
+    train: Recipe | None = None
+    """Required unless `checkpoint` is given."""
+    seed: int = Field(0, ge=0)
+    checkpoint: str | None = None
+    """A judge trained elsewhere (safetensors, made by `unlearn export` or `save_weights`), relative to the spec's
+    directory or absolute; it must classify exactly the benchmark's classes."""
+
+
+class GenerationSettings(BaseModel):
+    """How a generation benchmark samples and judges a model; pinned here and recorded in every record, since
+    FID-style numbers move a lot with the sample count and the sampler's steps."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    samples_per_class: PositiveInt = 100
+    sampler_steps: int = Field(50, ge=1, le=1000)
+    """DDIM steps (a one-step generator such as SFD's ignores them; records say which ran)."""
+    guidance: float = Field(2.0, ge=0.0, le=20.0)
+    """Classifier-free guidance w in ε_u + w·(ε_c − ε_u): 0 unconditional, 1 plain conditional."""
+    eta: float = Field(0.0, ge=0.0, le=1.0)
+    """DDIM η (0: deterministic)."""
+    near: list[float] = Field(default_factory=lambda: [0.25])
+    """Generality: condition on (1 − λ)·e(c_f) + λ·e(c) for each λ here and each remaining class c."""
+    near_samples: PositiveInt = 20
+    """Samples per (λ, remaining class) of the generality metric."""
+    grid_columns: int = Field(8, ge=1, le=32)
+    """Samples per class in the PNG grid saved next to each record."""
+    judge: JudgeSettings | None = None
+
+    @field_validator("near")
+    @classmethod
+    def _interpolation(cls, near: list[float]) -> list[float]:
+        if any(not 0.0 < v < 1.0 for v in near):
+            raise ValueError(f"near weights must lie strictly between 0 and 1, got {near}")
+        return near
+
+
 class EvaluationSettings(BaseModel):
-    """Settings of the evaluations beyond one forward pass: probes, relearning, model banks."""
+    """Settings of the evaluations beyond one forward pass: probes, relearning, model banks, generation."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     probe: ProbeSettings = ProbeSettings()
     relearn: RelearnSettings = RelearnSettings()
     bank: BankSettings = BankSettings()
+    generation: GenerationSettings = GenerationSettings()
 
 
 class BenchmarkSpec(BaseModel):
@@ -122,6 +188,9 @@ class BenchmarkSpec(BaseModel):
 
     name: str
     description: str
+    kind: Literal["classification", "generation"] = "classification"
+    """What the benchmark's model does: classify (the default), or generate images of a class (a class-conditional
+    diffusion model, scored by `evaluation.generation.judge`)."""
     dataset: str
     model: str
     train: Recipe
@@ -135,10 +204,26 @@ class BenchmarkSpec(BaseModel):
     evaluation: EvaluationSettings = EvaluationSettings()
     grid: GridSpec
     hparams: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    _source_dir: Path | None = PrivateAttr(None)
+
+    @model_validator(mode="after")
+    def _generation_needs(self) -> "BenchmarkSpec":
+        if self.kind == "generation":
+            judge = self.evaluation.generation.judge
+            if judge is None or (judge.train is None and judge.checkpoint is None):
+                raise ValueError("a generation benchmark needs evaluation.generation.judge with a train recipe or a checkpoint")
+            if self.evaluation.bank.size:
+                raise ValueError("model banks (evaluation.bank) serve classification benchmarks only")
+        return self
+
+    @property
+    def source_dir(self) -> Path | None:
+        """The directory of the spec file it was read from (None for a spec parsed from text)."""
+        return self._source_dir
 
     def model_key(self) -> dict[str, Any]:
         """What determines the original model (besides data and seed): dataset, architecture, recipe."""
-        return {"dataset": self.dataset, "model": self.model, "train": self.train.model_dump()}
+        return {"dataset": self.dataset, "model": self.model, "train": self.train.key()}
 
 
 def benchmark_dirs() -> list[Path]:
@@ -166,7 +251,9 @@ def read_spec(path: Path) -> BenchmarkSpec:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise UserError(f"{path}: cannot read benchmark spec ({exc.strerror})") from None
-    return parse_spec(text, path)
+    spec = parse_spec(text, path)
+    spec._source_dir = path.resolve().parent
+    return spec
 
 
 def parse_spec(text: str, where: Path | str) -> BenchmarkSpec:

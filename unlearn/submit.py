@@ -18,6 +18,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from unlearn.atomic import atomic_write
 from unlearn.errors import UserError
 from unlearn.forget import ForgetSpec
 from unlearn.hashing import stable_hash
@@ -140,6 +141,10 @@ def submit(
         absent = [p for p in REQUIRED_PACKAGES if r.env.packages.get(p, "not installed") == "not installed"]
         if absent:
             problems.append(f"{path}: versions of {', '.join(absent)} not recorded")
+        missing = [name for name in r.artifacts.values() if not (path.parent / name).is_file()]
+        if missing:
+            problems.append(f"{path}: the file{'s' if len(missing) > 1 else ''} it names ({', '.join(missing)}) "
+                            "is missing next to it")
         if r.status == "failed" and not allow_failed:
             problems.append(f"{r.method}: {r.forget.spec} seed {r.seed} failed ({r.error}); rerun with "
                             "`unlearn run --retry-failed`, or pass --allow-failed to submit the failure as a result")
@@ -190,6 +195,9 @@ def submit(
         keep.add(dest)
         report.written.append(dest)
         if not dry_run:
+            for name in r.artifacts.values():  # files first, so that a record never names a missing file
+                data = (path.parent / name).read_bytes()
+                atomic_write(dest.parent / name, lambda tmp, data=data: tmp.write_bytes(data))
             source = path.relative_to(results_dir).as_posix()
             write_record(dest, r.model_copy(update={"submission": Submission(source=source, **stamp)}))
     for path, r in on_board:
@@ -197,4 +205,6 @@ def submit(
             report.removed.append(path)
             if not dry_run:
                 path.unlink()
+                for name in r.artifacts.values():
+                    (path.parent / name).unlink(missing_ok=True)
     return report

@@ -58,12 +58,16 @@ def crop_flip(x: Tensor, gen: torch.Generator, pad: int = 4) -> Tensor:
     cols = (dx + torch.arange(w, device=x.device)).view(n, 1, 1, w)
     batch = torch.arange(n, device=x.device).view(n, 1, 1, 1)
     chan = torch.arange(c, device=x.device).view(1, c, 1, 1)
-    out = padded[batch, chan, rows, cols]
-    flip = (torch.rand(n, generator=gen) < 0.5).to(x.device).view(n, 1, 1, 1)
-    return torch.where(flip, out.flip(3), out)
+    return horizontal_flip(padded[batch, chan, rows, cols], gen)
 
 
-AUGMENTATIONS: dict[str, Augment | None] = {"none": None, "crop-flip": crop_flip}
+def horizontal_flip(x: Tensor, gen: torch.Generator) -> Tensor:
+    """Flip each image left-right with probability 1/2, done on x's device (DDPM's only augmentation)."""
+    flip = (torch.rand(len(x), generator=gen) < 0.5).to(x.device).view(-1, 1, 1, 1)
+    return torch.where(flip, x.flip(3), x)
+
+
+AUGMENTATIONS: dict[str, Augment | None] = {"none": None, "crop-flip": crop_flip, "flip": horizontal_flip}
 
 
 def sgd(params: Iterable[nn.Parameter], lr: float, momentum: float = 0.9, weight_decay: float = 5e-4) -> torch.optim.SGD:
@@ -134,19 +138,36 @@ def fit(
 def recipe_optimizer(
     params: Iterable[nn.Parameter], recipe: Recipe, epochs: int | None = None, lr: float | None = None
 ) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler | None]:
-    """The recipe's SGD and per-epoch schedule over `epochs` (default: the recipe's), at `lr` (default: the recipe's)."""
-    optimizer = sgd(params, lr or recipe.lr, recipe.momentum, recipe.weight_decay)
+    """The recipe's optimiser (SGD, or Adam) and per-epoch schedule over `epochs` (default: the recipe's), at `lr`
+    (default: the recipe's)."""
+    optimizer = OPTIMIZERS[recipe.optimizer](params, lr or recipe.lr, recipe)
     if recipe.schedule != "cosine":
         return optimizer, None
     return optimizer, torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs or recipe.epochs)
 
 
+OPTIMIZERS: dict[str, Callable[[Iterable[nn.Parameter], float, Recipe], torch.optim.Optimizer]] = {
+    "sgd": lambda params, lr, recipe: sgd(params, lr, recipe.momentum, recipe.weight_decay),
+    "adam": lambda params, lr, recipe: torch.optim.Adam(params, lr=lr, weight_decay=recipe.weight_decay),
+}
+"""A recipe's `optimizer` -> (parameters, learning rate, recipe) -> the optimiser."""
+
+
+def clip_gradients(max_norm: float | None) -> StepHook | None:
+    """A `before_step` hook clipping the gradient's global norm to `max_norm` (None: no hook)."""
+    if max_norm is None:
+        return None
+    return lambda model, _optimizer: torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm)
+
+
 def train_with_recipe(
-    model: nn.Module, data: TensorData, recipe: Recipe, seed: int, progress: str | None = None
+    model: nn.Module, data: TensorData, recipe: Recipe, seed: int, progress: str | None = None,
+    loss: LossFn = cross_entropy,
 ) -> nn.Module:
-    """Train `model` on `data` with a benchmark recipe: the original model and the oracle both come from here."""
+    """Train `model` on `data` with a benchmark recipe: the original model and the oracle both come from here.
+    `loss` is the model's training objective (cross-entropy for classifiers; the DDPM loss for generators)."""
     optimizer, scheduler = recipe_optimizer(model.parameters(), recipe)
-    phase = Phase(data, cross_entropy, recipe.batch_size, augment=AUGMENTATIONS[recipe.augment])
+    phase = Phase(data, loss, recipe.batch_size, augment=AUGMENTATIONS[recipe.augment])
     fit(
         model,
         [phase],
@@ -154,6 +175,7 @@ def train_with_recipe(
         optimizer=optimizer,
         scheduler=scheduler,
         generator=seeded_generator(seed, "train-batches"),
+        before_step=clip_gradients(recipe.max_grad_norm),
         progress=progress,
     )
     return model

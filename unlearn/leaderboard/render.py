@@ -119,6 +119,9 @@ def markdown_page(
             out += [descriptions[benchmark], ""]
         for table in (t for t in tables if t.benchmark == benchmark):
             out += [f"### {_escape(benchmark)} · forget `{table.forget}`", "", markdown_table(table), ""]
+            links = _sample_links(collection, table)
+            if links:
+                out += [links, ""]
             name = plot_name(benchmark, table.forget)
             if name in plots:
                 out += [f"![efficacy vs specificity, forget {table.forget}](plots/{name})", ""]
@@ -132,6 +135,20 @@ def markdown_page(
     if not tables:
         out += ["", "No records yet."]
     return "\n".join(out) + "\n"
+
+
+def _sample_links(collection: Collection, table: Table) -> str:
+    """Links to the sample grids (PNG files next to the records) of a generation table's methods, or ''."""
+    found: dict[str, list[str]] = {}
+    for path, r in zip(collection.paths, collection.records, strict=True):
+        if r.benchmark == table.benchmark and r.forget.spec == table.forget and "samples" in r.artifacts:
+            target = path.rsplit("/", 1)[0] + "/" + r.artifacts["samples"]
+            found.setdefault(r.method, []).append(f"[seed {r.seed}]({target})")
+    if not found:
+        return ""
+    order = [row.method for row in table.rows if row.method in found]
+    parts = [f"{_escape(m)} {' '.join(found[m])}" for m in order]
+    return "Samples per class, original model left, method right: " + " · ".join(parts)
 
 
 def csv_text(tables: Sequence[Table]) -> str:

@@ -23,6 +23,8 @@ IDEAL_ORACLE = "retrain-all-manipulated"
 AVG_GAP = "Avg. Gap"
 RUN_TIME = "RTE (s)"
 LOWER_IS_BETTER = (AVG_GAP, RUN_TIME)
+HIGHER_IS_BETTER = ("Samples/s",)
+"""Columns where more is better whatever the oracle does (a generator's sampling speed)."""
 
 
 @dataclass(frozen=True)
@@ -153,6 +155,8 @@ def _mark_best(rows: list[Row], columns: Sequence[str]) -> list[Row]:
                 continue
             if col in LOWER_IS_BETTER:
                 scores[r.method] = round(stat.mean, 2)
+            elif col in HIGHER_IS_BETTER:
+                scores[r.method] = -round(stat.mean, 2)
             elif oracle is not None and oracle.stats.get(col) and oracle.stats[col].mean is not None:
                 scores[r.method] = round(abs(stat.mean - oracle.stats[col].mean), 2)
         if scores:

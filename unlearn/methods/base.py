@@ -35,6 +35,9 @@ class Track(str, Enum):
     FEW_SHOT = "few-shot"
     """The forget set and k samples of each remaining class (continual cells with `:shots=k`); methods
     needing the full track get it in this form."""
+    DATA_FREE = "data-free"
+    """No images at all: the labels of the forgotten classes (`forget_classes`) and the number of classes
+    (Score Forgetting Distillation)."""
 
 
 @dataclass(frozen=True)
@@ -43,7 +46,8 @@ class UnlearnRequest:
 
     model: nn.Module
     """A private copy of the original model on `device`; the method may change it in place."""
-    forget: TensorData
+    forget: TensorData | None
+    """The forget set; None on the data-free track."""
     retain: TensorData | None
     """The retain set, or None when the method's track does not grant it."""
     num_classes: int
@@ -56,6 +60,11 @@ class UnlearnRequest:
     for this seed; `new_model("tag", ...)`: an independent initialisation derived from the seed and tags
     (a random teacher, re-initialised layers)."""
     track: Track
+    train_recipe: Callable[[nn.Module, TensorData], nn.Module]
+    """`train_recipe(model, data)`: train `model` on `data` exactly as the original model was trained (the
+    benchmark's recipe and objective, with this cell's seed); what `retrain` does on the retain set."""
+    forget_classes: tuple[int, ...] = ()
+    """The forgotten classes of a class-wise forget set (empty for a random set)."""
     progress: bool = False
     info: dict[str, Any] = field(default_factory=dict)
     """What the method reports about its run (JSON values), kept in the record's `method_info`: for
@@ -64,6 +73,12 @@ class UnlearnRequest:
     def generator(self, *tags: str) -> torch.Generator:
         """A CPU generator for the purpose named by `tags`, derived from the cell seed."""
         return seeded_generator(self.seed, "method", *tags)
+
+    def require_forget(self) -> TensorData:
+        """The forget set; raises on the data-free track (a method bug, not a user error)."""
+        if self.forget is None:
+            raise RuntimeError(f"the {self.track.value} track grants no forget images")
+        return self.forget
 
     def require_retain(self) -> TensorData:
         """The retain set; raises if the track does not grant it (a method bug, not a user error)."""
@@ -86,6 +101,9 @@ class Method:
     and at most two key knobs); empty for methods with nothing to tune."""
     cache_output: ClassVar[bool] = False
     """Cache the returned model on disk (set for deterministic, expensive methods such as retrain)."""
+    kinds: ClassVar[tuple[str, ...]] = ("classification",)
+    """The benchmark kinds (`BenchmarkSpec.kind`) whose models this method unlearns: classifiers, or
+    class-conditional diffusion models ("generation")."""
 
     def __init__(self, hparams: Any = None):
         self.hparams = hparams if hparams is not None else self.HParams()

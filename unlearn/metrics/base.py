@@ -65,6 +65,7 @@ DEPENDENCIES: dict[str, str] = {
     "method-bank": "N >= 3 runs of the method on the cell (set `bank: {size: N}`; only `unlearn run` can make them)",
     "shadows": "shadow models trained on random halves and unlearned (set `bank: {size: N}`; only `unlearn run`)",
     "task-start": "the model at the start of a continual task (cells of a continual forget set only)",
+    "judge": "the judge classifier of a generation benchmark (`kind: generation`; `evaluation.generation.judge`)",
 }
 """What a metric may depend on besides the splits, with where it comes from (for error messages)."""
 
