@@ -78,7 +78,8 @@ def test_methods_and_benchmarks_list_one_line_each(capsys):
     names = [line.split()[0] for line in out.splitlines()]
     assert names == sorted(names) and {"retrain", "finetune", "grad-ascent", "random-label"} <= set(names)
     code, out, _ = run(capsys, "benchmarks")
-    assert code == 0 and out.splitlines()[0].split()[0] == "digits"
+    names = [line.split()[0] for line in out.splitlines()]
+    assert code == 0 and names == sorted(names) and {"digits", "digits-vit", "digits-ddpm", "cifar10-ddpm"} <= set(names)
 
 
 BAD_INPUTS = [

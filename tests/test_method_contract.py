@@ -54,12 +54,15 @@ def test_the_tuning_grid_is_small_starts_with_the_learning_rate_and_validates(na
 
 @pytest.mark.parametrize("name", NAMES)
 def test_each_method_accepts_its_benchmarks_model_with_its_defaults(name, digits_task):
-    """Every method fits the model of a benchmark whose grid runs it (GS-LoRA needs digits-vit's ViT)."""
-    from unlearn.harness import Task
+    """Every method fits the model of a benchmark whose grid runs it (GS-LoRA needs digits-vit's ViT, the diffusion
+    methods digits-ddpm's DDPM)."""
+    from unlearn.harness import KINDS
     from unlearn.spec import load_benchmark
 
-    spec = next(s for s in (digits_task.spec, load_benchmark("digits-vit")) if name in s.grid.methods)
-    resolve_method(name)().check(Task(spec, digits_task.dataset, digits_task.device).new_model(0))
+    specs = (digits_task.spec, load_benchmark("digits-vit"), load_benchmark("digits-ddpm"))
+    spec = next(s for s in specs if name in s.grid.methods)
+    task_cls, _ = KINDS[spec.kind]()
+    resolve_method(name)().check(task_cls(spec, digits_task.dataset, digits_task.device).new_model(0))
 
 
 def test_gs_lora_refuses_a_model_without_transformer_blocks(digits_task):

@@ -1,0 +1,264 @@
+"""The generation track: a class-conditional DDPM grid end to end, its metrics, its records and its bad input."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from torch import nn
+
+from unlearn.cli import main
+from unlearn.data.tensors import TensorData
+from unlearn.errors import UserError
+from unlearn.harness import Workspace, load_task, make_runner, plan_grid
+from unlearn.leaderboard.build import render
+from unlearn.metrics import Evaluation, evaluate
+from unlearn.metrics.generation import GenerationCell, Judge, frechet_distance
+from unlearn.models import Blueprint
+from unlearn.results import read_record
+from unlearn.spec import BenchmarkSpec, read_spec
+from unlearn.submit import submit
+from unlearn.train import train_with_recipe
+
+import plugin_methods
+from conftest import files_under
+
+
+def tiny_spec(tmp_path: Path, **generation) -> Path:
+    """digits-ddpm shrunk to seconds: 3 epochs, 6 samples per class, 4 DDIM steps, a 5-epoch judge."""
+    spec = yaml.safe_load((Path(__file__).parents[1] / "benchmarks" / "digits-ddpm.yaml").read_text())
+    spec["name"] = "tiny-ddpm"
+    spec["train"]["epochs"] = 3
+    spec["train"]["lr"] = 1e-3
+    settings = spec["evaluation"]["generation"]
+    settings.update(samples_per_class=6, sampler_steps=4, near_samples=2, grid_columns=4)
+    settings["judge"]["train"]["epochs"] = 5
+    settings.update(generation)
+    spec["grid"]["methods"] = ["retrain"]
+    spec["grid"]["seeds"] = [0]
+    path = tmp_path / "tiny-ddpm.yaml"
+    path.write_text(yaml.safe_dump(spec, sort_keys=False))
+    return path
+
+
+def run_cli(capsys, *args: str) -> tuple[int, str, str]:
+    code = main(list(args))
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def test_grid_runs_end_to_end_with_records_sample_grids_and_leaderboard_links(tmp_path, shared_cache, capsys):
+    spec_path = tiny_spec(tmp_path)
+    args = ["run", "--benchmark", str(spec_path), "--methods", "retrain,plugin_methods:DataFreeProbe,plugin_methods:DivergingDiffusion",
+            "--forget", "class:3", "--seeds", "0", "--workdir", str(tmp_path), "--cache-dir", str(shared_cache),
+            "--no-progress", "--device", "cpu"]
+    code, out, err = run_cli(capsys, *args)
+    assert code == 0, err
+    assert "3 cells run, 0 reused, 1 failed" in err
+    runs = tmp_path / "data" / "runs" / "tiny-ddpm"
+    records = {r.method: (p, r) for p in runs.rglob("*.json") for r in [read_record(p)]}
+
+    path, retrain = records["retrain"]
+    assert retrain.status == "ok"
+    assert set(retrain.metrics) >= {"UA", "P-f", "Entropy-f", "Acc-r", "FD", "Samples/s", "UA-near"}
+    assert {f"Acc@{c}" for c in range(10) if c != 3} <= set(retrain.metrics) and "Acc@3" not in retrain.metrics
+    info = retrain.metric_info["generation"]
+    assert (info["samples_per_class"], info["sampler_steps"], info["guidance"], info["sampler"]) == (6, 4, 2.0, "ddim")
+    assert retrain.config["evaluation"]["generation"]["sampler_steps"] == 4  # pinned settings enter the config hash
+    png = path.parent / retrain.artifacts["samples"]
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "judge" in retrain.metric_info["generation"]
+
+    # the data-free track hands over labels only
+    probe = plugin_methods.DATA_FREE_SEEN[-1]
+    assert probe.forget is None and probe.retain is None and probe.forget_classes == (3,)
+    assert records["plugin_methods:DataFreeProbe"][1].track == "data-free"
+
+    # a diverging method is a failed record, and the grid went on
+    failed = records["plugin_methods:DivergingDiffusion"][1]
+    assert failed.status == "failed" and ("NaN" in failed.error or "non-finite" in failed.error.lower())
+    assert not failed.artifacts
+
+    # a rerun reuses every finished cell and prints the same table
+    code, out2, err2 = run_cli(capsys, *args)
+    assert code == 0 and "0 cells run, 3 reused" in err2 and out2 == out
+
+    # submitted with their grids, the leaderboard links them
+    board = tmp_path / "leaderboard"
+    spec = read_spec(spec_path)
+    spec = spec.model_copy(update={"grid": spec.grid.model_copy(update={"methods": ["retrain", "plugin_methods:DataFreeProbe"]})})
+    submit(spec, tmp_path / "data" / "runs", board / "results", methods=["retrain", "plugin_methods:DataFreeProbe"],
+           submitted_by="test")
+    copied = [p for p in files_under(board / "results") if p.suffix == ".png"]
+    assert len(copied) == 2
+    page = render(board).outputs["README.md"].decode()
+    link = next(line for line in page.splitlines() if line.startswith("Samples per class"))
+    for png_path in copied:
+        assert png_path.relative_to(board).as_posix() in link
+
+
+def test_oracle_is_trained_without_the_forgotten_class(tmp_path, shared_cache):
+    spec = read_spec(tiny_spec(tmp_path))
+    task = load_task(spec, Workspace.at(tmp_path, cache_dir=shared_cache), torch.device("cpu"))
+    runner = make_runner(plan_grid(spec, ["retrain"], ["class:3"], [0]), task,
+                         Workspace.at(tmp_path, cache_dir=shared_cache))
+    manifest = runner.manifest(runner.plan.forgets[0], 0)
+    seen: list[TensorData] = []
+    original = runner.original(0).model
+    request = runner.request(runner.oracle_choice.instance(), original, task.splits(manifest), 0)
+    inner = request.train_recipe
+    object.__setattr__(request, "train_recipe", lambda m, d: (seen.append(d), inner(m, d))[1])
+    model = runner.oracle_choice.instance().unlearn(request)
+    assert len(seen) == 1 and 3 not in seen[0].y.tolist() and len(seen[0]) == int((task.train.y != 3).sum())
+    assert model is not original and type(model).__name__ == "ClassConditionalDDPM"
+
+
+class PerfectGenerator(nn.Module):
+    """A 'generator' that returns real images of the class asked for (or of `swap[c]` instead)."""
+
+    def __init__(self, data: TensorData, swap: dict[int, int] | None = None):
+        super().__init__()
+        self.data = data
+        self.swap = swap or {}
+        self.labels = nn.Embedding(11, 4)
+        self.is_one_step = False
+
+    def sample(self, condition, steps, guidance, gen, eta=0.0):
+        if condition.is_floating_point():  # interpolated embeddings: take the nearest class row
+            condition = torch.cdist(condition, self.labels.weight[:10]).argmin(1)
+        out = []
+        for c in condition.tolist():
+            pool = self.data.x[self.data.y == self.swap.get(c, c)]
+            out.append(pool[int(torch.randint(len(pool), (1,), generator=gen))])
+        return torch.stack(out)
+
+
+@pytest.fixture(scope="module")
+def judge(digits_task) -> Judge:
+    ds = digits_task.dataset
+    model = Blueprint("small-cnn", 1, (8, 8), 10, tuple(ds.mean), tuple(ds.std)).build(0)
+    recipe = digits_task.spec.train
+    return Judge(train_with_recipe(model, ds.train, recipe, 0).eval().requires_grad_(False), "test-judge")
+
+
+def generation_scores(model, judge, digits_task, forgotten=(3,)):
+    spec = read_spec(Path(__file__).parents[1] / "benchmarks" / "digits-ddpm.yaml")
+    settings = spec.evaluation.generation.model_copy(update={"samples_per_class": 40, "near_samples": 10})
+    real = digits_task.dataset.train.where(~torch.isin(digits_task.dataset.train.y, torch.tensor(forgotten)))
+    cell = GenerationCell(judge, forgotten, 10, real)
+    ev = Evaluation(model, {}, 512, {"judge": lambda: cell}, 0, {"generation": settings})
+    return evaluate(ev, ["generation", "generality"]).values
+
+
+def test_metrics_score_real_images_as_recognised_and_a_swapped_class_as_forgotten(digits_task, judge):
+    test = digits_task.dataset.test
+    faithful = generation_scores(PerfectGenerator(test), judge, digits_task)
+    assert faithful["UA"] < 10 and faithful["Acc-r"] > 90 and faithful["P-f"] > 80
+    swapped = generation_scores(PerfectGenerator(test, {3: 5}), judge, digits_task)
+    assert swapped["UA"] > 90 and swapped["P-f"] < 10
+    assert swapped["Acc-r"] == pytest.approx(faithful["Acc-r"])
+    # FD against the training images: the test images are close, a generator of one class only is far
+    one_class = generation_scores(PerfectGenerator(test, {c: 0 for c in range(10)}), judge, digits_task)
+    assert faithful["FD"] < 0.2 * one_class["FD"]
+    assert faithful["UA-near"] < 50 and swapped["UA-near"] > faithful["UA-near"]
+
+
+def test_frechet_distance_matches_the_reference_formula():
+    from scipy import linalg
+
+    gen = torch.Generator().manual_seed(0)
+    a = torch.randn(400, 6, generator=gen) @ torch.randn(6, 6, generator=gen)
+    b = torch.randn(300, 6, generator=gen) * 2 + 0.5
+    x, y = a.double().numpy(), b.double().numpy()
+    s1, s2 = torch.tensor(x).T.cov().numpy(), torch.tensor(y).T.cov().numpy()
+    ref = ((x.mean(0) - y.mean(0)) ** 2).sum() + s1.trace() + s2.trace() - 2 * linalg.sqrtm(s1 @ s2).real.trace()
+    assert frechet_distance(a, b) == pytest.approx(ref, rel=1e-6)
+    assert abs(frechet_distance(a, a)) < 1e-8
+    assert frechet_distance(a[:3], b[:3]) == frechet_distance(a[:3], b[:3])  # singular covariances: still finite
+
+
+def test_one_step_generator_samples_in_one_network_evaluation(tiny_ddpm):
+    model = copy.deepcopy(tiny_ddpm).eval()
+    calls = []
+    model.unet.register_forward_hook(lambda *_: calls.append(1))
+    model.sample(torch.arange(10), 7, 2.0, torch.Generator().manual_seed(0))
+    assert len(calls) == 7  # guidance runs conditional and null in one batched call per step
+    calls.clear()
+    model.one_step_t.fill_(440)
+    images = model.sample(torch.arange(10), 7, 2.0, torch.Generator().manual_seed(0))
+    assert len(calls) == 1 and images.shape == (10, 1, 8, 8) and 0 <= images.min() and images.max() <= 1
+
+
+@pytest.mark.parametrize("override, message", [
+    ({"guidance": 25.0}, "guidance"),
+    ({"sampler_steps": 0}, "sampler_steps"),
+    ({"sampler_steps": 1001}, "sampler_steps"),
+    ({"near": [1.5]}, "near"),
+])
+def test_sampler_settings_out_of_range_exit_2(tmp_path, capsys, override, message):
+    code, _, err = run_cli(capsys, "run", "--benchmark", str(tiny_spec(tmp_path, **override)), "--workdir",
+                           str(tmp_path), "--no-progress")
+    assert code == 2 and message in err and len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("forget, message", [
+    ("class:12", "12"),
+    ("random:0.1", "class:K"),
+])
+def test_forget_sets_a_generator_cannot_take_exit_2(tmp_path, shared_cache, capsys, forget, message):
+    code, _, err = run_cli(capsys, "run", "--benchmark", str(tiny_spec(tmp_path)), "--forget", forget, "--workdir",
+                           str(tmp_path), "--cache-dir", str(shared_cache), "--no-progress", "--device", "cpu")
+    assert code == 2 and message in err and err.strip().splitlines()[-1].startswith("unlearn: error:")
+    assert not list((tmp_path / "data" / "runs").rglob("*.json"))
+
+
+def test_methods_of_the_other_kind_are_refused_before_anything_runs(tmp_path, capsys):
+    code, _, err = run_cli(capsys, "run", "--benchmark", str(tiny_spec(tmp_path)), "--methods", "salun",
+                           "--workdir", str(tmp_path), "--no-progress")
+    assert code == 2 and "classification" in err and "diffusion-salun" in err
+    code, _, err = run_cli(capsys, "run", "--benchmark", "digits", "--methods", "diffusion-salun",
+                           "--workdir", str(tmp_path), "--no-progress")
+    assert code == 2 and "generation" in err
+
+
+def _judge_file(path: Path, classes: int, metadata: dict | None = None) -> None:
+    from unlearn.checkpoints import save_weights
+
+    save_weights(Blueprint("small-cnn", 1, (8, 8), classes, (0.0,), (1.0,)).build(0), path, metadata)
+
+
+@pytest.mark.parametrize("classes, metadata, message", [
+    (5, None, "classifies 5 classes"),
+    (10, {"classes": [f"c{i}" for i in range(10)]}, "trained on classes"),
+])
+def test_a_judge_trained_on_other_classes_exits_2(tmp_path, shared_cache, capsys, classes, metadata, message):
+    _judge_file(tmp_path / "judge.safetensors", classes, metadata)
+    spec_path = tiny_spec(tmp_path, judge={"model": "small-cnn", "checkpoint": "judge.safetensors"})
+    code, _, err = run_cli(capsys, "run", "--benchmark", str(spec_path), "--seeds", "0", "--workdir", str(tmp_path),
+                           "--cache-dir", str(shared_cache), "--no-progress", "--device", "cpu")
+    assert code == 2 and message in err
+    assert not list((tmp_path / "data" / "runs").rglob("*.json"))
+
+
+def test_a_judge_checkpoint_of_the_right_classes_is_used(tmp_path, shared_cache, capsys):
+    _judge_file(tmp_path / "judge.safetensors", 10, {"classes": [str(i) for i in range(10)]})
+    spec_path = tiny_spec(tmp_path, judge={"model": "small-cnn", "checkpoint": "judge.safetensors"})
+    code, _, err = run_cli(capsys, "run", "--benchmark", str(spec_path), "--seeds", "0", "--workdir", str(tmp_path),
+                           "--cache-dir", str(shared_cache), "--no-progress", "--device", "cpu")
+    assert code == 0, err
+    record = read_record(next((tmp_path / "data" / "runs").rglob("*.json")))
+    from unlearn.hashing import sha256_hex
+
+    assert record.metric_info["generation"]["judge"] == sha256_hex((tmp_path / "judge.safetensors").read_bytes())
+
+
+def test_generation_spec_needs_a_judge(tmp_path):
+    text = tiny_spec(tmp_path).read_text().replace("    judge:", "    unused_judge:")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(text)
+    with pytest.raises(UserError, match="unused_judge|judge"):
+        read_spec(bad)
+    assert isinstance(read_spec(tiny_spec(tmp_path)), BenchmarkSpec)

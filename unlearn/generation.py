@@ -1,0 +1,186 @@
+"""The generation track: unlearning a class from a class-conditional diffusion model (`kind: generation` specs).
+
+The grid, records, cache and methods are the classification harness's; what changes is the task
+and the scoring:
+
+- `GenerationTask`: the benchmark's model is a `ClassConditionalDDPM` (unlearn.models.diffusion)
+  trained with the DDPM objective by the spec's recipe; the oracle is `retrain`, the same training
+  without the forgotten classes. Forget sets are class-wise (`class:K`).
+- `GenerationRunner`: every model of a cell (original, oracle, method) is sampled with the spec's
+  pinned sampler settings and scored by the judge (`unlearn.metrics.generation`); each record gets a
+  PNG grid of samples per class, original next to the method's output, saved next to it.
+- The judge is a classifier of the benchmark's model zoo trained on the real training images
+  (cached like any model), or a safetensors file that must classify exactly the benchmark's classes.
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+from torch import nn
+
+from unlearn.atomic import atomic_write
+from unlearn.cache import ModelCache
+from unlearn.checkpoints import load_weights_into, read_weights
+from unlearn.data import Dataset, TensorData
+from unlearn.errors import UserError
+from unlearn.forget import ForgetManifest
+from unlearn.harness import Cell, CellGroup, GridPlan, MethodChoice, Runner, Task
+from unlearn.hashing import sha256_hex
+from unlearn.metrics import Evaluation
+from unlearn.metrics.generation import GenerationCell, Judge, Samples, samples
+from unlearn.models import Blueprint
+from unlearn.models.diffusion import DiffusionLoss, GeneratorBlueprint
+from unlearn.seeding import generator as seeded_generator
+from unlearn.spec import BenchmarkSpec, JudgeSettings
+from unlearn.train import train_with_recipe
+
+GENERATION_FORGETS = ("class",)
+"""Forget-set kinds a generation benchmark accepts: a class-conditional generator forgets classes."""
+
+
+class GenerationTask(Task):
+    """A generation benchmark on a device: the DDPM's blueprint and training, class-wise splits only."""
+
+    def __init__(self, spec: BenchmarkSpec, dataset: Dataset, device: torch.device):
+        super().__init__(spec, dataset, device)
+        self.uses_probes = False
+
+    @cached_property
+    def blueprint(self) -> GeneratorBlueprint:  # type: ignore[override]
+        c, h, w = self.dataset.input_shape
+        return GeneratorBlueprint(self.spec.model, c, (h, w), self.dataset.num_classes)
+
+    def train_recipe(self, model: nn.Module, data: TensorData, seed: int, progress: str | None = None) -> nn.Module:
+        """The DDPM objective (noise, steps and label dropout seeded by `seed`) with the spec's recipe."""
+        loss = DiffusionLoss(seeded_generator(seed, "diffusion-noise"))
+        return train_with_recipe(model, data, self.spec.train, seed, progress, loss=loss)
+
+    def check(self, plan: GridPlan) -> None:
+        for forget in plan.forgets:
+            if forget.kind not in GENERATION_FORGETS:
+                raise UserError(f"generation benchmark {self.spec.name!r} forgets classes: use class:K, not {forget.text!r}")
+        super().check(plan)
+
+    def splits(self, manifest: ForgetManifest) -> dict[str, TensorData]:
+        """Forget (training images of the forgotten classes) and retain (the rest, also the FD reference)."""
+        in_forget = self._forget_mask(manifest)
+        return {"forget": self.train.where(in_forget), "retain": self.train.where(~in_forget)}
+
+    def check_splits(self, manifest: ForgetManifest) -> None:
+        return None
+
+
+def load_judge(
+    settings: JudgeSettings, spec: BenchmarkSpec, dataset: Dataset, cache: ModelCache, device: torch.device,
+    spec_dir: Path | None = None,
+) -> Judge:
+    """The benchmark's judge: read from `settings.checkpoint`, or trained on the real training split and cached.
+
+    UserError when a checkpoint does not classify exactly the benchmark's classes (head size, or the
+    `classes` its metadata names), or cannot be read.
+    """
+    c, h, w = dataset.input_shape
+    blueprint = Blueprint(settings.model, c, (h, w), dataset.num_classes, tuple(dataset.mean), tuple(dataset.std))
+    if settings.checkpoint is not None:
+        path = Path(settings.checkpoint)
+        if not path.is_absolute() and spec_dir is not None:
+            path = spec_dir / path
+        if not path.is_file():
+            raise UserError(f"judge checkpoint {path} does not exist")
+        state, meta = read_weights(path)
+        head = state.get("head.weight")
+        if head is not None and head.shape[0] != dataset.num_classes:
+            raise UserError(
+                f"judge {path} classifies {head.shape[0]} classes, benchmark {spec.name!r} has {dataset.num_classes} "
+                f"({dataset.name}); use a judge trained on the benchmark's classes"
+            )
+        named = meta.get("classes")
+        if named is not None and list(named) != list(dataset.classes):
+            raise UserError(
+                f"judge {path} was trained on classes {list(named)}, benchmark {spec.name!r} has "
+                f"{list(dataset.classes)}; use a judge trained on the benchmark's classes"
+            )
+        model = blueprint.build(settings.seed, "judge", device=device)
+        load_weights_into(model, state, f"judge {path}")
+        return Judge(model.eval().requires_grad_(False), sha256_hex(path.read_bytes()))
+    key = {"role": "judge", "dataset": spec.dataset, "model": settings.model, "train": settings.train.key(),
+           "data": dataset.fingerprint, "classes": list(dataset.classes), "seed": settings.seed}
+    train = dataset.train.to(device)
+    cached = cache.get_or_build(
+        "judge", key,
+        lambda: train_with_recipe(blueprint.build(settings.seed, "judge", device=device), train, settings.train,
+                                  settings.seed),
+        lambda: blueprint.build(settings.seed, "judge", device=device),
+    )
+    return Judge(cached.model.eval().requires_grad_(False), cached.key_hash)
+
+
+class GenerationRunner(Runner):
+    """Runs a generation grid: the harness's cells, scored by sampling and the judge, with a sample grid per record."""
+
+    @cached_property
+    def judge(self) -> Judge:
+        return load_judge(self.spec.evaluation.generation.judge, self.spec, self.task.dataset, self.cache,
+                          self.task.device, self.spec.source_dir)
+
+    def evaluation(self, model: nn.Module, group: CellGroup, choice: MethodChoice | None) -> Evaluation:
+        """`model` with the cell's judge, forgotten classes and real images, and the original and oracle."""
+        cell = GenerationCell(self.judge, tuple(group.manifest.forgotten_classes or ()),
+                              self.task.dataset.num_classes, group.splits["retain"])
+        resources: dict[str, Callable[[], Any]] = {
+            "oracle": lambda: group.oracle_eval, "original": lambda: group.original_eval, "judge": lambda: cell,
+        }
+        settings = {"generation": self.spec.evaluation.generation}
+        return Evaluation(model, group.splits, self.spec.eval_batch_size, resources, group.seed, settings)
+
+    def artifacts(self, cell: Cell, group: CellGroup, evaluation: Evaluation) -> dict[str, str]:
+        """Save the grid of samples (original | this method) next to the record; returns its file name."""
+        path = cell.path.with_suffix(".samples.png")
+        png = sample_grid_png(
+            samples(group.original_eval), samples(evaluation), self.spec.evaluation.generation.grid_columns,
+            tuple(group.manifest.forgotten_classes or ()), self.task.dataset.classes, cell.method.name,
+        )
+        atomic_write(path, lambda tmp: tmp.write_bytes(png))
+        return {"samples": path.name}
+
+
+@dataclass(frozen=True)
+class _Panel:
+    title: str
+    made: Samples
+
+
+def sample_grid_png(
+    before: Samples, after: Samples, columns: int, forgotten: tuple[int, ...], classes: tuple[str, ...], method: str
+) -> bytes:
+    """A PNG: one row per class, `columns` samples each, the original model left and `method` right; the rows of
+    forgotten classes are marked."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+    from torchvision.utils import make_grid
+
+    panels = [_Panel("original", before), _Panel(method, after)]
+    n_classes = len(before.images)
+    fig = Figure(figsize=(2 + 2 * 0.4 * columns, 0.45 * n_classes + 0.8))
+    axes = fig.subplots(1, 2)
+    for ax, panel in zip(axes, panels, strict=True):
+        rows = [panel.made.images[c][:columns].float().cpu() for c in range(n_classes)]
+        tiles = torch.cat(rows)
+        grid = make_grid(tiles, nrow=columns, padding=1, pad_value=1.0)
+        ax.imshow(grid.permute(1, 2, 0).numpy() if grid.shape[0] == 3 else grid[0].numpy(), cmap="gray", vmin=0, vmax=1)
+        ax.set_title(f"{panel.title} ({panel.made.steps} step{'s' if panel.made.steps != 1 else ''})", fontsize=9)
+        side = tiles.shape[-2] + 1
+        ax.set_yticks([side * (c + 0.5) for c in range(n_classes)])
+        ax.set_yticklabels([f"{classes[c]}{' ✗' if c in forgotten else ''}" for c in range(n_classes)], fontsize=7)
+        ax.set_xticks([])
+    fig.tight_layout()
+    FigureCanvasAgg(fig)
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=100, metadata={"Software": None})
+    return buffer.getvalue()

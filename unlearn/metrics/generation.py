@@ -1,0 +1,216 @@
+"""Generation metrics: a class-conditional diffusion model's samples, scored by a judge classifier.
+
+Following metrics.md (generation part):
+
+- `generation`: UA = 100 − the percentage of forget-class samples the judge assigns to the
+  forgotten class; P-f = the judge's mean p(c_f) on them (%); Entropy-f = the judge's mean
+  entropy on them (nats); Acc-r = the judge's accuracy on samples of the remaining classes
+  (mean over classes; per class as `Acc@<c>`); FD = the Fréchet distance between judge features
+  (its penultimate layer) of generated and real samples of the remaining classes; Samples/s.
+- `generality`: UA-near, the same UA on conditions near the forgotten one: label embeddings
+  (1 − λ)·e(c_f) + λ·e(c) for each λ in `near` and each remaining class c.
+
+Sample count, sampler steps, guidance and η are pinned by the spec (`evaluation.generation`)
+and recorded per record in `metric_info`, with the steps that actually ran (1 for a distilled
+one-step generator). The real reference of FD is the training images of the remaining classes
+(the data the generator learned from, as FID uses the training set); the judge was trained on
+all real training images, never on generated ones. Every model of a cell draws the same noise
+(seeded by the cell seed), so differences between rows are not noise draws. With several
+forgotten classes, UA, P-f and Entropy-f average over them.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from unlearn.data.tensors import TensorData
+from unlearn.errors import Diverged
+from unlearn.metrics.base import Evaluation, Scores, eval_mode, metric
+from unlearn.seeding import generator as seeded_generator
+
+
+@dataclass(frozen=True)
+class Judge:
+    """A frozen classifier trained on real images: its class probabilities and penultimate features."""
+
+    model: nn.Module
+    key: str
+    """Its cache key hash, or the sha256 of the checkpoint it was read from."""
+
+    @torch.no_grad()
+    def outputs(self, images: Tensor, batch_size: int) -> tuple[Tensor, Tensor]:
+        """(probabilities, features) of images in [0, 1], on CPU."""
+        probs, feats = [], []
+        for start in range(0, len(images), batch_size):
+            x = images[start:start + batch_size]
+            f = self.model.features(x)
+            probs.append(torch.softmax(self.model.head(f).float(), dim=1).cpu())
+            feats.append(f.float().cpu())
+        if not probs:
+            return torch.empty(0, 0), torch.empty(0, 0)
+        return torch.cat(probs), torch.cat(feats)
+
+
+@dataclass(frozen=True)
+class GenerationCell:
+    """What generation metrics read besides the model: the judge, the forgotten classes and the real images."""
+
+    judge: Judge
+    forgotten: tuple[int, ...]
+    num_classes: int
+    real: TensorData
+    """Real images of the remaining classes (the FD reference)."""
+
+    @property
+    def remaining(self) -> list[int]:
+        return [c for c in range(self.num_classes) if c not in self.forgotten]
+
+
+@dataclass(frozen=True)
+class Samples:
+    """A model's samples per class with what it took to make them."""
+
+    images: dict[int, Tensor]
+    """Class -> images in [0, 1] (on the model's device)."""
+    seconds: float
+    steps: int
+    """Network evaluations per sample along the sampler (1 for a one-step generator)."""
+
+    @property
+    def count(self) -> int:
+        return sum(len(v) for v in self.images.values())
+
+
+def sample_conditions(model: nn.Module, conditions: Tensor, evaluation: Evaluation, tag: str) -> Tensor:
+    """Samples for each condition, in chunks of the evaluation batch size, with noise seeded by the cell seed and
+    `tag` (so every model of a cell sees the same noise); Diverged if a sample is not finite."""
+    settings = evaluation.settings["generation"]
+    gen = seeded_generator(evaluation.seed, "generation-samples", tag)
+    chunks = []
+    with eval_mode(model):
+        for start in range(0, len(conditions), evaluation.batch_size):
+            chunk = conditions[start:start + evaluation.batch_size]
+            chunks.append(model.sample(chunk, settings.sampler_steps, settings.guidance, gen, settings.eta))
+    images = torch.cat(chunks)
+    if not bool(torch.isfinite(images).all()):
+        raise Diverged("the generator's samples are NaN or infinite")
+    return images
+
+
+def samples(evaluation: Evaluation) -> Samples:
+    """The model's `samples_per_class` samples of every class, made once per evaluation (shared by metrics and the
+    sample grid)."""
+
+    def make() -> Samples:
+        cell: GenerationCell = evaluation.need("judge")
+        n = evaluation.settings["generation"].samples_per_class
+        labels = torch.arange(cell.num_classes).repeat_interleave(n)
+        start = time.perf_counter()
+        images = sample_conditions(evaluation.model, labels, evaluation, "per-class")
+        seconds = time.perf_counter() - start
+        model = evaluation.model
+        steps = 1 if model.is_one_step else evaluation.settings["generation"].sampler_steps
+        return Samples({c: images[c * n:(c + 1) * n] for c in range(cell.num_classes)}, seconds, steps)
+
+    return evaluation.memoized("generation-samples", make)
+
+
+def entropy(probs: Tensor) -> Tensor:
+    """Per-row entropy in nats."""
+    return -(probs * probs.clamp_min(1e-12).log()).sum(dim=1)
+
+
+def frechet_distance(a: Tensor, b: Tensor) -> float:
+    """‖μ_a − μ_b‖² + Tr(Σ_a + Σ_b − 2·(Σ_a Σ_b)^½) between Gaussians fitted to the rows of `a` and `b`.
+
+    Tr((Σ_a Σ_b)^½) is computed as Σ sqrt(eig(Σ_a^½ Σ_b Σ_a^½)) with symmetric eigendecompositions (negative
+    round-off eigenvalues clipped to 0), which stays real and finite when a covariance is singular (fewer
+    samples than feature dimensions), where the reference's `scipy.linalg.sqrtm` needs an ε-ridge.
+    """
+    x, y = a.double().numpy(), b.double().numpy()
+    mu1, mu2 = x.mean(0), y.mean(0)
+    s1, s2 = np.atleast_2d(np.cov(x, rowvar=False)), np.atleast_2d(np.cov(y, rowvar=False))
+    w, v = np.linalg.eigh(s1)
+    s1_half = (v * np.sqrt(np.clip(w, 0, None))) @ v.T
+    cross = np.sqrt(np.clip(np.linalg.eigvalsh(s1_half @ s2 @ s1_half), 0, None)).sum()
+    return float(((mu1 - mu2) ** 2).sum() + np.trace(s1) + np.trace(s2) - 2 * cross)
+
+
+def settings_info(evaluation: Evaluation, made: Samples) -> dict[str, Any]:
+    """What a generation score depends on, for the record's metric_info."""
+    settings = evaluation.settings["generation"]
+    cell: GenerationCell = evaluation.need("judge")
+    return {
+        "samples_per_class": settings.samples_per_class,
+        "sampler": "one-step" if made.steps == 1 and evaluation.model.is_one_step else "ddim",
+        "sampler_steps": made.steps,
+        "guidance": settings.guidance,
+        "eta": settings.eta,
+        "judge": cell.judge.key,
+        "fd_real_samples": len(cell.real),
+    }
+
+
+@metric("generation", needs=("judge",), produces=("UA", "P-f", "Entropy-f", "Acc-r", "FD", "Samples/s"),
+        settings=("generation",))
+def generation(evaluation: Evaluation) -> Scores:
+    """UA, p(c_f) and entropy of the judge on forget-class samples; its accuracy on the remaining classes; FD."""
+    cell: GenerationCell = evaluation.need("judge")
+    made = samples(evaluation)
+    batch = evaluation.batch_size
+    out: dict[str, float] = {}
+    forgotten_hits, p_f, ent = [], [], []
+    for c in cell.forgotten:
+        probs, _ = cell.judge.outputs(made.images[c], batch)
+        forgotten_hits.append((probs.argmax(1) == c).float().mean())
+        p_f.append(probs[:, c].mean())
+        ent.append(entropy(probs).mean())
+    out["UA"] = 100.0 * (1.0 - float(torch.stack(forgotten_hits).mean()))
+    out["P-f"] = 100.0 * float(torch.stack(p_f).mean())
+    out["Entropy-f"] = float(torch.stack(ent).mean())
+    features, accs = [], []
+    for c in cell.remaining:
+        probs, feats = cell.judge.outputs(made.images[c], batch)
+        acc = 100.0 * float((probs.argmax(1) == c).float().mean())
+        out[f"Acc@{c}"] = acc
+        accs.append(acc)
+        features.append(feats)
+    out["Acc-r"] = float(np.mean(accs))
+    _, real_features = cell.judge.outputs(cell.real.x, batch)
+    out["FD"] = frechet_distance(torch.cat(features), real_features)
+    out["Samples/s"] = made.count / made.seconds if made.seconds > 0 else float("nan")
+    return Scores(out, settings_info(evaluation, made))
+
+
+@metric("generality", needs=("judge",), produces=("UA-near",), settings=("generation",))
+def generality(evaluation: Evaluation) -> Scores:
+    """UA on conditions interpolated between each forgotten class's embedding and every remaining class's."""
+    cell: GenerationCell = evaluation.need("judge")
+    settings = evaluation.settings["generation"]
+    model = evaluation.model
+    rows, owners = [], []
+    with torch.no_grad():
+        table = model.labels.weight.detach()
+        for c_f in cell.forgotten:
+            for lam in settings.near:
+                for c in cell.remaining:
+                    mixed = (1 - lam) * table[c_f] + lam * table[c]
+                    rows.append(mixed.expand(settings.near_samples, -1))
+                    owners.extend([(c_f, lam)] * settings.near_samples)
+    conditions = torch.cat(rows)
+    images = sample_conditions(model, conditions, evaluation, "near")
+    probs, _ = cell.judge.outputs(images, evaluation.batch_size)
+    targets = torch.tensor([c_f for c_f, _ in owners])
+    hit = probs.argmax(1) == targets
+    out = {"UA-near": 100.0 * (1.0 - float(hit.float().mean()))}
+    lams = torch.tensor([lam for _, lam in owners])
+    for lam in settings.near:
+        out[f"UA-near@{lam:g}"] = 100.0 * (1.0 - float(hit[lams == lam].float().mean()))
+    return Scores(out, {"near": list(settings.near), "near_samples": settings.near_samples,
+                        "conditions": len(conditions)})
