@@ -80,18 +80,3 @@ class DataFreeProbe(Method):
     def unlearn(self, request: UnlearnRequest) -> nn.Module:
         DATA_FREE_SEEN.append(request)
         return request.model
-
-
-class DivergingDiffusion(Method):
-    """A diffusion 'method' whose weights become NaN: its cell must end as a failed record."""
-
-    kinds = ("generation",)
-
-    @property
-    def track(self) -> Track:
-        return Track.FORGET_ONLY
-
-    def unlearn(self, request: UnlearnRequest) -> nn.Module:
-        with torch.no_grad():
-            next(request.model.parameters()).fill_(float("nan"))
-        return request.model

@@ -52,9 +52,10 @@ def run_cli(capsys, *args: str) -> tuple[int, str, str]:
 
 def test_grid_runs_end_to_end_with_records_sample_grids_and_leaderboard_links(tmp_path, shared_cache, capsys):
     spec_path = tiny_spec(tmp_path)
-    args = ["run", "--benchmark", str(spec_path), "--methods", "retrain,plugin_methods:DataFreeProbe,plugin_methods:DivergingDiffusion",
-            "--forget", "class:3", "--seeds", "0", "--workdir", str(tmp_path), "--cache-dir", str(shared_cache),
-            "--no-progress", "--device", "cpu"]
+    args = ["run", "--benchmark", str(spec_path), "--methods", "retrain,plugin_methods:DataFreeProbe,diffusion-grad-ascent",
+            "--hparam", "diffusion-grad-ascent.lr=1e6", "--hparam", "diffusion-grad-ascent.iterations=4",
+            "--hparam", "diffusion-grad-ascent.batch_size=16", "--forget", "class:3", "--seeds", "0",
+            "--workdir", str(tmp_path), "--cache-dir", str(shared_cache), "--no-progress", "--device", "cpu"]
     code, out, err = run_cli(capsys, *args)
     assert code == 0, err
     assert "3 cells run, 0 reused, 1 failed" in err
@@ -77,9 +78,9 @@ def test_grid_runs_end_to_end_with_records_sample_grids_and_leaderboard_links(tm
     assert probe.forget is None and probe.retain is None and probe.forget_classes == (3,)
     assert records["plugin_methods:DataFreeProbe"][1].track == "data-free"
 
-    # a diverging method is a failed record, and the grid went on
-    failed = records["plugin_methods:DivergingDiffusion"][1]
-    assert failed.status == "failed" and ("NaN" in failed.error or "non-finite" in failed.error.lower())
+    # a diffusion run whose loss becomes NaN is a failed record, and the grid went on
+    failed = records["diffusion-grad-ascent"][1]
+    assert failed.status == "failed" and failed.error.startswith("diverged:") and "NaN" in failed.error
     assert not failed.artifacts
 
     # a rerun reuses every finished cell and prints the same table
@@ -98,6 +99,18 @@ def test_grid_runs_end_to_end_with_records_sample_grids_and_leaderboard_links(tm
     link = next(line for line in page.splitlines() if line.startswith("Samples per class"))
     for png_path in copied:
         assert png_path.relative_to(board).as_posix() in link
+
+
+def test_the_cifar10_preset_is_the_published_model(tmp_path):
+    from unlearn.models.diffusion import GeneratorBlueprint
+    from unlearn.spec import load_benchmark
+
+    spec = load_benchmark("cifar10-ddpm")
+    assert spec.kind == "generation" and spec.train.optimizer == "adam" and spec.evaluation.generation.sampler_steps == 50
+    model = GeneratorBlueprint(spec.model, 3, (32, 32), 10).build(0)
+    assert 35.6e6 < sum(p.numel() for p in model.parameters()) < 35.8e6  # Ho et al.'s CIFAR-10 DDPM: 35.7 M
+    eps = model(torch.rand(2, 3, 32, 32), torch.tensor([10, 500]), torch.tensor([0, 10]))
+    assert eps.shape == (2, 3, 32, 32) and bool(torch.isfinite(eps).all())
 
 
 def test_oracle_is_trained_without_the_forgotten_class(tmp_path, shared_cache):
@@ -262,3 +275,17 @@ def test_generation_spec_needs_a_judge(tmp_path):
     with pytest.raises(UserError, match="unused_judge|judge"):
         read_spec(bad)
     assert isinstance(read_spec(tiny_spec(tmp_path)), BenchmarkSpec)
+
+
+def test_a_generator_checkpoint_is_scored_from_the_command_line(tmp_path, shared_cache, capsys):
+    spec_path = str(tiny_spec(tmp_path))
+    common = ["--benchmark", spec_path, "--forget", "class:3", "--seed", "0", "--workdir", str(tmp_path),
+              "--cache-dir", str(shared_cache), "--no-progress", "--device", "cpu"]
+    code, _, err = run_cli(capsys, "export", *common, "--out", str(tmp_path / "exp"))
+    assert code == 0, err
+    code, out, err = run_cli(capsys, "evaluate", *common, "--checkpoint", str(tmp_path / "exp" / "original.safetensors"))
+    assert code == 0, err
+    rows = {line.split()[0]: line.split() for line in out.splitlines()[2:]}
+    assert rows["checkpoint"][1:3] == rows["original"][1:3]  # the exported original scores as the original (UA, Acc-r)
+    code, _, err = run_cli(capsys, "mask", *common, "--out", str(tmp_path / "m.safetensors"))
+    assert code == 2 and "diffusion-salun" in err
