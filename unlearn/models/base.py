@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Sequence
+from typing import Callable, Sequence, TypeVar
 
 import torch
 from torch import Tensor, nn
@@ -76,9 +76,20 @@ class Blueprint:
 
     def build(self, seed: int, *tags: str, device: torch.device | str = "cpu") -> Classifier:
         """A fresh model initialised from (seed, "init", *tags); the global RNG is left untouched."""
-        from unlearn.seeding import derive_seed
+        return seeded_build(
+            lambda: build_model(self.model, self.in_channels, self.image_size, self.num_classes, self.mean, self.std),
+            seed, tags, device,
+        )
 
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(derive_seed(seed, "init", *tags))
-            model = build_model(self.model, self.in_channels, self.image_size, self.num_classes, self.mean, self.std)
-        return model.to(device)
+
+M = TypeVar("M", bound=nn.Module)
+
+
+def seeded_build(make: Callable[[], M], seed: int, tags: Sequence[str], device: torch.device | str) -> M:
+    """`make()` with the global RNG seeded from (seed, "init", *tags) and restored afterwards, moved to `device`."""
+    from unlearn.seeding import derive_seed
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(derive_seed(seed, "init", *tags))
+        model = make()
+    return model.to(device)

@@ -21,6 +21,7 @@ from diffusers import DDIMScheduler, DDPMScheduler, UNet2DModel
 from torch import Tensor, nn
 
 from unlearn.errors import UserError
+from unlearn.models.base import seeded_build
 from unlearn.registry import Registry
 
 TIMESTEPS = 1000
@@ -236,12 +237,9 @@ class GeneratorBlueprint:
 
     def build(self, seed: int, *tags: str, device: torch.device | str = "cpu") -> ClassConditionalDDPM:
         """A fresh model initialised from (seed, "init", *tags); the global RNG is left untouched."""
-        from unlearn.seeding import derive_seed
-
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(derive_seed(seed, "init", *tags))
-            model = build_generator(self.model, self.in_channels, self.image_size, self.num_classes)
-        return model.to(device)
+        return seeded_build(
+            lambda: build_generator(self.model, self.in_channels, self.image_size, self.num_classes), seed, tags, device
+        )
 
 
 class DiffusionLoss:
