@@ -142,7 +142,7 @@ def plan_grid(
     choices = tuple(choose_method(spec, name, hparams.get(name)) for name in method_names)
     for choice in choices:
         if spec.kind not in choice.cls.kinds:
-            fitting = [n for n in METHODS.names() if spec.kind in getattr(METHODS.get(n), "kinds", ())]
+            fitting = [n for n in METHODS.names() if spec.kind in getattr(_loadable(n), "kinds", ())]
             raise UserError(
                 f"method {choice.name!r} unlearns {' and '.join(choice.cls.kinds)} models, benchmark {spec.name!r} is a "
                 f"{spec.kind} benchmark; its methods: {', '.join(fitting)}"
@@ -159,6 +159,14 @@ def plan_grid(
     if any(s < 0 for s in seed_list):
         raise UserError("seeds must be non-negative integers")
     return GridPlan(spec, choices, forget_specs, seed_list)
+
+
+def _loadable(name: str) -> Any:
+    """The registered method `name`, or None when it is a plugin that fails to load (for listings)."""
+    try:
+        return METHODS.get(name)
+    except UserError:
+        return None
 
 
 class Task:
