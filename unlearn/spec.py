@@ -36,17 +36,30 @@ class Recipe(BaseModel):
     lr: PositiveFloat
     momentum: float = Field(0.9, ge=0.0, lt=1.0)
     weight_decay: float = Field(5e-4, ge=0.0)
-    schedule: Literal["constant", "cosine"] = "cosine"
+    schedule: Literal["constant", "cosine", "multistep"] = "cosine"
+    milestones: list[int] = Field(default_factory=list)
+    """`multistep`: the epochs after which the learning rate is multiplied by `gamma` (SalUn: 91, 136)."""
+    gamma: float = Field(0.1, gt=0.0, le=1.0)
     augment: Literal["none", "crop-flip", "flip"] = "none"
     optimizer: Literal["sgd", "adam"] = "sgd"
     """SGD with `momentum`; or Adam (β 0.9, 0.999; `momentum` unused), as diffusion models are trained."""
     max_grad_norm: PositiveFloat | None = None
     """Clip the gradient's global norm before each step (DDPM: 1.0); None: no clipping."""
 
+    @model_validator(mode="after")
+    def _milestones(self) -> "Recipe":
+        if self.schedule == "multistep":
+            ms = self.milestones
+            if not ms or any(b <= a for a, b in zip(ms, ms[1:], strict=False)) or ms[0] < 1 or ms[-1] >= self.epochs:
+                raise ValueError(f"a multistep schedule needs increasing milestones within 1..{self.epochs - 1}, got {ms}")
+        elif self.milestones:
+            raise ValueError(f"milestones belong to the multistep schedule, not to {self.schedule!r}")
+        return self
+
     def key(self) -> dict[str, Any]:
         """The recipe as hashed into model keys; fields added later are left out at their defaults, so that the
         keys of models trained before they existed do not change."""
-        later = {"optimizer": "sgd", "max_grad_norm": None}
+        later = {"optimizer": "sgd", "max_grad_norm": None, "milestones": [], "gamma": 0.1}
         return {k: v for k, v in self.model_dump().items() if k not in later or v != later[k]}
 
 

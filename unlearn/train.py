@@ -6,6 +6,7 @@ epochs), plus optional hooks around the optimiser step; `fit` does the rest.
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 from typing import Callable, Iterable, Sequence
 
@@ -75,6 +76,89 @@ def sgd(params: Iterable[nn.Parameter], lr: float, momentum: float = 0.9, weight
     return torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay)
 
 
+MIXED_PRECISION_ON_CUDA = True
+"""Process-wide default of `fit(mixed_precision=None)` on CUDA: set it False to train in float32 on GPUs too."""
+
+
+def use_mixed_precision(device: torch.device, requested: bool | None = None) -> bool:
+    """Whether `fit` trains with mixed precision on `device`: `requested`, or by default on CUDA only.
+
+    Mixed precision (with channels-last memory) is a CUDA path: CPU runs stay in float32 so that the
+    same config and seed give identical numbers, and asking for it elsewhere raises ValueError.
+    """
+    if requested is None:
+        return device.type == "cuda" and MIXED_PRECISION_ON_CUDA
+    if requested and device.type != "cuda":
+        raise ValueError(f"mixed precision training is implemented for CUDA only, not for device {device}")
+    return requested
+
+
+class _Float32:
+    """How `fit` runs forward, backward and step: the plain float32 path (every op as written)."""
+
+    def __enter__(self) -> "_Float32":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+    def inputs(self, x: Tensor) -> Tensor:
+        """The batch as the model receives it."""
+        return x
+
+    def autocast(self) -> contextlib.AbstractContextManager[object]:
+        """The context of the forward pass and loss."""
+        return contextlib.nullcontext()
+
+    def backward(self, loss: Tensor, optimizer: torch.optim.Optimizer) -> None:
+        """Backpropagate `loss`, leaving the gradients as `before_step` hooks must see them."""
+        loss.backward()
+
+    def step(self, optimizer: torch.optim.Optimizer) -> None:
+        """The optimiser step."""
+        optimizer.step()
+
+
+class _MixedPrecision(_Float32):
+    """fit's CUDA path: autocast (bfloat16, or float16 with a gradient scaler) and channels-last memory."""
+
+    def __init__(self, model: nn.Module):
+        self.model = model
+        self.dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        self.scaler = torch.amp.GradScaler("cuda") if self.dtype == torch.float16 else None
+
+    def __enter__(self) -> "_MixedPrecision":
+        self.model.to(memory_format=torch.channels_last)  # 4-D tensors only; the Parameters stay the same objects
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.model.to(memory_format=torch.contiguous_format)  # callers (checkpoints, flat views) get plain layout
+
+    def inputs(self, x: Tensor) -> Tensor:
+        """A 4-D batch in channels-last memory (other inputs unchanged)."""
+        return x.contiguous(memory_format=torch.channels_last) if x.dim() == 4 else x
+
+    def autocast(self) -> contextlib.AbstractContextManager[object]:
+        """Autocast to the chosen half-precision type on CUDA."""
+        return torch.autocast("cuda", dtype=self.dtype)
+
+    def backward(self, loss: Tensor, optimizer: torch.optim.Optimizer) -> None:
+        """Backpropagate `loss` (scaled for float16), then unscale so that hooks see true gradients."""
+        if self.scaler is None:
+            loss.backward()
+            return
+        self.scaler.scale(loss).backward()
+        self.scaler.unscale_(optimizer)
+
+    def step(self, optimizer: torch.optim.Optimizer) -> None:
+        """The optimiser step (float16: skipped by the scaler when the gradients overflowed)."""
+        if self.scaler is None:
+            optimizer.step()
+            return
+        self.scaler.step(optimizer)
+        self.scaler.update()
+
+
 def fit(
     model: nn.Module,
     phases: Sequence[Phase],
@@ -88,6 +172,7 @@ def fit(
     epoch_start: Callable[[int], None] | None = None,
     max_steps: int | None = None,
     progress: str | None = None,
+    mixed_precision: bool | None = None,
 ) -> None:
     """Train `model` in place for `epochs` epochs of `phases`.
 
@@ -99,39 +184,48 @@ def fit(
     after `max_steps` optimiser steps when given. A non-finite loss raises `Diverged` at the
     end of its epoch (checked once per epoch so that GPUs are not synchronised every step).
     `progress` is a label for an epoch progress bar, or None for no bar.
+
+    `mixed_precision` (None: on for CUDA only, see `use_mixed_precision`) runs each loss and
+    its backward pass under autocast, in bfloat16 where the GPU supports it and otherwise in
+    float16 with a gradient scaler (unscaled before `before_step`, so hooks see true
+    gradients), with the model and 4-D batches in channels-last memory while training.
+    Off, every op runs in float32 exactly as written.
     """
     model.train()
     device = next(model.parameters()).device
+    precision = _MixedPrecision(model) if use_mixed_precision(device, mixed_precision) else _Float32()
     bar = tqdm(range(epochs), desc=progress, leave=False, disable=progress is None)
     steps = 0
-    for epoch in bar:
-        if max_steps is not None and steps >= max_steps:
-            break
-        if epoch_start is not None:
-            epoch_start(epoch)
-        non_finite = torch.zeros((), dtype=torch.bool, device=device)
-        for phase in phases:
-            if not phase.active(epoch):
-                continue
-            for x, y in phase.data.batches(phase.batch_size, shuffle=True, generator=generator):
-                if max_steps is not None and steps >= max_steps:
-                    break
-                steps += 1
-                if phase.augment is not None:
-                    x = phase.augment(x, generator)
-                loss = phase.loss(model, x, y)
-                non_finite |= ~torch.isfinite(loss.detach())
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                if before_step is not None:
-                    before_step(model, optimizer)
-                optimizer.step()
-                if after_step is not None:
-                    after_step(model, optimizer)
-        if bool(non_finite):
-            raise Diverged(f"loss became NaN or infinite in epoch {epoch + 1} of {epochs}")
-        if scheduler is not None:
-            scheduler.step()
+    with precision:
+        for epoch in bar:
+            if max_steps is not None and steps >= max_steps:
+                break
+            if epoch_start is not None:
+                epoch_start(epoch)
+            non_finite = torch.zeros((), dtype=torch.bool, device=device)
+            for phase in phases:
+                if not phase.active(epoch):
+                    continue
+                for x, y in phase.data.batches(phase.batch_size, shuffle=True, generator=generator):
+                    if max_steps is not None and steps >= max_steps:
+                        break
+                    steps += 1
+                    if phase.augment is not None:
+                        x = phase.augment(x, generator)
+                    with precision.autocast():
+                        loss = phase.loss(model, precision.inputs(x), y)
+                    non_finite |= ~torch.isfinite(loss.detach())
+                    optimizer.zero_grad(set_to_none=True)
+                    precision.backward(loss, optimizer)
+                    if before_step is not None:
+                        before_step(model, optimizer)
+                    precision.step(optimizer)
+                    if after_step is not None:
+                        after_step(model, optimizer)
+            if bool(non_finite):
+                raise Diverged(f"loss became NaN or infinite in epoch {epoch + 1} of {epochs}")
+            if scheduler is not None:
+                scheduler.step()
     bar.close()
 
 
@@ -141,9 +235,17 @@ def recipe_optimizer(
     """The recipe's optimiser (SGD, or Adam) and per-epoch schedule over `epochs` (default: the recipe's), at `lr`
     (default: the recipe's)."""
     optimizer = OPTIMIZERS[recipe.optimizer](params, lr or recipe.lr, recipe)
-    if recipe.schedule != "cosine":
-        return optimizer, None
-    return optimizer, torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs or recipe.epochs)
+    return optimizer, SCHEDULES[recipe.schedule](optimizer, epochs or recipe.epochs, recipe)
+
+
+SCHEDULES: dict[str, Callable[[torch.optim.Optimizer, int, Recipe], torch.optim.lr_scheduler.LRScheduler | None]] = {
+    "constant": lambda optimizer, epochs, recipe: None,
+    "cosine": lambda optimizer, epochs, recipe: torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs),
+    "multistep": lambda optimizer, epochs, recipe: torch.optim.lr_scheduler.MultiStepLR(
+        optimizer, milestones=recipe.milestones, gamma=recipe.gamma
+    ),
+}
+"""A recipe's `schedule` -> (optimiser, epochs, recipe) -> its per-epoch learning-rate scheduler (None: constant)."""
 
 
 OPTIMIZERS: dict[str, Callable[[Iterable[nn.Parameter], float, Recipe], torch.optim.Optimizer]] = {
