@@ -187,3 +187,15 @@ def test_the_multistep_schedule_divides_the_learning_rate_after_each_milestone()
         optimizer.step()
         scheduler.step()
     assert lrs == pytest.approx([0.1, 0.1, 0.01, 0.01, 0.001])
+
+
+def test_recipe_fields_added_later_leave_older_hashes_alone():
+    """Model keys and serialised recipes (inside record configs) omit later fields at their defaults, so adding a
+    field does not invalidate cached models or finished records."""
+    from unlearn.spec import Recipe
+
+    plain = Recipe(epochs=30, batch_size=64, lr=0.05)
+    assert "milestones" not in plain.model_dump() and "gamma" not in plain.model_dump()
+    assert set(plain.key()) == {"epochs", "batch_size", "lr", "momentum", "weight_decay", "schedule", "augment"}
+    stepped = Recipe(epochs=30, batch_size=64, lr=0.05, schedule="multistep", milestones=[10, 20], gamma=0.2)
+    assert stepped.model_dump()["milestones"] == [10, 20] and stepped.key()["gamma"] == 0.2

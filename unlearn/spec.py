@@ -17,6 +17,7 @@ from pydantic import (
     PrivateAttr,
     ValidationError,
     field_validator,
+    model_serializer,
     model_validator,
 )
 
@@ -24,6 +25,13 @@ from unlearn.errors import UserError, validation_problem
 from unlearn.registry import did_you_mean
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+LATER_FIELDS: dict[str, Any] = {"optimizer": "sgd", "max_grad_norm": None, "milestones": [], "gamma": 0.1}
+"""Recipe fields added after models were cached, with their defaults: left out of model keys at those defaults."""
+SERIALISED_LATER = ("milestones", "gamma")
+"""Of those, the ones added after result records first held whole recipes (generation judges): left out of every
+serialised recipe at their defaults, so that those records' config hashes do not change either."""
 
 
 class Recipe(BaseModel):
@@ -56,11 +64,15 @@ class Recipe(BaseModel):
             raise ValueError(f"milestones belong to the multistep schedule, not to {self.schedule!r}")
         return self
 
+    @model_serializer(mode="wrap")
+    def _stable(self, handler: Any) -> dict[str, Any]:
+        data = handler(self)
+        return {k: v for k, v in data.items() if k not in SERIALISED_LATER or v != LATER_FIELDS[k]}
+
     def key(self) -> dict[str, Any]:
-        """The recipe as hashed into model keys; fields added later are left out at their defaults, so that the
-        keys of models trained before they existed do not change."""
-        later = {"optimizer": "sgd", "max_grad_norm": None, "milestones": [], "gamma": 0.1}
-        return {k: v for k, v in self.model_dump().items() if k not in later or v != later[k]}
+        """The recipe as hashed into model keys: `LATER_FIELDS` are left out at their defaults, so that the keys of
+        models trained before those fields existed do not change."""
+        return {k: v for k, v in self.model_dump().items() if k not in LATER_FIELDS or v != LATER_FIELDS[k]}
 
 
 class GridSpec(BaseModel):
