@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import errno
+import os
 from dataclasses import dataclass
 
 import torch
@@ -80,3 +82,27 @@ class DataFreeProbe(Method):
     def unlearn(self, request: UnlearnRequest) -> nn.Module:
         DATA_FREE_SEEN.append(request)
         return request.model
+
+
+@dataclass(frozen=True)
+class FailWhileMarkerHParams:
+    marker: str = ""
+
+
+class FailWhileMarker(Method):
+    """Raises OSError (disk full, inside the method) while the file `marker` exists, else returns the model unchanged."""
+
+    HParams = FailWhileMarkerHParams
+
+    def unlearn(self, request: UnlearnRequest) -> nn.Module:
+        marker = self.hparams.marker
+        if marker and os.path.exists(marker):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), marker)
+        return request.model
+
+
+class KillsItsProcess(Method):
+    """Ends the process it runs in at once (os._exit), as a segfault or the OOM killer would: for executor tests only."""
+
+    def unlearn(self, request: UnlearnRequest) -> nn.Module:
+        os._exit(3)

@@ -1,13 +1,23 @@
-"""Atomic file writes: a result or checkpoint is either complete on disk or absent, never half-written."""
+"""Atomic file writes: a result or checkpoint is either complete on disk or absent, never half-written.
+
+A write that fails because of the disk (full, over quota, read-only, no permission) raises
+`StorageError`, one line naming what could not be written, where, why and the fix, after
+removing its temporary file. The previous version of the file, if any, is untouched.
+"""
 
 from __future__ import annotations
 
+import errno
 import os
+import re
 import tempfile
 from pathlib import Path
 from typing import Callable
 
-from unlearn.errors import UserError
+from unlearn.errors import StorageError, UserError
+
+_OS_ERROR_IN_TEXT = re.compile(r"\(os error (\d+)\)")
+"""How safetensors (Rust) reports an I/O error it met while saving, e.g. 'No space left on device (os error 28)'."""
 
 
 def _umask() -> int:
@@ -16,26 +26,86 @@ def _umask() -> int:
     return mask
 
 
-def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
-    """Call `write(tmp)` on a temporary file next to `path`, fsync it, then rename it over `path`."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
+def _errno_of(exc: BaseException) -> int | None:
+    """The OS error number behind `exc`: an OSError's, or one a writer library reports only in its message."""
+    if isinstance(exc, OSError):
+        return exc.errno or 0
+    if type(exc).__name__ == "SafetensorError":  # safetensors' save_file wraps I/O errors in its own type
+        found = _OS_ERROR_IN_TEXT.search(str(exc))
+        return int(found.group(1)) if found else None
+    return None
+
+
+def _fix(code: int, directory: Path) -> str:
+    """What the user can do about OS error `code` met while writing in `directory`."""
+    if code == errno.ENOSPC:
+        return "free disk space"
+    if code == errno.EDQUOT:
+        return "free space within your disk quota"
+    if code == errno.EROFS:
+        return f"{directory} is on a read-only file system; make it writable or write elsewhere"
+    if code in (errno.EACCES, errno.EPERM):
+        return f"make {directory} writable"
+    if code in (errno.ENOTDIR, errno.EEXIST):
+        return f"remove the file that is in the way of directory {directory}"
+    return f"check the disk holding {directory}"
+
+
+def storage_error(exc: BaseException, path: Path, label: str) -> StorageError | None:
+    """The StorageError for `exc`, met while writing `label` at `path`; None if `exc` is not a storage failure."""
+    code = _errno_of(exc)
+    if code is None:
+        return None
+    reason = os.strerror(code) if code else str(exc)
+    return StorageError(
+        f"cannot write {label} {path}: {reason}; {_fix(code, path.parent)}, then rerun the same command "
+        "(finished work is kept, nothing half-written is left)"
+    )
+
+
+def atomic_write(path: Path, write: Callable[[Path], None], label: str = "file") -> None:
+    """Call `write(tmp)` on a temporary file next to `path`, fsync it, then rename it over `path`.
+
+    Any exception removes the temporary file. An OS error of the disk (full, read-only, no
+    permission) becomes StorageError, one line naming `label` and `path`; other exceptions
+    propagate unchanged.
+    """
+    path = Path(path)
+    tmp: Path | None = None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        os.close(fd)
+        tmp = Path(tmp_name)
         os.chmod(tmp, 0o666 & ~_umask())  # mkstemp creates 0600; give the file the usual permissions
         write(tmp)
         with open(tmp, "rb") as fh:
             os.fsync(fh.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
+        left = _remove(tmp)
+        error = storage_error(exc, path, label) if isinstance(exc, Exception) else None
+        if error is None:
+            raise
+        if left is not None:
+            error = StorageError(f"{error} (could not remove the temporary file {left})")
+        raise error from None
+
+
+def _remove(tmp: Path | None) -> Path | None:
+    """Remove a temporary file if it exists; return it if it could not be removed."""
+    if tmp is None:
+        return None
+    try:
         tmp.unlink(missing_ok=True)
-        raise
+    except OSError:
+        return tmp
+    return None
 
 
-def atomic_write_text(path: Path, text: str) -> None:
-    """Atomically replace `path` with `text` (UTF-8)."""
-    atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+def atomic_write_text(path: Path, text: str, label: str = "file") -> None:
+    """Atomically replace `path` with `text` (UTF-8); `label` names the file in a StorageError."""
+    atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8"), label)
 
 
 def ensure_writable(path: Path, label: str) -> None:

@@ -29,7 +29,7 @@ def save_weights(model: nn.Module, path: Path, metadata: dict[str, Any] | None =
     """Atomically write the model's state dict (on CPU) and JSON metadata to a safetensors file."""
     state = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
     meta = {"unlearn": json.dumps(metadata or {}, sort_keys=True)}
-    atomic_write(path, lambda tmp: save_file(state, str(tmp), metadata=meta))
+    atomic_write(path, lambda tmp: save_file(state, str(tmp), metadata=meta), "model checkpoint")
 
 
 def read_weights(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:

@@ -1,4 +1,4 @@
-"""The two kinds of failure the harness distinguishes: user mistakes and diverging methods."""
+"""The kinds of failure the harness distinguishes: user mistakes, a disk that cannot take an output, diverging methods."""
 
 from __future__ import annotations
 
@@ -7,6 +7,14 @@ from pydantic import ValidationError
 
 class UserError(Exception):
     """A mistake in the user's input; the CLI prints it as one line and exits with code 2."""
+
+
+class StorageError(UserError):
+    """An output could not be written (disk full, over quota, read-only, no permission); the run stops with one line.
+
+    Raised by the atomic writers (records, cached models, manifests, sample grids). It is the disk's fault, not a
+    method's, so the harness lets it stop the run instead of recording a failed cell.
+    """
 
 
 class Diverged(RuntimeError):

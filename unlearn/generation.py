@@ -146,7 +146,7 @@ class GenerationRunner(Runner):
             samples(group.original_eval), samples(evaluation), self.spec.evaluation.generation.grid_columns,
             tuple(group.manifest.forgotten_classes or ()), self.task.dataset.classes, cell.method.name,
         )
-        atomic_write(path, lambda tmp: tmp.write_bytes(png))
+        atomic_write(path, lambda tmp: tmp.write_bytes(png), "sample grid")
         return {"samples": path.name}
 
 

@@ -138,8 +138,12 @@ def record_path(results_dir: Path, benchmark: str, method: str, forget: str, see
 
 
 def write_record(path: Path, record: ResultRecord) -> None:
-    """Write a record atomically (a reader sees the old file, the new file, or none)."""
-    atomic_write_text(path, record.to_json())
+    """Write a record atomically (a reader sees the old file, the new file, or none).
+
+    Raises StorageError, naming the record's path and the fix, when the disk cannot take it (full, read-only,
+    no permission); no partial or temporary file is left.
+    """
+    atomic_write_text(path, record.to_json(), "result record")
 
 
 def read_record(path: Path) -> ResultRecord:

@@ -160,5 +160,5 @@ def load_or_build(
         sha256=indices_sha256(indices),
         indices=indices,
     )
-    atomic_write_text(path, manifest.to_json())
+    atomic_write_text(path, manifest.to_json(), "forget-set manifest")
     return manifest
