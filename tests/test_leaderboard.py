@@ -166,3 +166,17 @@ def test_leaderboard_without_records_directory_is_a_one_line_error(tmp_path, cap
     assert main(["leaderboard", "--dir", str(tmp_path / "nowhere")]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "no records directory" in err
+
+
+def test_each_benchmark_table_shows_its_own_metrics_only():
+    """The committed leaderboard holds a classification and a generation benchmark: neither table carries the
+    other's columns (no empty RA/TA columns next to a generator, no FD next to a classifier)."""
+    from pathlib import Path
+
+    from unlearn.leaderboard.store import collect
+    from unlearn.leaderboard.tables import summarize
+
+    tables = {t.benchmark: t for t in summarize(collect(Path(__file__).parents[1] / "leaderboard" / "results").records)}
+    assert {"digits", "digits-ddpm"} <= set(tables)
+    assert "FD" not in tables["digits"].columns and "RA" in tables["digits"].columns
+    assert "RA" not in tables["digits-ddpm"].columns and {"UA", "Acc-r", "FD"} <= set(tables["digits-ddpm"].columns)

@@ -15,8 +15,9 @@ from matplotlib.figure import Figure
 
 from unlearn.leaderboard.tables import AVG_GAP, Table
 
-# (efficacy, specificity) pairs drawn when a table has both columns.
-TRADEOFF_AXES = (("UA", "TA"), ("MIA-Efficacy", "RA"))
+TRADEOFF_AXES = (("UA", "TA"), ("MIA-Efficacy", "RA"), ("UA", "Acc-r"))
+"""(efficacy, specificity) pairs drawn when a table has both columns; the last is the generation track's
+(UA and the judge's accuracy on the remaining classes)."""
 STYLE = {"oracle": dict(marker="*", s=220, color="black"), "original": dict(marker="X", s=90, color="0.55")}
 
 

@@ -175,11 +175,12 @@ def summarize(records: Sequence[ResultRecord], columns: Sequence[str] | None = N
     """
     if not records:
         return []
-    columns = list(columns or default_columns(records))
+    fixed = list(columns) if columns else None
     own = {k for r in records for k in forget_set_keys(r.forget.spec)}  # shown only in the tables that have them
     frame = pd.concat([records_frame(records), pd.DataFrame(_reference_rows(records))], ignore_index=True)
     tables = []
     for (benchmark, forget), part in frame.groupby(["benchmark", "forget"], sort=False):
+        columns = fixed or default_columns([r for r in records if r.benchmark == benchmark])  # its own metrics
         rows = []
         for method in dict.fromkeys(part["method"]):
             runs = part[part["method"] == method]
