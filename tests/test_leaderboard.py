@@ -65,13 +65,14 @@ def test_table_figures_are_the_mean_and_std_of_the_record_files():
     rows = []
     for path in RESULTS.rglob("*.json"):
         data = json.loads(path.read_text())
-        rows.append({"forget": data["forget"]["spec"], "method": data["method"], **data["metrics"],
-                     "Avg. Gap": data["gaps"]["Avg. Gap"]})
+        rows.append({"benchmark": data["benchmark"], "forget": data["forget"]["spec"], "method": data["method"],
+                     **data["metrics"], "Avg. Gap": data["gaps"]["Avg. Gap"],
+                     "columns": (*data["config"]["gap_metrics"], "Avg. Gap")})
     frame = pd.DataFrame(rows)
     csv = pd.read_csv(LEADERBOARD / "leaderboard.csv")
-    for (forget, method), part in frame.groupby(["forget", "method"]):
-        line = csv[(csv["forget"] == forget) & (csv["method"] == method)].iloc[0]
-        for col in ("UA", "RA", "TA", "MIA-Efficacy", "Avg. Gap"):
+    for (benchmark, forget, method), part in frame.groupby(["benchmark", "forget", "method"]):
+        line = csv[(csv["benchmark"] == benchmark) & (csv["forget"] == forget) & (csv["method"] == method)].iloc[0]
+        for col in part["columns"].iloc[0]:
             assert line[f"{col} mean"] == pytest.approx(part[col].mean(), abs=1e-4)
             assert line[f"{col} std"] == pytest.approx(part[col].std(ddof=1), abs=1e-4)
 
@@ -107,7 +108,8 @@ def test_bad_records_are_reported_with_their_path_and_never_merged(board, capsys
     assert "## Skipped records" in readme and "garbage.json" in readme
     # the duplicated cell is dropped (both copies), not averaged twice
     record = read_record(good[0])
-    (table,) = [t for t in summarize(collect(board / "results").records) if t.forget == record.forget.spec]
+    (table,) = [t for t in summarize(collect(board / "results").records)
+                if t.forget == record.forget.spec and t.benchmark == record.benchmark]
     assert table.row(record.method).runs == 2
     duplicate.unlink()
     (board / "results" / "digits" / "garbage.json").unlink()
@@ -127,7 +129,8 @@ def test_a_record_scored_against_another_oracle_is_skipped(board):
 
 def test_html_page_is_self_contained():
     page = (LEADERBOARD / "index.html").read_text()
-    assert page.count("<table>") == len(summarize(collect(RESULTS).records)) + 1  # + the methods table
+    tables = summarize(collect(RESULTS).records)
+    assert page.count("<table>") == len(tables) + len({t.benchmark for t in tables})  # + a methods table per benchmark
     assert "src=\"data:image/png;base64," in page
     for external in ("http://", "https://", "src=\"plots/", "<link"):
         assert external not in page
