@@ -1,12 +1,24 @@
-"""Trained models cached on disk as safetensors, keyed by a hash of everything that determines them."""
+"""Trained models cached on disk as safetensors, keyed by a hash of everything that determines them.
+
+Entries are written atomically, so concurrent readers see a whole file or none, and `get_or_build` holds an
+exclusive file lock per key while it builds, so processes that need the same model at once (the workers of a
+process pool or of a Ray cluster sharing the directory) build it once: the others wait, then load it.
+"""
 
 from __future__ import annotations
 
+import os
 import sys
 import time
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
+
+try:
+    import fcntl
+except ImportError:  # not on POSIX: builds are not serialised across processes (still atomic)
+    fcntl = None  # type: ignore[assignment]
 
 from torch import nn
 
@@ -71,10 +83,55 @@ class ModelCache:
     def get_or_build(
         self, kind: str, key: dict[str, Any], build: Callable[[], nn.Module], template: Callable[[], nn.Module]
     ) -> CachedModel:
-        """Load the cached model for `key` into `template()`, or `build()` it, time it and cache it."""
+        """Load the cached model for `key` into `template()`, or `build()` it, time it and cache it.
+
+        The build runs under the key's lock: a concurrent caller of the same key waits and then loads the model.
+        """
         cached = self.load(kind, key, template)
         if cached is not None:
             return cached
-        start = time.perf_counter()
-        model = build()
-        return self.store(kind, key, model, time.perf_counter() - start)
+        with self.lock(kind, key):
+            cached = self.load(kind, key, template)  # built by another process while this one waited
+            if cached is not None:
+                return cached
+            start = time.perf_counter()
+            model = build()
+            return self.store(kind, key, model, time.perf_counter() - start)
+
+    @contextmanager
+    def lock(self, kind: str, key: dict[str, Any]) -> Iterator[None]:
+        """Hold the exclusive lock of `key` (an flock on a hidden file next to its entry, removed on release).
+
+        The holder unlinks the lock file before releasing it, so a waiter that then gets the lock checks that
+        the file it locked is still the one at the path, and otherwise locks the new one. A holder killed with
+        SIGKILL leaves the empty file behind, unlocked, and the next builder takes it over. Without fcntl, or
+        when the lock file cannot be created (a read-only cache: storing will say so), there is no lock.
+        """
+        path = self.path(kind, key)
+        lock_path = path.with_name(f".{path.name}.lock")
+        fd = _acquire(lock_path) if fcntl is not None else None
+        try:
+            yield
+        finally:
+            if fd is not None:
+                with suppress(OSError):
+                    lock_path.unlink(missing_ok=True)
+                os.close(fd)  # closing releases the flock
+
+
+def _acquire(lock_path: Path) -> int | None:
+    """Open and flock `lock_path`, waiting for its holder; the locked descriptor, or None if it cannot be created."""
+    while True:
+        try:
+            lock_path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError:
+            return None
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        try:
+            same = os.stat(lock_path).st_ino == os.fstat(fd).st_ino
+        except FileNotFoundError:  # the previous holder removed it after we opened it
+            same = False
+        if same:
+            return fd
+        os.close(fd)

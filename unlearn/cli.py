@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import math
 import sys
 import textwrap
@@ -71,6 +72,10 @@ Outputs (under --workdir, default the current directory):
   data/cache/                       original models and oracles (safetensors), reused
   data/forget-sets/<dataset>/       forget-set index manifests, reused
 A rerun skips every cell whose record exists (use --retry-failed to rerun failed ones).
+
+Executors: --executor process --jobs N runs the (forget set, seed) groups in N local worker
+processes, --executor ray [--address HOST:PORT] as Ray tasks (pip install -e ".[ray]"). The
+records and numbers are those of a serial run; a worker that dies fails only the cell it ran.
 
 Exit codes: 0 success (failed cells are recorded and reported), 2 bad input.
 """
@@ -182,6 +187,13 @@ def build_parser() -> argparse.ArgumentParser:
                      help="override one hyperparameter (repeatable)")
     run.add_argument("--results-dir", type=Path, help="where records go (default: WORKDIR/data/runs)")
     run.add_argument("--retry-failed", action="store_true", help="rerun cells whose record says failed")
+    run.add_argument("--executor", default="serial", metavar="NAME",
+                     help="serial (default: one cell after another here), process (a pool of --jobs local worker "
+                     "processes) or ray (Ray tasks, on a local instance or on the cluster at --address)")
+    run.add_argument("--jobs", type=int, metavar="N",
+                     help="process: worker processes; ray: CPUs of the local instance (default: the CPUs available)")
+    run.add_argument("--address", metavar="HOST:PORT",
+                     help="ray: the cluster to run on (`ray start --head` prints it); default: a local instance")
     _runtime_options(run)
     run.set_defaults(handler=cmd_run)
 
@@ -363,11 +375,13 @@ def _runtime(args: argparse.Namespace, spec: Any) -> tuple[Any, Any, bool]:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from unlearn.executors import make_executor
     from unlearn.harness import load_task, make_runner, plan_grid
     from unlearn.leaderboard import AVG_GAP, RUN_TIME, format_text, summarize
     from unlearn.leaderboard.tables import forget_set_keys
     from unlearn.spec import load_benchmark
 
+    executor = make_executor(args.executor, args.jobs, args.address)
     spec = load_benchmark(args.benchmark)
     plan = plan_grid(spec, args.methods, args.forget, args.seeds, _hparam_overrides(args.hparam))
     device, workspace, progress = _runtime(args, spec)
@@ -375,12 +389,17 @@ def cmd_run(args: argparse.Namespace) -> int:
     task.check(plan)
 
     log = None if progress else (lambda msg: print(msg, file=sys.stderr, flush=True))
-    print(f"unlearn: {spec.name}: {plan.size} cells on {device}; records in {workspace.results_dir}", file=sys.stderr)
-    result = make_runner(plan, task, workspace, progress=progress, log=log, retry_failed=args.retry_failed).run()
+    print(f"unlearn: {spec.name}: {plan.size} cells on {device}, {executor.describe()}; records in "
+          f"{workspace.results_dir}", file=sys.stderr)
+    runner = make_runner(plan, task, workspace, progress=progress, log=log, retry_failed=args.retry_failed)
+    with contextlib.redirect_stdout(sys.stderr):  # stdout carries the table alone (Ray prints a worker's death there)
+        result = runner.run(executor)
 
     own = dict.fromkeys(k for forget in plan.forgets for k in forget_set_keys(forget.text))  # corrective: ASR
     print(format_text(summarize(result.records, [*spec.gap_metrics, AVG_GAP, *own, RUN_TIME])))
     failed = [r for r in result.records if r.status == "failed"]
+    if result.ran and executor.name != "serial":
+        print(f"unlearn: {executor.name}: {executor.stats.summary()}", file=sys.stderr)
     print(f"unlearn: {result.ran} cells run, {result.reused} reused, {len(failed)} failed", file=sys.stderr)
     for r in failed:
         print(f"unlearn: failed: {r.method} · {r.forget.spec} · seed {r.seed}: {r.error}", file=sys.stderr)

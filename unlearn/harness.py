@@ -15,7 +15,7 @@ import traceback
 from dataclasses import dataclass, field, replace
 from functools import cached_property
 from pathlib import Path
-from typing import Any, Callable, Mapping, NamedTuple, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping, NamedTuple, Sequence
 
 import torch
 from torch import Tensor, nn
@@ -26,7 +26,7 @@ from unlearn.banks import CellBanks
 from unlearn.cache import CachedModel, ModelCache
 from unlearn.checkpoints import load_weights_into
 from unlearn.data import Dataset, TensorData, load_dataset
-from unlearn.errors import Diverged, UserError
+from unlearn.errors import Diverged, StorageError, UserError
 from unlearn.data.manipulations import Manipulated
 from unlearn.forget import ForgetManifest, ForgetSpec, ModelSource, load_or_build
 from unlearn.forget.manifest import indices_sha256
@@ -45,9 +45,12 @@ from unlearn.metrics.base import SPLITS
 from unlearn.metrics.probe import probe_selection, probe_splits
 from unlearn.models import Blueprint
 from unlearn.provenance import environment
-from unlearn.results import ORACLE, ForgetInfo, InvalidRecord, ResultRecord, read_record, record_path, write_record
+from unlearn.results import ORACLE, ForgetInfo, InvalidRecord, ResultRecord, read_record, record_path
 from unlearn.spec import BenchmarkSpec
 from unlearn.train import check_finite, train_with_recipe
+
+if TYPE_CHECKING:
+    from unlearn.executors import Executor
 
 
 @dataclass(frozen=True)
@@ -600,8 +603,16 @@ class Runner:
 
     # -- the grid ----------------------------------------------------------------------------------
 
-    def run(self) -> GridResult:
-        """Run every cell not already finished; return all the grid's records in grid order."""
+    def run(self, executor: Executor | None = None) -> GridResult:
+        """Run every cell not already finished with `executor` (default: serially, here); return all the grid's
+        records in grid order.
+
+        Forget-set manifests are built here, before any cell runs. The unfinished cells of each (forget set,
+        seed) group go to the executor as one unit, listed just before the executor asks for them.
+        """
+        from unlearn.executors import SerialExecutor, WorkUnit
+
+        executor = executor or SerialExecutor()
         result = GridResult()
         manifests = {
             (seed, forget.text): self.manifest(forget, seed) for seed in self.plan.seeds for forget in self.plan.forgets
@@ -610,31 +621,45 @@ class Runner:
             for forget in self.plan.forgets:  # a split too small for a metric is refused before anything trains
                 self.for_forget(forget, seed).task.check_splits(manifests[(seed, forget.text)])
         bar = tqdm(total=self.plan.size, desc=self.spec.name, unit="cell", disable=not self.progress)
-        done = 0
-        for seed in self.plan.seeds:
-            for forget in self.plan.forgets:
-                manifest = manifests[(seed, forget.text)]
-                runner = self.for_forget(forget, seed)
-                cells = [runner.cell(m, forget, manifest, seed) for m in self.plan.methods]
-                group: CellGroup | None = None
-                for cell in cells:
-                    done += 1
-                    where = f"[{done}/{self.plan.size}] {cell.method.name} · {forget.text} · seed {seed}"
-                    bar.set_postfix_str(f"{cell.method.name} {forget.text} s{seed}")
-                    record = self.finished(cell)
-                    if record is not None:
+        records: list[ResultRecord | None] = [None] * self.plan.size
+        labels: list[str] = []
+
+        def where(position: int) -> str:
+            return f"[{position + 1}/{self.plan.size}] {labels[position]}"
+
+        def units() -> Iterator[WorkUnit]:
+            for seed in self.plan.seeds:
+                for forget in self.plan.forgets:
+                    manifest = manifests[(seed, forget.text)]
+                    runner = self.for_forget(forget, seed)
+                    cells, positions = [], []
+                    for method in self.plan.methods:
+                        position = len(labels)
+                        cell = runner.cell(method, forget, manifest, seed)
+                        labels.append(f"{cell.method.name} · {forget.text} · seed {seed}")
+                        record = self.finished(cell)
+                        if record is None:
+                            cells.append(cell)
+                            positions.append(position)
+                            continue
+                        records[position] = record
                         result.reused += 1
-                        self.log(f"{where}: reused {cell.path}")
-                    else:
-                        if group is None:
-                            group = runner.group(forget, manifest, seed)
-                        record = runner.execute(cell, group)
-                        write_record(cell.path, record)
-                        result.ran += 1
-                        self.log(f"{where}: {describe(record)}")
-                    result.records.append(record)
-                    bar.update(1)
+                        self.log(f"{where(position)}: reused {cell.path}")
+                        bar.update(1)
+                    if cells:
+                        yield WorkUnit(forget, seed, manifest, tuple(cells), tuple(positions))
+
+        for position, record in executor.run(self, units()):
+            records[position] = record
+            result.ran += 1
+            bar.set_postfix_str(labels[position])
+            self.log(f"{where(position)}: {describe(record)}")
+            bar.update(1)
         bar.close()
+        missing = [labels[i] for i, r in enumerate(records) if r is None]
+        if missing:  # an executor's bug, never a method's
+            raise RuntimeError(f"{executor.name} executor returned no record for {', '.join(missing)}")
+        result.records = [r for r in records if r is not None]
         return result
 
     def outcome(self, cell: Cell, group: CellGroup) -> Outcome:
@@ -687,6 +712,8 @@ class Runner:
                 artifacts=outcome.artifacts,
                 **base,
             )
+        except StorageError:  # a full or read-only disk stops the run (finished records are kept)
+            raise
         except Exception as exc:  # a method's failure is a result, not a crash of the grid
             reason = f"diverged: {exc}" if isinstance(exc, Diverged) else f"{type(exc).__name__}: {exc}"
             return ResultRecord(
