@@ -15,7 +15,6 @@ and the scoring:
 
 from __future__ import annotations
 
-import io
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -161,9 +160,10 @@ def sample_grid_png(
 ) -> bytes:
     """A PNG: one row per class, `columns` samples each, the original model left and `method` right; the rows of
     forgotten classes are marked."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
     from torchvision.utils import make_grid
+
+    from unlearn.leaderboard.plots import png_bytes
 
     panels = [_Panel("original", before), _Panel(method, after)]
     n_classes = len(before.images)
@@ -180,7 +180,4 @@ def sample_grid_png(
         ax.set_yticklabels([f"{classes[c]}{' ✗' if c in forgotten else ''}" for c in range(n_classes)], fontsize=7)
         ax.set_xticks([])
     fig.tight_layout()
-    FigureCanvasAgg(fig)
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=100, metadata={"Software": None})
-    return buffer.getvalue()
+    return png_bytes(fig)

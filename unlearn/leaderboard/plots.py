@@ -21,7 +21,8 @@ TRADEOFF_AXES = (("UA", "TA"), ("MIA-Efficacy", "RA"), ("UA", "Acc-r"))
 STYLE = {"oracle": dict(marker="*", s=220, color="black"), "original": dict(marker="X", s=90, color="0.55")}
 
 
-def _png(fig: Figure) -> bytes:
+def png_bytes(fig: Figure) -> bytes:
+    """A figure as PNG bytes, rendered without a display and without the 'Software' metadata entry."""
     FigureCanvasAgg(fig)
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=100, metadata={"Software": None})
@@ -58,7 +59,7 @@ def tradeoff(table: Table) -> bytes | None:
         if i == 0:
             ax.legend(fontsize=8, loc="best")
     fig.suptitle(f"{table.benchmark} · forget {table.forget}: closer to the oracle (★) is better")
-    return _png(fig)
+    return png_bytes(fig)
 
 
 def gap_bars(benchmark: str, tables: Sequence[Table]) -> bytes | None:
@@ -83,4 +84,4 @@ def gap_bars(benchmark: str, tables: Sequence[Table]) -> bytes | None:
     ax.set_title(f"{benchmark}: Avg. Gap per method")
     ax.grid(axis="y", alpha=0.3)
     ax.legend(fontsize=8)
-    return _png(fig)
+    return png_bytes(fig)

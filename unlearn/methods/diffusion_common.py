@@ -65,6 +65,15 @@ def adam_fit(
     return model
 
 
+def next_remaining(c: int, forgotten: set[int] | tuple[int, ...], num_classes: int) -> int:
+    """The first of (c + 1) mod C, (c + 2) mod C, ... that is not forgotten: the class a forgotten class is sent to
+    (SalUn's c', SFD's override class). The caller ensures some class remains."""
+    k = 1
+    while (c + k) % num_classes in forgotten:
+        k += 1
+    return (c + k) % num_classes
+
+
 class BatchDraws:
     """Random batches of `data` on demand (without replacement within a batch), from a seeded CPU generator:
     the second data stream of a step whose loss needs two (SalUn's α·(DDPM loss on D_r))."""

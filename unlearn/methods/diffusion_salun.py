@@ -29,7 +29,7 @@ from torch import Tensor, nn
 
 from unlearn.errors import UserError
 from unlearn.methods.base import METHODS, Fraction, Method, NonNegativeFloat, Track, UnlearnRequest
-from unlearn.methods.diffusion_common import BatchDraws, DiffusionHParams, adam_fit
+from unlearn.methods.diffusion_common import BatchDraws, DiffusionHParams, adam_fit, next_remaining
 from unlearn.models.diffusion import DiffusionLoss
 from unlearn.saliency import SaliencyMask
 from unlearn.train import Phase
@@ -49,13 +49,7 @@ def substitute_classes(forgotten: tuple[int, ...], num_classes: int) -> Tensor:
     gone = set(forgotten)
     if len(gone) >= num_classes:
         raise UserError("diffusion-salun needs at least one remaining class to send the forgotten ones to")
-    table = []
-    for c in range(num_classes):
-        k = 1
-        while (c + k) % num_classes in gone:
-            k += 1
-        table.append((c + k) % num_classes)
-    return torch.tensor(table, dtype=torch.long)
+    return torch.tensor([next_remaining(c, gone, num_classes) for c in range(num_classes)], dtype=torch.long)
 
 
 class SalUnDiffusionLoss:

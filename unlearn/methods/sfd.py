@@ -53,6 +53,7 @@ from unlearn.methods.base import (
     UnlearnRequest,
     frozen_copy,
 )
+from unlearn.methods.diffusion_common import next_remaining
 from unlearn.models.diffusion import TIMESTEPS, ClassConditionalDDPM
 from unlearn.seeding import derive_seed
 from unlearn.train import check_finite
@@ -122,13 +123,7 @@ def override_classes(forget: tuple[int, ...], num_classes: int, override: int | 
                 f"sfd: override_class={override} must be a remaining class (0..{num_classes - 1}, not {forget})"
             )
         return dict.fromkeys(forget, override)
-    mapping = {}
-    for c in forget:
-        o = (c + 1) % num_classes
-        while o in forget:
-            o = (o + 1) % num_classes
-        mapping[c] = o
-    return mapping
+    return {c: next_remaining(c, forget, num_classes) for c in forget}
 
 
 def per_sample_sum(x: Tensor) -> Tensor:
