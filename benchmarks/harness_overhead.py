@@ -21,6 +21,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import torch  # noqa: E402
 
+from unlearn.device import configure_threads  # noqa: E402
 from unlearn.harness import Workspace, load_task, make_runner, plan_grid  # noqa: E402
 from unlearn.spec import load_benchmark  # noqa: E402
 
@@ -30,7 +31,7 @@ def main() -> None:
     parser.add_argument("--workdir", type=Path, help="keep the model cache here (default: a temporary directory)")
     args = parser.parse_args()
     spec = load_benchmark("digits")
-    torch.set_num_threads(spec.cpu_threads or 1)
+    configure_threads(torch.device("cpu"), spec.cpu_threads or 1)
     plan = plan_grid(spec)
     with tempfile.TemporaryDirectory() as tmp:
         root = args.workdir or Path(tmp)

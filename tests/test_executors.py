@@ -284,3 +284,23 @@ def test_units_are_split_only_to_keep_workers_busy_and_ordered_to_spread_the_see
         ("random:0.1", 0, (1, 3, 5, 7)), ("random:0.1", 1, (1, 3, 5, 7)), ("class:3", 0, (1, 3, 5, 7))]
     assert len(split_units([unit("class:3", 0, 5)], 2)) == 1  # two chunks of fewer than 4 cells: not worth a setup
     assert split_units(grid, 1) == grid
+
+
+def test_a_classifier_run_starts_without_diffusers_and_threads_size_every_cpu_pool():
+    """Workers and the CLI import the harness, every method and metric: diffusers (~1.5 s) stays out until a
+    generator is built, and --threads (cpu_threads) gives numpy/scipy's BLAS pools as many threads as torch."""
+    code = (
+        "import sys, torch, threadpoolctl\n"
+        "import unlearn.cli, unlearn.harness, unlearn.methods, unlearn.metrics, unlearn.executors\n"
+        "from unlearn.device import configure_threads\n"
+        "assert 'diffusers' not in sys.modules, 'diffusers imported'\n"
+        "configure_threads(torch.device('cpu'), 1)\n"
+        "pools = [p for p in threadpoolctl.threadpool_info() if p['user_api'] == 'blas']\n"
+        "assert pools and all(p['num_threads'] == 1 for p in pools), pools\n"
+        "from unlearn.models.diffusion import build_generator\n"
+        "build_generator('ddpm-unet', 1, (8, 8), 10)\n"
+        "assert 'diffusers' in sys.modules\n"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.endswith("_NUM_THREADS")}
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]

@@ -1,6 +1,8 @@
-"""Resolve `--device auto|cpu|cuda[:N]|mps` to a torch.device."""
+"""Resolve `--device auto|cpu|cuda[:N]|mps` to a torch.device, and size the process's CPU thread pools."""
 
 from __future__ import annotations
+
+import os
 
 import torch
 
@@ -23,6 +25,27 @@ def resolve_device(name: str = "auto") -> torch.device:
 
 
 def configure_threads(device: torch.device, threads: int | None) -> None:
-    """On CPU, set torch's intra-op thread count (None leaves torch's default)."""
+    """On CPU, give torch's intra-op pool and the BLAS/OpenMP pools `threads` threads (None leaves the defaults).
+
+    The metrics' scikit-learn probes and attacks run on numpy/scipy's OpenBLAS and scikit-learn's OpenMP, so
+    `--threads N` (or the spec's cpu_threads) sizes them too, in a serial run as in every pool or Ray worker.
+    """
     if device.type == "cpu" and threads is not None:
         torch.set_num_threads(threads)
+        limit_thread_pools(threads)
+
+
+def limit_thread_pools(threads: int) -> None:
+    """Give the BLAS and OpenMP pools (numpy's and scipy's OpenBLAS, scikit-learn's OpenMP) `threads` threads.
+
+    Their default is one thread per core: two workers on 2 cores oversubscribe them, and their spinning threads
+    made digits cells 3-4x slower in a pool of 2 (numbers unchanged). Libraries loaded already are limited through
+    threadpoolctl, later ones (and child processes) by the environment.
+    """
+    for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ[name] = str(threads)
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:  # scikit-learn brings it; without it the environment still covers later loads
+        return
+    threadpool_limits(threads)

@@ -389,31 +389,18 @@ def worker_runner(payload: Payload) -> tuple[Runner, float]:
     import torch
 
     from unlearn.data import load_dataset
-    from unlearn.device import configure_threads
+    from unlearn.device import configure_threads, limit_thread_pools
 
     device = torch.device(context.device)
     configure_threads(device, context.threads)
-    limit_thread_pools(context.threads)
+    if device.type != "cpu":  # a GPU worker's CPU-side metrics still share the node's cores
+        limit_thread_pools(context.threads)
     spec, workspace = context.plan.spec, context.workspace
     task = context.task_cls(spec, load_dataset(spec.dataset, workspace.data_root, workspace.download), device)
     runner = context.runner_cls(context.plan, task, workspace)
     _RUNNERS.clear()
     _RUNNERS[key] = runner
     return runner, time.perf_counter() - start
-
-
-def limit_thread_pools(threads: int) -> None:
-    """Give the worker's BLAS and OpenMP pools (numpy's and scipy's OpenBLAS, scikit-learn's OpenMP) as many threads as
-    torch has, as Ray does for its workers. With their default of one thread per core, two workers on 2 cores
-    oversubscribe them, and their spinning threads made digits cells 3-4x slower in a pool of 2 (numbers unchanged).
-    Libraries loaded already are limited through threadpoolctl, later ones by the environment."""
-    for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-        os.environ[name] = str(threads)
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:  # scikit-learn brings it; without it the environment still covers later loads
-        return
-    threadpool_limits(threads)
 
 
 def unit_events(
