@@ -60,7 +60,7 @@ def test_methods_get_only_what_their_track_grants(digits_spec, digits_task, work
 def test_each_method_lowers_forget_accuracy_on_a_classwise_set(digits_spec, digits_task, workspace):
     methods = ["retrain", "finetune", "grad-ascent", "random-label"]
     result = make_runner(digits_spec, digits_task, workspace, methods, ["class:3"], [0]).run()
-    assert [r.status for r in result.records] == ["ok"] * 4
+    assert [r.status for r in result.records] == ["ok"] * 4, [r.error for r in result.records]
     for record in result.records:
         original_forget_acc = 100.0 - record.original_metrics["UA"]
         forget_acc = 100.0 - record.metrics["UA"]
@@ -69,6 +69,18 @@ def test_each_method_lowers_forget_accuracy_on_a_classwise_set(digits_spec, digi
     oracle = result.records[0]
     assert oracle.metrics["UA"] > 99.0 and oracle.metrics["TA"] > 95.0
     assert oracle.metrics == oracle.oracle_metrics and oracle.gaps["Avg. Gap"] == 0.0
+
+
+def test_the_oracle_cell_takes_the_groups_evaluation_of_the_oracle(digits_spec, digits_task, workspace, monkeypatch):
+    runner = make_runner(digits_spec, digits_task, workspace, ["retrain", "finetune"], ["class:3"], [0],
+                         {"finetune": {"epochs": 1}})
+    scored = []
+    score = runner.score
+    monkeypatch.setattr(runner, "score", lambda evaluation: scored.append(evaluation) or score(evaluation))
+    oracle, finetune = runner.run().records
+    assert len(scored) == 3  # the original, the oracle and finetune's output; the retrain cell is the oracle
+    assert oracle.metrics == oracle.oracle_metrics and oracle.gaps["Avg. Gap"] == 0.0
+    assert finetune.metrics != finetune.oracle_metrics
 
 
 def test_a_diverging_method_becomes_a_failed_record_and_the_grid_goes_on(digits_spec, digits_task, workspace):

@@ -663,11 +663,18 @@ class Runner:
         return result
 
     def outcome(self, cell: Cell, group: CellGroup) -> Outcome:
-        """Run the cell's method on the group's original model and score its output."""
+        """Run the cell's method on the group's original model and score its output.
+
+        The oracle's own cell (its cached model has the group oracle's key) takes the group's evaluation of the
+        oracle instead of scoring the same model twice."""
         original_key = self.task.original_key(cell.seed)
         out = self.unlearned(cell.method, group.original, original_key, cell.manifest.sha256, group.splits, cell.seed)
-        evaluation = self.evaluation(out.model, group, cell.method)
-        scores = self.score(evaluation)
+        if out.key is not None and out.key == group.oracle_key:
+            evaluation, scores = group.oracle_eval, group.oracle_scores
+            scores = Scores(dict(scores.values), dict(scores.info))
+        else:
+            evaluation = self.evaluation(out.model, group, cell.method)
+            scores = self.score(evaluation)
         return Outcome(scores, out.seconds, out.from_cache, out.info, self.artifacts(cell, group, evaluation))
 
     def artifacts(self, cell: Cell, group: CellGroup, evaluation: Evaluation) -> dict[str, str]:
