@@ -169,6 +169,46 @@ def test_concurrent_builders_of_one_cache_key_build_it_once(tmp_path):
     assert not list((tmp_path / "cache").rglob("*.lock"))  # the lock file is removed with the lock
 
 
+def test_concurrent_builders_of_overlapping_banks_build_each_model_once_without_deadlock(tmp_path):
+    """Two builders of one bank of models (keys given in opposite orders, as two workers could) under the cache's
+    per-key file locks: every model is built once, the second builder loads them, and neither waits forever."""
+    import threading
+
+    from torch import nn
+
+    from unlearn.cache import ModelCache
+
+    cache = ModelCache(tmp_path / "cache")
+    keys = [{"role": "bank", "seed": s} for s in range(3)]
+    built: list[int] = []
+    inside = threading.Barrier(2, timeout=60)
+
+    def build(seeds: list[int]) -> Any:
+        def making(missing: list[int]) -> list[nn.Module]:
+            built.extend(seeds[i] for i in missing)
+            time.sleep(0.3)  # the other builder is waiting on a lock meanwhile
+            return [nn.Linear(2, 2) for _ in missing]
+        return making
+
+    results: dict[str, list] = {}
+
+    def run(name: str, order: list[int]) -> None:
+        inside.wait()
+        got = cache.get_or_build_many("bank", [keys[s] for s in order], build(order), [lambda: nn.Linear(2, 2)] * 3)
+        results[name] = [(s, m.hit) for s, m in zip(order, got, strict=True)]
+
+    threads = [threading.Thread(target=run, args=(n, o)) for n, o in (("up", [0, 1, 2]), ("down", [2, 1, 0]))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert not any(t.is_alive() for t in threads), "deadlock"
+    assert sorted(built) == [0, 1, 2]  # each model built once, by one of them
+    hits = sorted(hit for got in results.values() for _, hit in got)
+    assert hits == [False] * 3 + [True] * 3  # the other loaded all three
+    assert len(list((tmp_path / "cache").rglob("*.safetensors"))) == 3
+
+
 def test_bad_executor_options_are_one_line_exit_2(mini, tmp_path, capsys):
     for args, message in [
         (["--executor", "nope"], "unknown executor 'nope'; use serial, process, ray"),

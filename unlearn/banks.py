@@ -139,24 +139,23 @@ class CellBanks:
         """Load the cached models of `keys`, train the missing ones together on `data` with the recipe."""
         runner, settings = self.runner, self.runner.spec.evaluation.bank
         start = time.perf_counter()
-        models = [
-            runner.cache.load(kind, k, lambda s=s: runner.task.new_model(s)) for k, s in zip(keys, seeds, strict=True)
-        ]
-        missing = [i for i, m in enumerate(models) if m is None]
-        how = "cache"
-        if missing:
+        how: list[str] = []
+
+        def train_missing(missing: list[int]) -> list[torch.nn.Module]:
             trained = train_models(
                 runner.task.blueprint, data, runner.spec.train, [seeds[i] for i in missing],
                 mode=settings.mode, device=runner.task.device, jobs=settings.jobs,
                 progress=f"{label} ({len(missing)} of {len(seeds)})" if runner.progress else None,
             )
-            per_model = trained.seconds / len(missing)
             for i, model in zip(missing, trained.models, strict=True):
                 runner.check_output(model, seeds[i])
-                models[i] = runner.cache.store(kind, keys[i], model, per_model)
-            how = trained.mode if len(missing) == len(seeds) else f"{trained.mode} ({len(missing)} trained, rest cached)"
+            how.append(trained.mode if len(missing) == len(seeds) else f"{trained.mode} ({len(missing)} trained, rest cached)")
+            return trained.models
+
+        templates = [lambda s=s: runner.task.new_model(s) for s in seeds]
+        models = runner.cache.get_or_build_many(kind, keys, train_missing, templates)
         evaluations = [self._evaluation(m.model) for m in models]
-        return Bank(evaluations, seeds, how, time.perf_counter() - start)
+        return Bank(evaluations, seeds, how[0] if how else "cache", time.perf_counter() - start)
 
     def _method_runs(self, choice: "MethodChoice", independent: bool) -> Bank:
         runner, group = self.runner, self.group

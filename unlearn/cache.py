@@ -1,8 +1,9 @@
 """Trained models cached on disk as safetensors, keyed by a hash of everything that determines them.
 
-Entries are written atomically, so concurrent readers see a whole file or none, and `get_or_build` holds an
-exclusive file lock per key while it builds, so processes that need the same model at once (the workers of a
-process pool or of a Ray cluster sharing the directory) build it once: the others wait, then load it.
+Entries are written atomically, so concurrent readers see a whole file or none, and `get_or_build` (and
+`get_or_build_many`, for a bank of models trained together) holds an exclusive file lock per key while it builds,
+so processes that need the same model at once (the workers of a process pool or of a Ray cluster sharing the
+directory) build it once: the others wait, then load it.
 """
 
 from __future__ import annotations
@@ -10,10 +11,10 @@ from __future__ import annotations
 import os
 import sys
 import time
-from contextlib import contextmanager, suppress
+from contextlib import ExitStack, contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterator, Sequence
 
 try:
     import fcntl
@@ -87,16 +88,42 @@ class ModelCache:
 
         The build runs under the key's lock: a concurrent caller of the same key waits and then loads the model.
         """
-        cached = self.load(kind, key, template)
-        if cached is not None:
-            return cached
-        with self.lock(kind, key):
-            cached = self.load(kind, key, template)  # built by another process while this one waited
-            if cached is not None:
-                return cached
-            start = time.perf_counter()
-            model = build()
-            return self.store(kind, key, model, time.perf_counter() - start)
+        return self.get_or_build_many(kind, [key], lambda _missing: [build()], [template])[0]
+
+    def get_or_build_many(
+        self,
+        kind: str,
+        keys: Sequence[dict[str, Any]],
+        build: Callable[[list[int]], Sequence[nn.Module]],
+        templates: Sequence[Callable[[], nn.Module]],
+    ) -> list[CachedModel]:
+        """Load the cached models of `keys`, building the missing ones together with `build(positions)` (it returns
+        their models in that order; each is recorded with an equal share of the time it took).
+
+        The build runs under the locks of all the missing keys, taken in hash order so that concurrent callers with
+        overlapping keys (two workers training one bank of models) cannot deadlock: one builds, the others wait and
+        load what it built.
+        """
+        models = [self.load(kind, k, t) for k, t in zip(keys, templates, strict=True)]
+        missing = [i for i, m in enumerate(models) if m is None]
+        if not missing:
+            return models  # type: ignore[return-value]
+        with ExitStack() as locks:
+            hashes = {self.key_hash(keys[i]): keys[i] for i in missing}
+            for h in sorted(hashes):
+                locks.enter_context(self.lock(kind, hashes[h]))
+            for i in missing:  # built by another process while this one waited
+                models[i] = self.load(kind, keys[i], templates[i])
+            missing = [i for i in missing if models[i] is None]
+            if missing:
+                start = time.perf_counter()
+                built = list(build(missing))
+                share = (time.perf_counter() - start) / len(missing)
+                if len(built) != len(missing):
+                    raise RuntimeError(f"built {len(built)} models for {len(missing)} missing cache entries")
+                for i, model in zip(missing, built, strict=True):
+                    models[i] = self.store(kind, keys[i], model, share)
+        return models  # type: ignore[return-value]
 
     @contextmanager
     def lock(self, kind: str, key: dict[str, Any]) -> Iterator[None]:
