@@ -670,8 +670,8 @@ class Runner:
         original_key = self.task.original_key(cell.seed)
         out = self.unlearned(cell.method, group.original, original_key, cell.manifest.sha256, group.splits, cell.seed)
         if out.key is not None and out.key == group.oracle_key:
-            evaluation, scores = group.oracle_eval, group.oracle_scores
-            scores = Scores(dict(scores.values), dict(scores.info))
+            evaluation = group.oracle_eval
+            scores = Scores(dict(group.oracle_scores.values), dict(group.oracle_scores.info))
         else:
             evaluation = self.evaluation(out.model, group, cell.method)
             scores = self.score(evaluation)
