@@ -254,11 +254,51 @@ def test_ray_on_a_local_instance_gives_the_serial_table_and_a_dead_worker_is_a_f
                          "--executor", "ray", "--jobs", "2")
     assert code == 0, err
     assert "Ray tasks on a local instance of 2 CPUs" in err
-    assert "8 cells run, 0 reused, 2 failed" in err and "2 workers on 1 Ray node, 2 worker deaths" in err, err
+    assert "8 cells run, 0 reused, 2 failed" in err and "2 workers on 1 node, 2 worker deaths" in err, err
     killed = [read_record(p) for p in (tmp_path / "data" / "runs").rglob("*.json") if "KillsItsProcess" in str(p)]
     assert len(killed) == 2
     assert all(r.status == "failed" and r.error.startswith("Ray worker died while running this cell") for r in killed)
     assert_same_as_serial(serial, tmp_path, out, killed=True)  # stdout holds the table alone
+
+
+needs_submitit = pytest.mark.skipif(importlib.util.find_spec("submitit") is None,
+                                    reason='submitit is not installed (pip install -e ".[slurm]")')
+
+
+@needs_submitit
+def test_slurm_jobs_through_submitit_give_the_serial_table_and_a_dead_job_keeps_its_records(
+    mini, serial, shared_cache, tmp_path, capsys
+):
+    """submitit's local cluster runs the SLURM executor's jobs as processes, with SLURM's job files and result
+    pickles; KillsItsProcess, last in each group, ends its job after three records are written."""
+    code, out, err = run(capsys, *grid(mini, tmp_path, shared_cache, f"{METHODS},{KILLER}"),
+                         "--executor", "slurm", "--slurm", "cluster=local", "--slurm", "timeout_min=20", "--jobs", "2")
+    assert code == 0, err
+    assert "local processes through submitit, 2 at a time" in err
+    assert "8 cells run, 0 reused, 2 failed" in err and "2 worker deaths" in err, err
+    killed = [read_record(p) for p in (tmp_path / "data" / "runs").rglob("*.json") if "KillsItsProcess" in str(p)]
+    assert len(killed) == 2
+    for record in killed:
+        assert record.status == "failed" and record.error.startswith("SLURM job died while running this cell: job ")
+        assert record.oracle_metrics and record.models["oracle"]  # taken from the records the job wrote
+    assert_same_as_serial(serial, tmp_path, out, killed=True)
+    assert list((tmp_path / "data" / "slurm-jobs").glob("*/*_log.err"))  # submitit's job logs, kept for the user
+
+
+@needs_submitit
+def test_bad_slurm_options_are_one_line_exit_2(mini, tmp_path, capsys):
+    args = grid(mini, tmp_path, tmp_path / "cache")
+    code, _, err = run(capsys, *args, "--executor", "slurm", "--slurm", "cluster=local", "--slurm", "queue=gpu")
+    assert code == 2 and err.startswith("unlearn: error: --slurm: Parameter 'queue' need to be prefixed"), err
+    assert err.count("\n") == 1 and not (tmp_path / "data").exists()
+    code, _, err = run(capsys, *args, "--executor", "slurm")  # no SLURM on this machine
+    assert code == 2 and err.startswith("unlearn: error: --executor slurm: Could not detect"), err
+    assert err.endswith("(--slurm cluster=local runs the jobs as local processes)\n")
+    code, _, err = run(capsys, *args, "--executor", "process", "--slurm", "slurm_partition=gpu")
+    assert code == 2 and err == "unlearn: error: --slurm sets options of SLURM jobs; use it with --executor slurm, " \
+                                "not process\n"
+    code, _, err = run(capsys, *args, "--executor", "slurm", "--slurm", "cluster=pbs")
+    assert code == 2 and err == "unlearn: error: --slurm cluster=pbs: use slurm (the default) or local\n"
 
 
 def _ray_start(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen:
@@ -304,7 +344,7 @@ def test_ray_on_a_two_node_cluster_on_loopback_gives_the_serial_table(mini, seri
             _stop(node)
     assert done.returncode == 0, done.stderr
     assert f"Ray tasks on the cluster at 127.0.0.1:{port}" in done.stderr
-    assert "6 cells run, 0 reused, 0 failed" in done.stderr and "on 2 Ray nodes" in done.stderr, done.stderr
+    assert "6 cells run, 0 reused, 0 failed" in done.stderr and "on 2 nodes" in done.stderr, done.stderr
     assert_same_as_serial(serial, tmp_path, done.stdout)
 
 

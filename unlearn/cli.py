@@ -74,8 +74,10 @@ Outputs (under --workdir, default the current directory):
 A rerun skips every cell whose record exists (use --retry-failed to rerun failed ones).
 
 Executors: --executor process --jobs N runs the (forget set, seed) groups in N local worker
-processes, --executor ray [--address HOST:PORT] as Ray tasks (pip install -e ".[ray]"). The
-records and numbers are those of a serial run; a worker that dies fails only the cell it ran.
+processes, --executor ray [--address HOST:PORT] as Ray tasks (pip install -e ".[ray]"), and
+--executor slurm [--slurm KEY=VALUE ...] as SLURM jobs through submitit (pip install -e
+".[slurm]"; the workdir must be on a shared file system). The records and numbers are those of
+a serial run; a worker that dies fails only the cell it ran.
 
 Exit codes: 0 success (failed cells are recorded and reported), 2 bad input.
 """
@@ -100,6 +102,18 @@ def _seeds(text: str) -> list[int]:
         return [int(s) for s in _csv(text)]
     except ValueError:
         raise argparse.ArgumentTypeError(f"seeds must be comma-separated integers, got {text!r}") from None
+
+
+def _slurm_option(text: str) -> tuple[str, Any]:
+    import yaml
+
+    name, eq, value = text.partition("=")
+    if not eq or not name.strip():
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    try:
+        return name.strip(), yaml.safe_load(value) if value else value
+    except yaml.YAMLError:
+        raise argparse.ArgumentTypeError(f"cannot read the value of {text!r}") from None
 
 
 def _hparam(text: str) -> tuple[str, str, str]:
@@ -189,11 +203,16 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--retry-failed", action="store_true", help="rerun cells whose record says failed")
     run.add_argument("--executor", default="serial", metavar="NAME",
                      help="serial (default: one cell after another here), process (a pool of --jobs local worker "
-                     "processes) or ray (Ray tasks, on a local instance or on the cluster at --address)")
+                     "processes), ray (Ray tasks, on a local instance or on the cluster at --address) or slurm "
+                     "(SLURM jobs through submitit, options from --slurm)")
     run.add_argument("--jobs", type=int, metavar="N",
-                     help="process: worker processes; ray: CPUs of the local instance (default: the CPUs available)")
+                     help="process: worker processes; ray: CPUs of the local instance (default: the CPUs available); "
+                     "slurm: jobs queued at a time (default: all)")
     run.add_argument("--address", metavar="HOST:PORT",
                      help="ray: the cluster to run on (`ray start --head` prints it); default: a local instance")
+    run.add_argument("--slurm", type=_slurm_option, action="append", default=[], metavar="KEY=VALUE",
+                     help="slurm: a submitit job parameter (repeatable), e.g. slurm_partition=gpu, timeout_min=600, "
+                     "mem_gb=16, slurm_account=lab; cluster=local runs the jobs as local processes")
     _runtime_options(run)
     run.set_defaults(handler=cmd_run)
 
@@ -381,7 +400,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from unlearn.leaderboard.tables import forget_set_keys
     from unlearn.spec import load_benchmark
 
-    executor = make_executor(args.executor, args.jobs, args.address)
+    executor = make_executor(args.executor, args.jobs, args.address, dict(args.slurm))
     spec = load_benchmark(args.benchmark)
     plan = plan_grid(spec, args.methods, args.forget, args.seeds, _hparam_overrides(args.hparam))
     device, workspace, progress = _runtime(args, spec)

@@ -1,12 +1,12 @@
-"""How a grid's cells run: in this process, in a pool of local worker processes, or as Ray tasks.
+"""How a grid's cells run: in this process, in a pool of local worker processes, as Ray tasks or as SLURM jobs.
 
 `Runner.run` hands an executor `WorkUnit`s: the unfinished cells of one (forget set, seed) group, which
 share the group's setup (splits, original model and oracle loaded or trained, both scored). Every executor
 runs a unit through the same function, `run_unit`: set the group up once, then execute its cells in grid
-order, each written atomically as its record. Serial runs it here; the process pool and Ray run it in
-workers that rebuild the Task and Runner from picklable inputs (the plan, the workspace, the device and
-torch's thread count) and write their records into the same results directory, the parent collecting them
-in grid order. A group is the unit, not a cell, because its setup costs about one and a half cells on
+order, each written atomically as its record. Serial runs it here; the process pool, Ray and SLURM (through
+submitit) run it in workers that rebuild the Task and Runner from picklable inputs (the plan, the workspace,
+the device and torch's thread count) and write their records into the same results directory, the parent
+collecting them in grid order. A group is the unit, not a cell, because its setup costs about one and a half cells on
 digits (3 s against 2 s per cell with cached models on a busy 2-core machine), so per-cell units would
 redo it for every cell; a group is split into chunks only when whole groups would leave workers idle.
 
@@ -23,6 +23,7 @@ file is written atomically, so concurrent readers see a whole file or none.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib.util
 import math
@@ -32,10 +33,12 @@ import pickle
 import signal
 import socket
 import sys
+import tempfile
 import time
 import traceback
 from collections import deque
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Iterator
 
 from unlearn.errors import UserError
@@ -74,7 +77,8 @@ class GroupReady:
     info: dict[str, Any]
     seconds: float
     pid: int = 0
-    """The worker: its process id, its Ray node, and what building its Runner took (0 when it had one)."""
+    """The worker: its process id, its node (Ray's node id, a SLURM job's host), and what building its Runner took
+    (0 when it had one)."""
     node: str | None = None
     setup_seconds: float = 0.0
 
@@ -120,12 +124,12 @@ class ExecutorStats:
     units: int = 0
     deaths: int = 0
     workers: set[tuple[str | None, int]] = field(default_factory=set)
-    """(Ray node, process id) of each worker that ran units."""
+    """(node, process id) of each worker that ran units (the node: Ray's node id or a SLURM job's host name)."""
 
     def summary(self) -> str:
-        """One line: units, workers (and Ray nodes), deaths."""
+        """One line: units, workers (and nodes), deaths."""
         nodes = {node for node, _ in self.workers if node is not None}
-        where = f"{len(self.workers)} workers" + (f" on {len(nodes)} Ray node{'s' * (len(nodes) != 1)}" if nodes else "")
+        where = f"{len(self.workers)} workers" + (f" on {len(nodes)} node{'s' * (len(nodes) != 1)}" if nodes else "")
         died = f", {self.deaths} worker deaths" if self.deaths else ""
         return f"{self.units} units of work ran in {where}{died}"
 
@@ -216,13 +220,16 @@ class Executor:
 
     name = ""
 
-    def __init__(self, jobs: int | None = None, address: str | None = None):
+    def __init__(self, jobs: int | None = None, address: str | None = None, options: dict[str, Any] | None = None):
         if jobs is not None and jobs < 1:
             raise UserError(f"--jobs must be at least 1, not {jobs}")
         if address is not None and type(self) is not RayExecutor:
             raise UserError(f"--address names a Ray cluster; use it with --executor ray, not {self.name}")
+        if options and type(self) is not SlurmExecutor:
+            raise UserError(f"--slurm sets options of SLURM jobs; use it with --executor slurm, not {self.name}")
         self.jobs = jobs
         self.address = address
+        self.options = dict(options or {})
         self.stats = ExecutorStats()
 
     def describe(self) -> str:
@@ -244,8 +251,8 @@ class SerialExecutor(Executor):
 
     name = "serial"
 
-    def __init__(self, jobs: int | None = None, address: str | None = None):
-        super().__init__(jobs, address)
+    def __init__(self, jobs: int | None = None, address: str | None = None, options: dict[str, Any] | None = None):
+        super().__init__(jobs, address, options)
         if jobs not in (None, 1):
             raise UserError("--jobs sets the workers of --executor process or ray; serial runs one cell at a time")
 
@@ -496,8 +503,8 @@ class ProcessExecutor(_Parallel):
     name = "process"
     worker = "worker process"
 
-    def __init__(self, jobs: int | None = None, address: str | None = None):
-        super().__init__(jobs, address)
+    def __init__(self, jobs: int | None = None, address: str | None = None, options: dict[str, Any] | None = None):
+        super().__init__(jobs, address, options)
         self.workers = jobs or _cpu_count()
 
     def describe(self) -> str:
@@ -625,8 +632,8 @@ class RayExecutor(_Parallel):
     name = "ray"
     worker = "Ray worker"
 
-    def __init__(self, jobs: int | None = None, address: str | None = None):
-        super().__init__(jobs, address)
+    def __init__(self, jobs: int | None = None, address: str | None = None, options: dict[str, Any] | None = None):
+        super().__init__(jobs, address, options)
         if importlib.util.find_spec("ray") is None:
             raise UserError('--executor ray needs Ray: pip install -e ".[ray]" (or pip install "ray>=2.9")')
         if jobs is not None and address is not None:
@@ -704,13 +711,147 @@ class RayExecutor(_Parallel):
                 ray.shutdown()
 
 
-EXECUTORS: dict[str, type[Executor]] = {"serial": SerialExecutor, "process": ProcessExecutor, "ray": RayExecutor}
+# -- SLURM (submitit) --------------------------------------------------------------------------------
+
+
+def _slurm_unit(payload: Payload, unit_blob: bytes) -> list[Any]:
+    """A SLURM job: one unit's events, returned when it ends (submitit pickles them into the job's folder)."""
+    return list(unit_events(payload, unit_blob, socket.gethostname()))
+
+
+def _stamp(path: Path) -> tuple[int, int] | None:
+    """(inode, mtime in ns) of a file, None if there is none."""
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return st.st_ino, st.st_mtime_ns
+
+
+class SlurmExecutor(_Parallel):
+    """SLURM jobs through submitit, one per unit, at most `jobs` at a time (default: all of them).
+
+    Each job asks for one task with the run's CPU threads (and one GPU on CUDA), under `--slurm KEY=VALUE`
+    options passed to submitit's `update_parameters` (`slurm_partition=gpu`, `timeout_min=600`, `mem_gb=16`,
+    `slurm_account=...`); `cluster=local` runs the same jobs as local processes, without SLURM. The workdir
+    must be on a file system the nodes share: jobs write their records there, and submitit keeps its job
+    files and logs in `<results dir>/../slurm-jobs/`. A job returns its events when it ends; a job that dies
+    (killed, timed out, its node lost) keeps the records it wrote, fails the cell it was running and leaves
+    the rest to a new job, as a dead worker of the pool does.
+    """
+
+    name = "slurm"
+    worker = "SLURM job"
+    poll_seconds = 1.0
+
+    def __init__(self, jobs: int | None = None, address: str | None = None, options: dict[str, Any] | None = None):
+        super().__init__(jobs, address, options)
+        if importlib.util.find_spec("submitit") is None:
+            raise UserError('--executor slurm needs submitit: pip install -e ".[slurm]" (or pip install submitit)')
+        self.cluster = self.options.pop("cluster", "slurm")
+        if self.cluster not in ("slurm", "local"):
+            raise UserError(f"--slurm cluster={self.cluster}: use slurm (the default) or local")
+        with tempfile.TemporaryDirectory() as folder:  # every option checked before anything runs or is written
+            self._executor(Path(folder), "check", gpu=False, threads=1)
+
+    def describe(self) -> str:
+        where = "local processes through submitit" if self.cluster == "local" else "SLURM jobs through submitit"
+        return f"{where}, {self.jobs or 'all'} at a time"
+
+    def _executor(self, folder: Path, name: str, gpu: bool, threads: int) -> Any:
+        """A submitit executor with the jobs' resources; UserError for an option submitit does not know, or for
+        SLURM where there is none."""
+        import submitit
+
+        try:
+            executor = submitit.AutoExecutor(folder=folder / "%j", cluster=self.cluster)
+        except RuntimeError as exc:  # no srun here
+            raise UserError(f"--executor slurm: {str(exc).splitlines()[0]} (--slurm cluster=local runs the jobs as "
+                            "local processes)") from None
+        parameters = {"name": name, "nodes": 1, "tasks_per_node": 1, "cpus_per_task": threads,
+                      "gpus_per_node": 1 if gpu else 0, **self.options}
+        try:
+            executor.update_parameters(**parameters)
+        except (NameError, ValueError, TypeError) as exc:
+            raise UserError(f"--slurm: {str(exc).splitlines()[0]}") from None
+        return executor
+
+    def run(self, runner: Runner, units: Iterable[WorkUnit]) -> Iterator[tuple[int, ResultRecord]]:
+        self.stats = ExecutorStats()
+        queue = deque(split_units(list(units), self.jobs or 1))
+        if not queue:
+            return
+        import torch
+
+        start = time.perf_counter()
+        device = runner.task.device
+        executor = self._executor(runner.workspace.results_dir.parent / "slurm-jobs", f"unlearn-{runner.spec.name}",
+                                  gpu=device.type == "cuda", threads=torch.get_num_threads())  # as pack() records
+        payload = pack(runner, "cuda" if device.type == "cuda" else str(device))  # SLURM shows the job its GPU only
+        pending: dict[Any, tuple[_Running, dict[int, tuple[int, int] | None]]] = {}
+        try:
+            while queue or pending:
+                while queue and len(pending) < (self.jobs or len(queue) + len(pending)):
+                    unit = queue.popleft()
+                    before = {p: _stamp(c.path) for p, c in zip(unit.positions, unit.cells, strict=True)}
+                    pending[executor.submit(_slurm_unit, payload, _pickled(unit, "a work unit"))] = (_Running(unit), before)
+                    self.stats.units += 1
+                if not self.stats.startup:
+                    self.stats.startup = time.perf_counter() - start
+                finished = [job for job in pending if job.done()]
+                if not finished:
+                    time.sleep(self.poll_seconds)
+                for job in finished:
+                    running, before = pending.pop(job)
+                    try:
+                        events = job.result()
+                    except Exception as exc:  # killed, timed out, node lost, or nothing returned
+                        reason = f"job {job.job_id}: {type(exc).__name__}: {(str(exc) or '?').splitlines()[0]}"
+                        yield from self._job_died(runner, running, before, reason, queue)
+                        continue
+                    for event in events:
+                        done = self._handle(running, event)
+                        if done is not None:
+                            yield done
+        finally:
+            for job in pending:
+                with contextlib.suppress(Exception):
+                    job.cancel(check=False)
+
+    def _job_died(self, runner: Runner, running: _Running, before: dict[int, tuple[int, int] | None], reason: str,
+                  queue: deque[WorkUnit]) -> Iterator[tuple[int, ResultRecord]]:
+        """The records a dead job wrote (files new since it was submitted: records are renamed into place, so a
+        rewritten one is a new file), then what `_died` makes of the rest."""
+        from unlearn.results import InvalidRecord, read_record
+
+        unit = running.unit
+        for position, cell in zip(unit.positions, unit.cells, strict=True):
+            try:
+                if _stamp(cell.path) in (None, before[position]):
+                    continue
+                record = read_record(cell.path)
+            except (OSError, InvalidRecord):
+                continue
+            running.done.add(position)
+            running.info = running.info or {key: getattr(record, key) for key in
+                                            ("oracle_metrics", "original_metrics", "ideal_oracle_metrics", "models")}
+            yield position, record
+        failed, again = self._died(runner, running, reason)
+        if again is not None:
+            queue.appendleft(again)
+        yield from failed
+
+
+EXECUTORS: dict[str, type[Executor]] = {"serial": SerialExecutor, "process": ProcessExecutor, "ray": RayExecutor,
+                                         "slurm": SlurmExecutor}
 """`--executor` NAME -> its class."""
 
 
-def make_executor(name: str = "serial", jobs: int | None = None, address: str | None = None) -> Executor:
+def make_executor(
+    name: str = "serial", jobs: int | None = None, address: str | None = None, options: dict[str, Any] | None = None
+) -> Executor:
     """The executor `name` with its options checked; UserError for an unknown name or an option it does not take."""
     cls = EXECUTORS.get(name)
     if cls is None:
         raise UserError(f"unknown executor {name!r}{did_you_mean(name, list(EXECUTORS))}; use {', '.join(EXECUTORS)}")
-    return cls(jobs, address)
+    return cls(jobs, address, options)
