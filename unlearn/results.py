@@ -12,10 +12,49 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from unlearn.atomic import atomic_write_text
 from unlearn.errors import UserError, validation_problem
+from unlearn.names import (
+    BENCHMARK_NAME,
+    DEVICE,
+    FORGET_MAX,
+    FORGET_SPEC,
+    GIT_COMMIT,
+    METHOD_NAME,
+    NOT_INSTALLED,
+    PACKAGE,
+    VERSION,
+    name_problem,
+    text_problem,
+)
 
 SCHEMA = "unlearn.result/1"
 ORACLE = "retrain"
 """The method whose output is the oracle every gap is measured to."""
+TRACKS = ("full", "forget-only", "few-shot", "data-free")
+"""The data-access tracks (`unlearn.methods.Track`'s values)."""
+KEY_MAX = 64
+"""The longest metric key (a table column)."""
+
+
+def _name(value: str, pattern: re.Pattern[str], limit: int = 100) -> str:
+    problem = name_problem(value, pattern, limit)
+    if problem is not None:
+        raise ValueError(problem)
+    return value
+
+
+def _text(value: str, limit: int = 200) -> str:
+    problem = text_problem(value, limit)
+    if problem is not None:
+        raise ValueError(problem)
+    return value
+
+
+def _version(value: str) -> str:
+    return value if value == NOT_INSTALLED else _name(value, VERSION, 64)
+
+
+def _commit(value: str | None) -> str | None:
+    return None if value is None else _name(value, GIT_COMMIT, 64)
 
 
 class ForgetInfo(BaseModel):
@@ -27,6 +66,11 @@ class ForgetInfo(BaseModel):
     sha256: str
     size: int
     forgotten_classes: list[int] | None
+
+    @field_validator("spec")
+    @classmethod
+    def _spec(cls, value: str) -> str:
+        return _name(value, FORGET_SPEC, FORGET_MAX)
 
 
 class Environment(BaseModel):
@@ -42,6 +86,34 @@ class Environment(BaseModel):
     device: str
     torch_threads: int
 
+    @field_validator("python")
+    @classmethod
+    def _python(cls, value: str) -> str:
+        return _name(value, VERSION, 64)
+
+    @field_validator("platform")
+    @classmethod
+    def _platform(cls, value: str) -> str:
+        return _text(value)
+
+    @field_validator("packages")
+    @classmethod
+    def _packages(cls, values: dict[str, str]) -> dict[str, str]:
+        for name, version in values.items():
+            _name(name, PACKAGE, 64)
+            _version(version)
+        return values
+
+    @field_validator("git_commit")
+    @classmethod
+    def _git_commit(cls, value: str | None) -> str | None:
+        return _commit(value)
+
+    @field_validator("device")
+    @classmethod
+    def _device(cls, value: str) -> str:
+        return _name(value, DEVICE, 24)
+
 
 class Submission(BaseModel):
     """Provenance added by `unlearn submit` when a record is copied onto the leaderboard."""
@@ -54,6 +126,40 @@ class Submission(BaseModel):
     checks: list[str]
     unlearn_version: str
     unlearn_commit: str | None
+
+    @field_validator("submitted_by")
+    @classmethod
+    def _submitter(cls, value: str) -> str:
+        return _text(value, 100)
+
+    @field_validator("submitted_on")
+    @classmethod
+    def _date(cls, value: str) -> str:
+        if not re.fullmatch(r"[0-9]{4}-[0-9]{2}-[0-9]{2}", value):
+            raise ValueError("must be a date written YYYY-MM-DD")
+        return value
+
+    @field_validator("source")
+    @classmethod
+    def _source(cls, value: str) -> str:
+        return _text(value, 1000)
+
+    @field_validator("checks")
+    @classmethod
+    def _checks(cls, values: list[str]) -> list[str]:
+        for value in values:
+            _text(value)
+        return values
+
+    @field_validator("unlearn_version")
+    @classmethod
+    def _unlearn_version(cls, value: str) -> str:
+        return _version(value)
+
+    @field_validator("unlearn_commit")
+    @classmethod
+    def _unlearn_commit(cls, value: str | None) -> str | None:
+        return _commit(value)
 
 
 class ResultRecord(BaseModel):
@@ -76,7 +182,7 @@ class ResultRecord(BaseModel):
     method: str
     method_origin: str
     hparams: dict[str, Any]
-    track: str
+    track: Literal["full", "forget-only", "few-shot", "data-free"]
     forget: ForgetInfo
     seed: int
     config: dict[str, Any]
@@ -100,6 +206,43 @@ class ResultRecord(BaseModel):
     models: dict[str, str]
     env: Environment
     submission: Submission | None = None
+
+    @field_validator("benchmark")
+    @classmethod
+    def _benchmark(cls, value: str) -> str:
+        return _name(value, BENCHMARK_NAME)
+
+    @field_validator("method")
+    @classmethod
+    def _method(cls, value: str) -> str:
+        return _name(value, METHOD_NAME)
+
+    @field_validator("method_origin")
+    @classmethod
+    def _origin(cls, value: str) -> str:
+        return _text(value)
+
+    @field_validator("config")
+    @classmethod
+    def _columns(cls, config: dict[str, Any]) -> dict[str, Any]:
+        """The metric lists the leaderboard turns into columns must be lists of short one-line keys."""
+        for key in ("metrics", "gap_metrics", "report_metrics"):
+            if key in config:
+                keys = config[key]
+                if not isinstance(keys, list) or not all(isinstance(k, str) for k in keys):
+                    raise ValueError(f"config.{key} must be a list of metric names")
+                for k in keys:
+                    _text(k, KEY_MAX)
+        return config
+
+    @field_validator("metrics", "oracle_metrics", "original_metrics", "ideal_oracle_metrics", "gaps", mode="before")
+    @classmethod
+    def _keys(cls, values: Any) -> Any:
+        if isinstance(values, dict):
+            for key in values:
+                if isinstance(key, str):
+                    _text(key, KEY_MAX)
+        return values
 
     @field_validator("artifacts")
     @classmethod
@@ -133,7 +276,18 @@ def slug(text: str) -> str:
 
 
 def record_path(results_dir: Path, benchmark: str, method: str, forget: str, seed: int, config_hash: str) -> Path:
-    """`<results>/<benchmark>/<forget>/<method>/seed<S>-<hash12>.json`: one file per cell config."""
+    """`<results>/<benchmark>/<forget>/<method>/seed<S>-<hash12>.json`: one file per cell config.
+
+    Built only from validated names (ValueError otherwise: callers validate user input first), so no
+    component can be `..`, empty or hold a separator.
+    """
+    for value, pattern, limit in ((benchmark, BENCHMARK_NAME, 100), (method, METHOD_NAME, 100),
+                                  (forget, FORGET_SPEC, FORGET_MAX)):
+        problem = name_problem(value, pattern, limit)
+        if problem is not None:
+            raise ValueError(f"cannot build a record path from {value[:100]!r}: it {problem}")
+    if not re.fullmatch(r"[0-9a-f]{12,64}", config_hash) or not (isinstance(seed, int) and seed >= 0):
+        raise ValueError(f"cannot build a record path from seed {seed!r} and config hash {config_hash[:70]!r}")
     return Path(results_dir) / slug(benchmark) / slug(forget) / slug(method) / f"seed{seed}-{config_hash[:12]}.json"
 
 
@@ -146,13 +300,22 @@ def write_record(path: Path, record: ResultRecord) -> None:
     atomic_write_text(path, record.to_json(), "result record")
 
 
+def _no_constant(name: str) -> Any:
+    raise json.JSONDecodeError(f"{name} is not a JSON number", name, 0)
+
+
 def read_record(path: Path) -> ResultRecord:
     """Read and validate a record; raise InvalidRecord naming the path and the first problem."""
     try:
-        return ResultRecord.model_validate(json.loads(Path(path).read_text(encoding="utf-8")))
+        data = json.loads(Path(path).read_text(encoding="utf-8"), parse_constant=_no_constant)
+        return ResultRecord.model_validate(data)
     except OSError as exc:
-        raise InvalidRecord(f"{path}: unreadable ({exc.strerror})") from None
+        raise InvalidRecord(f"{path}: unreadable ({exc.strerror or exc})") from None
+    except UnicodeDecodeError as exc:
+        raise InvalidRecord(f"{path}: not UTF-8 text (byte {exc.start})") from None
     except json.JSONDecodeError as exc:
         raise InvalidRecord(f"{path}: not JSON ({exc.msg} at line {exc.lineno})") from None
+    except RecursionError:
+        raise InvalidRecord(f"{path}: nested too deeply to be a result record") from None
     except ValidationError as exc:
         raise InvalidRecord(f"{path}: not a valid result record ({validation_problem(exc, 'record')})") from None

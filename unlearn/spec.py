@@ -22,6 +22,7 @@ from pydantic import (
 )
 
 from unlearn.errors import UserError, validation_problem
+from unlearn.names import BENCHMARK_NAME, name_problem
 from unlearn.registry import did_you_mean
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -230,6 +231,14 @@ class BenchmarkSpec(BaseModel):
     grid: GridSpec
     hparams: dict[str, dict[str, Any]] = Field(default_factory=dict)
     _source_dir: Path | None = PrivateAttr(None)
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, name: str) -> str:
+        problem = name_problem(name, BENCHMARK_NAME)
+        if problem is not None:  # it names the folders records and leaderboard tables live in
+            raise ValueError(f"the benchmark name {problem}")
+        return name
 
     @model_validator(mode="after")
     def _generation_needs(self) -> "BenchmarkSpec":

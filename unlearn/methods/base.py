@@ -20,6 +20,7 @@ from torch import nn
 
 from unlearn.data.tensors import TensorData
 from unlearn.errors import UserError, validation_problem
+from unlearn.names import brief, check_method_name
 from unlearn.registry import Registry, did_you_mean
 from unlearn.seeding import generator as seeded_generator
 from unlearn.train import Phase, Recipe, StepHook, fit, sgd
@@ -198,7 +199,10 @@ def frozen_copy(model: nn.Module) -> nn.Module:
 
 
 def resolve_method(name: str) -> type[Method]:
-    """Look up a method class by registered name, plugin name or `module:Class`; check it is a Method."""
+    """Look up a method class by registered name, plugin name or `module:Class`; check it is a Method.
+
+    The name must be a valid method name (it becomes a folder of records): UserError otherwise."""
+    check_method_name(name)
     cls = METHODS.get(name)
     if not (isinstance(cls, type) and issubclass(cls, Method)):
         raise UserError(f"method {name!r} is not a subclass of unlearn.methods.Method")
