@@ -8,24 +8,19 @@ directory) build it once: the others wait, then load it.
 
 from __future__ import annotations
 
-import os
 import sys
 import time
-from contextlib import ExitStack, contextmanager, suppress
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
-
-try:
-    import fcntl
-except ImportError:  # not on POSIX: builds are not serialised across processes (still atomic)
-    fcntl = None  # type: ignore[assignment]
 
 from torch import nn
 
 from unlearn.checkpoints import load_weights_into, read_weights, save_weights
 from unlearn.errors import UserError
 from unlearn.hashing import canonical_json, stable_hash
+from unlearn.locks import file_lock, lock_path_for
 
 CACHE_VERSION = 1
 """Bump when the training code changes in a way that changes cached models."""
@@ -125,38 +120,7 @@ class ModelCache:
 
     @contextmanager
     def lock(self, kind: str, key: dict[str, Any]) -> Iterator[None]:
-        """Hold the exclusive lock of `key` (an flock on a hidden file next to its entry, removed on release).
-
-        The holder unlinks the lock file before releasing it, so a waiter that then gets the lock checks that
-        the file it locked is still the one at the path, and otherwise locks the new one. A holder killed with
-        SIGKILL leaves the empty file behind, unlocked, and the next builder takes it over. Without fcntl, or
-        when the lock file cannot be created (a read-only cache: storing will say so), there is no lock.
-        """
-        path = self.path(kind, key)
-        lock_path = path.with_name(f".{path.name}.lock")
-        fd = _acquire(lock_path) if fcntl is not None else None
-        try:
+        """Hold the exclusive lock of `key` (see `unlearn.locks`: a hidden file next to its entry, removed on
+        release; one left by a builder killed with SIGKILL is taken over by the next builder)."""
+        with file_lock(lock_path_for(self.path(kind, key))):
             yield
-        finally:
-            if fd is not None:
-                with suppress(OSError):
-                    lock_path.unlink(missing_ok=True)
-                os.close(fd)  # closing releases the flock
-
-
-def _acquire(lock_path: Path) -> int | None:
-    """Open and flock `lock_path`, waiting for its holder; the locked descriptor, or None if it cannot be created."""
-    while True:
-        try:
-            lock_path.parent.mkdir(parents=True, exist_ok=True)
-            fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
-        except OSError:
-            return None
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        try:
-            same = os.stat(lock_path).st_ino == os.fstat(fd).st_ino
-        except FileNotFoundError:  # the previous holder removed it after we opened it
-            same = False
-        if same:
-            return fd
-        os.close(fd)
