@@ -14,11 +14,21 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from unlearn.leaderboard.tables import AVG_GAP, Table
+from unlearn.names import control_free
 
 TRADEOFF_AXES = (("UA", "TA"), ("MIA-Efficacy", "RA"), ("UA", "Acc-r"))
 """(efficacy, specificity) pairs drawn when a table has both columns; the last is the generation track's
 (UA and the judge's accuracy on the remaining classes)."""
 STYLE = {"oracle": dict(marker="*", s=220, color="black"), "original": dict(marker="X", s=90, color="0.55")}
+
+
+def plain(label: object) -> str:
+    """A name as literal text for matplotlib: `$` escaped so that no math text is parsed (a method named
+    `$\\undefinedmacro{x}$` would make the parser raise), control characters written as escapes, and length
+    bounded."""
+    raw = control_free(str(label))
+    raw = raw if len(raw) <= 80 else raw[:79] + "…"
+    return raw.replace("$", r"\$")
 
 
 def png_bytes(fig: Figure) -> bytes:
@@ -48,17 +58,17 @@ def tradeoff(table: Table) -> bytes | None:
             if sx.mean is None or sy.mean is None:
                 continue
             if row.role in STYLE:
-                label = f"{row.method} (oracle)" if row.role == "oracle" else row.method
+                label = plain(f"{row.method} (oracle)" if row.role == "oracle" else row.method)
                 ax.scatter([sx.mean], [sy.mean], label=label, zorder=3, **STYLE[row.role])
             else:
                 ax.errorbar([sx.mean], [sy.mean], xerr=[sx.std or 0.0], yerr=[sy.std or 0.0], fmt="o",
-                            color=colors[row.method], capsize=3, label=row.method, zorder=2)
-        ax.set_xlabel(f"{x} (efficacy)")
-        ax.set_ylabel(f"{y} (specificity)")
+                            color=colors[row.method], capsize=3, label=plain(row.method), zorder=2)
+        ax.set_xlabel(plain(f"{x} (efficacy)"))
+        ax.set_ylabel(plain(f"{y} (specificity)"))
         ax.grid(alpha=0.3)
         if i == 0:
             ax.legend(fontsize=8, loc="best")
-    fig.suptitle(f"{table.benchmark} · forget {table.forget}: closer to the oracle (★) is better")
+    fig.suptitle(plain(f"{table.benchmark} · forget {table.forget}") + ": closer to the oracle (★) is better")
     return png_bytes(fig)
 
 
@@ -78,10 +88,10 @@ def gap_bars(benchmark: str, tables: Sequence[Table]) -> bytes | None:
             means.append(stat.mean if stat is not None and stat.mean is not None else 0.0)
             stds.append(stat.std if stat is not None and stat.std is not None else 0.0)
         positions = [k + (j - (len(tables) - 1) / 2) * width for k in range(len(methods))]
-        ax.bar(positions, means, width, yerr=stds, capsize=3, label=f"forget {table.forget}", color=f"C{j % 10}")
-    ax.set_xticks(range(len(methods)), methods, rotation=20, ha="right")
+        ax.bar(positions, means, width, yerr=stds, capsize=3, label=plain(f"forget {table.forget}"), color=f"C{j % 10}")
+    ax.set_xticks(range(len(methods)), [plain(m) for m in methods], rotation=20, ha="right")
     ax.set_ylabel("Avg. Gap to the oracle (lower is better)")
-    ax.set_title(f"{benchmark}: Avg. Gap per method")
+    ax.set_title(plain(f"{benchmark}: Avg. Gap per method"))
     ax.grid(axis="y", alpha=0.3)
     ax.legend(fontsize=8)
     return png_bytes(fig)

@@ -11,6 +11,8 @@ import base64
 import html
 import io
 import json
+import re
+import urllib.parse
 from collections.abc import Mapping, Sequence
 
 import markdown as md
@@ -18,6 +20,7 @@ import pandas as pd
 
 from unlearn.leaderboard.store import Collection
 from unlearn.leaderboard.tables import Table
+from unlearn.names import control_free
 from unlearn.results import ResultRecord, slug
 
 ROLE_LABEL = {"oracle": " (oracle)", "original": " (before unlearning)", "ideal": " (ideal oracle)"}
@@ -36,11 +39,37 @@ forget set until forget accuracy is back (docs/metrics.md defines every metric).
 Seeds counts the seeds that finished out of those run; failed seeds are left out of the means."""
 
 
-def _escape(text: str) -> str:
-    """Markdown-safe cell text (method names may hold `_`, `*` or `|`)."""
-    for ch in "\\`*_|[]<>":
-        text = text.replace(ch, "\\" + ch)
-    return text
+_MARKDOWN_SPECIAL = re.compile(r"([\\`*_\[\]|~])")
+_HTML_SPECIAL = {"&": "&amp;", "<": "&lt;", ">": "&gt;"}
+_CODE_SAFE = re.compile(r"[^`|\\\t\n\r\f\v]*")
+"""What a code span may hold: no backtick (it would end the span), no `|` (a table cell), no backslash."""
+
+
+def text(value: object, limit: int = 300) -> str:
+    """Any value as inline Markdown that renders as exactly its characters: the one escaper of this module.
+
+    Control characters and line separators become visible escapes (so a newline cannot start a heading or a
+    table row), Markdown's inline syntax is backslash-escaped (so `|` cannot add a cell and `[` cannot open a
+    link) and `&`, `<`, `>` become HTML entities (so no tag can form, whatever renders the page); text beyond
+    `limit` characters is cut with '…'. Raw HTML is also switched off in the HTML conversion (`html_page`).
+    """
+    raw = str(value)
+    raw = raw if len(raw) <= limit else raw[: limit - 1] + "…"
+    escaped = _MARKDOWN_SPECIAL.sub(r"\\\1", control_free(raw))
+    return "".join(_HTML_SPECIAL.get(ch, ch) for ch in escaped)
+
+
+def code(value: object, limit: int = 300) -> str:
+    """`value` as a Markdown code span when nothing in it can end or escape one, else as escaped `text`."""
+    raw = str(value)
+    if len(raw) <= limit and raw and _CODE_SAFE.fullmatch(raw) and control_free(raw) == raw:
+        return f"`{raw}`"
+    return text(raw, limit)
+
+
+def link_target(path: str) -> str:
+    """A relative link target: every character a URL or Markdown could read as syntax percent-encoded."""
+    return urllib.parse.quote(path, safe="/._-+")
 
 
 def plot_name(benchmark: str, forget: str | None = None) -> str:
@@ -52,13 +81,13 @@ def plot_name(benchmark: str, forget: str | None = None) -> str:
 
 def markdown_table(table: Table) -> str:
     """A GitHub-flavoured markdown table of `table`, best values in bold."""
-    header = ["Method", *table.columns, "Seeds"]
+    header = ["Method", *(text(c) for c in table.columns), "Seeds"]
     lines = ["| " + " | ".join(header) + " |", "| :-- |" + " --: |" * (len(header) - 1)]
     for row in table.rows:
-        cells = [f"{_escape(row.method)}{ROLE_LABEL.get(row.role, '')}"]
+        cells = [f"{text(row.method)}{ROLE_LABEL.get(row.role, '')}"]
         for col in table.columns:
-            text = row.stats[col].text()
-            cells.append(f"**{text}**" if col in row.best else text)
+            shown = row.stats[col].text()
+            cells.append(f"**{shown}**" if col in row.best else shown)
         cells.append(f"{row.ok}/{row.runs}")
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
@@ -75,7 +104,7 @@ def _methods_table(records: Sequence[ResultRecord]) -> str:
         hparams = json.dumps(r.hparams, sort_keys=True)
         by = r.submission.submitted_by if r.submission is not None else "—"
         lines.append(
-            f"| {_escape(method)} | {r.track} | `{hparams}` | {_escape(r.method_origin)} | {_escape(by)} |"
+            f"| {text(method)} | {text(r.track)} | {code(hparams, 1000)} | {text(r.method_origin)} | {text(by)} |"
         )
     return "\n".join(lines)
 
@@ -84,7 +113,7 @@ def _provenance(records: Sequence[ResultRecord]) -> str:
     """The distinct package versions, commits and devices that produced a benchmark's records."""
 
     def distinct(values) -> str:
-        return ", ".join(sorted({str(v) for v in values})) or "—"
+        return ", ".join(text(v) for v in sorted({str(v) for v in values})) or "—"
 
     commits = distinct((r.env.git_commit or "unknown")[:12] for r in records)
     return (
@@ -114,24 +143,25 @@ def markdown_page(
     benchmarks = list(dict.fromkeys(t.benchmark for t in tables))
     for benchmark in benchmarks:
         records = [r for r in collection.records if r.benchmark == benchmark]
-        out += ["", f"## {_escape(benchmark)}", ""]
+        out += ["", f"## {text(benchmark)}", ""]
         if benchmark in descriptions:
-            out += [descriptions[benchmark], ""]
+            out += [text(descriptions[benchmark], 1000), ""]
         for table in (t for t in tables if t.benchmark == benchmark):
-            out += [f"### {_escape(benchmark)} · forget `{table.forget}`", "", markdown_table(table), ""]
+            out += [f"### {text(benchmark)} · forget {code(table.forget)}", "", markdown_table(table), ""]
             links = _sample_links(collection, table)
             if links:
                 out += [links, ""]
             name = plot_name(benchmark, table.forget)
             if name in plots:
-                out += [f"![efficacy vs specificity, forget {table.forget}](plots/{name})", ""]
+                out += [f"![efficacy vs specificity, forget {text(table.forget)}]({link_target('plots/' + name)})", ""]
         name = plot_name(benchmark)
         if name in plots:
-            out += [f"### {_escape(benchmark)} · Avg. Gap per method", "", f"![Avg. Gap per method](plots/{name})", ""]
-        out += [f"### {_escape(benchmark)} · methods", "", _methods_table(records), "", _provenance(records)]
+            out += [f"### {text(benchmark)} · Avg. Gap per method", "",
+                    f"![Avg. Gap per method]({link_target('plots/' + name)})", ""]
+        out += [f"### {text(benchmark)} · methods", "", _methods_table(records), "", _provenance(records)]
     if collection.skipped:
         out += ["", "## Skipped records", "", "These files were not used:", ""]
-        out += [f"- `{s.path}`: {_escape(s.reason)}" for s in collection.skipped]
+        out += [f"- {code(s.path)}: {text(s.reason, 500)}" for s in collection.skipped]
     if not tables:
         out += ["", "No records yet."]
     return "\n".join(out) + "\n"
@@ -143,11 +173,11 @@ def _sample_links(collection: Collection, table: Table) -> str:
     for path, r in zip(collection.paths, collection.records, strict=True):
         if r.benchmark == table.benchmark and r.forget.spec == table.forget and "samples" in r.artifacts:
             target = path.rsplit("/", 1)[0] + "/" + r.artifacts["samples"]
-            found.setdefault(r.method, []).append(f"[seed {r.seed}]({target})")
+            found.setdefault(r.method, []).append(f"[seed {r.seed}]({link_target(target)})")
     if not found:
         return ""
     order = [row.method for row in table.rows if row.method in found]
-    parts = [f"{_escape(m)} {' '.join(found[m])}" for m in order]
+    parts = [f"{text(m)} {' '.join(found[m])}" for m in order]
     return "Samples per class, original model left, method right: " + " · ".join(parts)
 
 
@@ -185,10 +215,13 @@ code { background: #f3f3f3; padding: 0 0.2em; }
 
 def html_page(page_markdown: str, plots: Mapping[str, bytes]) -> str:
     """The README as a standalone HTML page, with plots inlined as data URIs and inline CSS only."""
-    body = md.markdown(page_markdown, extensions=["tables"])
+    converter = md.Markdown(extensions=["tables"])
+    converter.preprocessors.deregister("html_block")  # raw HTML in the text stays text, never markup
+    converter.inlinePatterns.deregister("html")
+    body = converter.convert(page_markdown)
     for name in sorted(plots):
         uri = "data:image/png;base64," + base64.b64encode(plots[name]).decode("ascii")
-        body = body.replace(f'src="plots/{name}"', f'src="{uri}"')
+        body = body.replace(f'src="{html.escape(link_target("plots/" + name))}"', f'src="{uri}"')
     return (
         "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
         f"<title>{html.escape('unlearn leaderboard')}</title>\n<style>{STYLE}</style>\n</head>\n"
