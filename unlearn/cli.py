@@ -104,16 +104,28 @@ def _seeds(text: str) -> list[int]:
         raise argparse.ArgumentTypeError(f"seeds must be comma-separated integers, got {text!r}") from None
 
 
+def _threads(text: str) -> int:
+    from unlearn.spec import MAX_THREADS
+
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of threads, got {text!r}") from None
+    if not 1 <= value <= MAX_THREADS:
+        raise argparse.ArgumentTypeError(f"threads must be between 1 and {MAX_THREADS}, got {value}")
+    return value
+
+
 def _slurm_option(text: str) -> tuple[str, Any]:
-    import yaml
+    from unlearn.yaml_input import load_document
 
     name, eq, value = text.partition("=")
     if not eq or not name.strip():
         raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
     try:
-        return name.strip(), yaml.safe_load(value) if value else value
-    except yaml.YAMLError:
-        raise argparse.ArgumentTypeError(f"cannot read the value of {text!r}") from None
+        return name.strip(), load_document(value, f"--slurm {name.strip()}", max_nodes=1000) if value else value
+    except UserError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _hparam(text: str) -> tuple[str, str, str]:
@@ -164,7 +176,8 @@ Exit codes: 0 chosen (and written unless --no-write), 2 bad input or every trial
 def _runtime_options(parser: argparse.ArgumentParser) -> None:
     """Options shared by commands that load a benchmark's data and models."""
     parser.add_argument("--device", default="auto", help="auto (CUDA if present, else CPU), cpu, cuda, cuda:N, mps")
-    parser.add_argument("--threads", type=int, help="CPU threads for torch (default: the benchmark's cpu_threads)")
+    parser.add_argument("--threads", type=_threads, metavar="N",
+                        help="CPU threads for torch and the BLAS pools, 1 to 1024 (default: the benchmark's cpu_threads)")
     parser.add_argument("--workdir", type=Path, default=Path("."), help="root of data/runs, data/cache, data/forget-sets")
     parser.add_argument("--cache-dir", type=Path, help="trained-model cache, shareable (default: WORKDIR/data/cache)")
     parser.add_argument("--data-root", type=Path,
@@ -364,11 +377,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _hparam_overrides(items: Sequence[tuple[str, str, str]]) -> dict[str, dict[str, Any]]:
-    import yaml
+    """--hparam values as scalars (numbers, booleans, null, strings): no YAML collections, aliases or tags."""
+    from unlearn.yaml_input import parse_scalar
 
     out: dict[str, dict[str, Any]] = {}
     for method, name, value in items:
-        out.setdefault(method, {})[name] = yaml.safe_load(value) if value else value
+        out.setdefault(method, {})[name] = parse_scalar(value, f"--hparam {method}.{name}")
     return out
 
 
@@ -378,8 +392,6 @@ def _runtime(args: argparse.Namespace, spec: Any) -> tuple[Any, Any, bool]:
     from unlearn.harness import Workspace
 
     device = resolve_device(args.device)
-    if args.threads is not None and args.threads < 1:
-        raise UserError("--threads must be at least 1")
     configure_threads(device, args.threads or spec.cpu_threads)
     workspace = Workspace.at(
         args.workdir,

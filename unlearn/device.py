@@ -7,6 +7,7 @@ import os
 import torch
 
 from unlearn.errors import UserError
+from unlearn.spec import MAX_THREADS
 
 
 def resolve_device(name: str = "auto") -> torch.device:
@@ -30,6 +31,8 @@ def configure_threads(device: torch.device, threads: int | None) -> None:
     The metrics' scikit-learn probes and attacks run on numpy/scipy's OpenBLAS and scikit-learn's OpenMP, so
     `--threads N` (or the spec's cpu_threads) sizes them too, in a serial run as in every pool or Ray worker.
     """
+    if threads is not None and not 1 <= threads <= MAX_THREADS:
+        raise UserError(f"threads must be between 1 and {MAX_THREADS}, got {threads}")
     if device.type == "cpu" and threads is not None:
         torch.set_num_threads(threads)
         limit_thread_pools(threads)

@@ -25,4 +25,5 @@ def validation_problem(exc: ValidationError, default_location: str = "") -> str:
     """The first problem pydantic found, as one line: 'field.path: message'."""
     err = exc.errors()[0]
     where = ".".join(str(p) for p in err["loc"]) or default_location
-    return f"{where}: {err['msg']}" if where else err["msg"]
+    message = err["msg"].removeprefix("Value error, ")  # pydantic's prefix for a validator's ValueError
+    return f"{where}: {message}" if where else message

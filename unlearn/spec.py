@@ -6,7 +6,6 @@ import os
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -24,8 +23,12 @@ from pydantic import (
 from unlearn.errors import UserError, validation_problem
 from unlearn.names import BENCHMARK_NAME, name_problem
 from unlearn.registry import did_you_mean
+from unlearn.yaml_input import load_document
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+MAX_THREADS = 1024
+"""The most CPU threads a run may ask for (`--threads`, `cpu_threads`): torch crashes the process without a message
+on `set_num_threads(100000)`; 1024 was checked to run, and is more than any single machine's hardware threads."""
 
 
 LATER_FIELDS: dict[str, Any] = {"optimizer": "sgd", "max_grad_norm": None, "milestones": [], "gamma": 0.1}
@@ -38,7 +41,7 @@ serialised recipe at their defaults, so that those records' config hashes do not
 class Recipe(BaseModel):
     """How a benchmark trains its original model (and, identically, the retrained oracle)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     epochs: PositiveInt
     batch_size: PositiveInt
@@ -79,7 +82,7 @@ class Recipe(BaseModel):
 class GridSpec(BaseModel):
     """The default grid `unlearn run` executes for a benchmark."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     methods: list[str] = Field(min_length=1)
     forget: list[str] = Field(min_length=1)
@@ -89,7 +92,7 @@ class GridSpec(BaseModel):
 class ProbeSettings(BaseModel):
     """Linear probes on frozen features: which forgotten samples are held out and how the probe is fitted."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     holdout: float = Field(0.5, gt=0.0, lt=1.0)
     """Random forgetting: the fraction of D_f held out of probe-train and scored (class-wise: the
@@ -110,7 +113,7 @@ class ProbeSettings(BaseModel):
 class RelearnSettings(BaseModel):
     """The relearn attack: a few steps of fine-tuning on a small part of D_f."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     fraction: float = Field(0.1, gt=0.0, lt=1.0)
     """Share of D_f the attacker fine-tunes on (at least one sample); the rest is scored."""
@@ -124,7 +127,7 @@ class RelearnSettings(BaseModel):
 class BankSettings(BaseModel):
     """Banks of models per cell for per-example scores: N retrained oracles, N runs of each method."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     size: int = Field(0, ge=0)
     """N; 0 means no banks (per-example metrics then cannot run), otherwise at least 3."""
@@ -152,7 +155,7 @@ class JudgeSettings(BaseModel):
     """The judge of a generation benchmark: a classifier trained on the real training images only (never on
     generated ones), with this model and recipe at this seed, once for all cells; or a safetensors file."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     model: str = "small-cnn"
     train: Recipe | None = None
@@ -167,7 +170,7 @@ class GenerationSettings(BaseModel):
     """How a generation benchmark samples and judges a model; pinned here and recorded in every record, since
     FID-style numbers move a lot with the sample count and the sampler's steps."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     samples_per_class: PositiveInt = 100
     sampler_steps: int = Field(50, ge=1, le=1000)
@@ -195,7 +198,7 @@ class GenerationSettings(BaseModel):
 class EvaluationSettings(BaseModel):
     """Settings of the evaluations beyond one forward pass: probes, relearning, model banks, generation."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     probe: ProbeSettings = ProbeSettings()
     relearn: RelearnSettings = RelearnSettings()
@@ -210,7 +213,7 @@ class BenchmarkSpec(BaseModel):
     the method's reference defaults, and `--hparam` overrides them in turn.
     """
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     name: str
     description: str
@@ -221,7 +224,7 @@ class BenchmarkSpec(BaseModel):
     model: str
     train: Recipe
     eval_batch_size: PositiveInt = 1024
-    cpu_threads: PositiveInt | None = None
+    cpu_threads: int | None = Field(None, ge=1, le=MAX_THREADS)
     """torch intra-op threads when running on CPU (None: torch's default); small models run fastest on 1."""
     metrics: list[str] = Field(default_factory=lambda: ["accuracy", "mia-efficacy"])
     gap_metrics: list[str] = Field(default_factory=lambda: ["UA", "RA", "TA", "MIA-Efficacy"])
@@ -284,7 +287,9 @@ def read_spec(path: Path) -> BenchmarkSpec:
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
-        raise UserError(f"{path}: cannot read benchmark spec ({exc.strerror})") from None
+        raise UserError(f"{path}: cannot read benchmark spec ({exc.strerror or exc})") from None
+    except UnicodeDecodeError as exc:
+        raise UserError(f"{path}: not a benchmark spec (not UTF-8 text: byte {exc.start})") from None
     spec = parse_spec(text, path)
     spec._source_dir = path.resolve().parent
     return spec
@@ -292,12 +297,7 @@ def read_spec(path: Path) -> BenchmarkSpec:
 
 def parse_spec(text: str, where: Path | str) -> BenchmarkSpec:
     """Parse and validate spec `text`; errors name `where` (the file it is, or will be, in)."""
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        line = f" at line {mark.line + 1}" if mark is not None else ""
-        raise UserError(f"{where}: malformed YAML{line}") from None
+    data = load_document(text, str(where))
     if not isinstance(data, dict):
         raise UserError(f"{where}: a benchmark spec must be a YAML mapping")
     try:

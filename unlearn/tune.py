@@ -190,14 +190,14 @@ def write_to_spec(spec_path: Path, result: TuneResult) -> None:
 
 def parse_grid(items: Sequence[str]) -> dict[str, list[Any]]:
     """--grid NAME=V1,V2 items as {name: [values]} (values parsed as YAML scalars: 0.01, 10, null, true)."""
-    import yaml
+    from unlearn.yaml_input import parse_scalar
 
     out: dict[str, list[Any]] = {}
     for item in items:
         name, eq, values = item.partition("=")
         if not eq or not name.strip() or not values.strip():
             raise UserError(f"--grid expects NAME=V1,V2,..., got {item!r}")
-        out[name.strip()] = [yaml.safe_load(v) for v in values.split(",")]
+        out[name.strip()] = [parse_scalar(v.strip(), f"--grid {name.strip()}") for v in values.split(",")]
     return out
 
 

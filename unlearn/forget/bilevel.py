@@ -38,7 +38,7 @@ from unlearn.train import Phase, fit
 class BilevelSettings(BaseModel):
     """Every hyperparameter of the bi-level selection; `worst-case:F:key=value` sets any of them."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     objective: Literal["hardest", "easiest"] = "hardest"
     """hardest: the worst-case set (low loss after unlearning); easiest: the sign-flipped contrast."""

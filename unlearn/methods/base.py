@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Annotated, Any, Callable, ClassVar, Mapping, Sequence
@@ -223,17 +224,24 @@ def make_hparams(cls: type[Method], name: str, values: Mapping[str, Any]) -> Any
     fields = [f.name for f in dataclasses.fields(hp_cls)]
     for key in values:
         if key not in fields:
+            key = key if isinstance(key, str) and len(key) <= 100 else brief(key)
             raise UserError(
                 f"unknown hyperparameter {key!r} for method {name!r}{did_you_mean(key, fields)} "
                 f"(valid: {hparam_options(cls)})"
             )
     try:
-        return TypeAdapter(hp_cls).validate_python(dict(values))
+        hparams = TypeAdapter(hp_cls).validate_python(dict(values))
     except ValidationError as exc:
         got = exc.errors()[0].get("input")
         raise UserError(
-            f"hyperparameter {name}.{validation_problem(exc)} (got {got!r}; valid: {hparam_options(cls)})"
+            f"hyperparameter {name}.{validation_problem(exc)} (got {brief(got)}; valid: {hparam_options(cls)})"
         ) from None
+    for f in dataclasses.fields(hparams):  # inf passes a range such as gt=0, and no result can record it
+        value = getattr(hparams, f.name)
+        if isinstance(value, float) and not math.isfinite(value):
+            raise UserError(f"hyperparameter {name}.{f.name} must be a finite number, got {value} "
+                            f"(valid: {hparam_options(cls)})")
+    return hparams
 
 
 def hparams_dict(hparams: Any) -> dict[str, Any]:
