@@ -41,7 +41,7 @@ def read_weights(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
         with safe_open(str(path), framework="pt") as fh:
             raw = (fh.metadata() or {}).get("unlearn", "{}")
         return state, json.loads(raw)
-    except (SafetensorError, OSError, ValueError) as exc:
+    except (SafetensorError, OSError, ValueError, RecursionError) as exc:
         raise UserError(f"{path}: not a readable safetensors checkpoint ({exc})") from None
 
 
@@ -61,9 +61,21 @@ def shape_mismatch(expected: Mapping[str, Tensor], got: Mapping[str, Tensor]) ->
     return "; ".join(parts) or None
 
 
+def dtype_mismatch(expected: Mapping[str, Tensor], got: Mapping[str, Tensor]) -> str | None:
+    """The first tensor of `got` whose dtype differs from `expected`'s (load_state_dict would cast it silently:
+    float64 rounded, bool made 0/1, a float truncated to int), or None."""
+    cast = sorted(k for k in set(expected) & set(got) if expected[k].dtype != got[k].dtype)
+    if not cast:
+        return None
+    k = cast[0]
+    have, want = (str(t.dtype).removeprefix("torch.") for t in (got[k], expected[k]))
+    return f"dtype of {k}: {have} vs model {want}; save the weights in the model's dtypes"
+
+
 def load_weights_into(model: nn.Module, state: dict[str, torch.Tensor], source: str) -> None:
-    """Load `state` into `model`, requiring exactly matching keys and shapes (never strict=False)."""
-    problem = shape_mismatch(model.state_dict(), state)
+    """Load `state` into `model`, requiring exactly matching keys, shapes and dtypes (never strict=False)."""
+    expected = model.state_dict()
+    problem = shape_mismatch(expected, state) or dtype_mismatch(expected, state)
     if problem:
         raise UserError(f"{source}: weights do not fit the model ({problem})")
     model.load_state_dict(state, strict=True)
@@ -127,7 +139,7 @@ def _read_safetensors(path: Path, size: int, header_len: int) -> dict[str, torch
         raise UserError(f"{path}: cannot read: {exc.strerror or exc}") from None
     try:
         header = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError):
+    except (ValueError, RecursionError):  # not UTF-8, not JSON, or nested past the parser's depth
         raise UserError(f"{path}: not a checkpoint (neither safetensors nor a PyTorch pickle)") from None
     if not isinstance(header, dict):
         raise UserError(f"{path}: not a checkpoint (neither safetensors nor a PyTorch pickle)")
@@ -179,12 +191,28 @@ def _conversion_command(path: Path) -> str:
     return f"python -c {shlex.quote(code)}"
 
 
+SAFE_WEIGHTS_ONLY = (2, 6)
+"""The first torch whose torch.load(weights_only=True) cannot be made to run code (CVE-2025-32434 was fixed in 2.6)."""
+
+
+def _torch_release() -> tuple[int, int]:
+    """(major, minor) of the installed torch, from its version string (e.g. '2.14.1+cpu')."""
+    found = re.match(r"(\d+)\.(\d+)", str(torch.__version__))
+    return (int(found.group(1)), int(found.group(2))) if found else (0, 0)
+
+
 def _read_pickle(path: Path, allow_pickle: bool) -> dict[str, torch.Tensor]:
     if not allow_pickle:
         raise UserError(
             f"{path}: is a PyTorch pickle file; loading a pickle can run arbitrary code, so unlearn refuses it. "
             f"Convert it once, in a trusted environment: {_conversion_command(path)} "
             "-- or pass --allow-pickle to load it with torch.load(weights_only=True)."
+        )
+    if _torch_release() < SAFE_WEIGHTS_ONLY:
+        raise UserError(
+            f"{path}: --allow-pickle needs torch >= 2.6; torch {torch.__version__}'s weights-only loader can be made "
+            "to run code (CVE-2025-32434). Upgrade torch, or convert the file where you trust it: "
+            f"{_conversion_command(path)}"
         )
     try:
         # A file object, not the path: torch.load picks safetensors by a ".safetensors" name; here content decides.

@@ -101,8 +101,15 @@ def read_manifest(path: Path) -> ForgetManifest:
     """Read and validate a manifest; raise UserError naming the file when it is not a valid one."""
     try:
         return ForgetManifest.model_validate(json.loads(path.read_text(encoding="utf-8")))
-    except (OSError, json.JSONDecodeError, ValidationError) as exc:
-        reason = validation_problem(exc) if isinstance(exc, ValidationError) else str(exc).splitlines()[0]
+    except (OSError, ValueError, ValidationError, RecursionError) as exc:  # ValueError: not UTF-8, not JSON
+        if isinstance(exc, ValidationError):
+            reason = validation_problem(exc)
+        elif isinstance(exc, UnicodeDecodeError):
+            reason = f"not UTF-8 text: byte {exc.start}"
+        elif isinstance(exc, RecursionError):
+            reason = "nested too deeply"
+        else:
+            reason = (str(exc).splitlines() or [type(exc).__name__])[0][:200]
         raise UserError(f"{path}: invalid forget-set manifest ({reason}); delete it to rebuild") from None
 
 
