@@ -31,6 +31,7 @@ from unlearn.data.manipulations import Manipulated
 from unlearn.forget import ForgetManifest, ForgetSpec, ModelSource, load_or_build
 from unlearn.forget.manifest import indices_sha256
 from unlearn.hashing import stable_hash
+from unlearn.names import brief
 from unlearn.methods import (
     METHODS,
     Method,
@@ -134,6 +135,11 @@ def plan_grid(
     """Validate the grid's names and values against the registries (no data is loaded here)."""
     method_names = list(dict.fromkeys(methods or spec.grid.methods))
     hparams = hparams or {}
+    for name in spec.hparams:  # tuned values of a method that does not exist, or that it does not take, are errors
+        try:
+            choose_method(spec, name)
+        except UserError as exc:
+            raise UserError(f"benchmark {spec.name!r}: hparams of {brief(name)}: {exc}; fix or remove them") from None
     for name in hparams:
         if name not in method_names:
             raise UserError(f"--hparam names method {name!r}, which is not in the grid ({', '.join(method_names)})")
@@ -150,7 +156,8 @@ def plan_grid(
                 f"method {choice.name!r} unlearns {' and '.join(choice.cls.kinds)} models, benchmark {spec.name!r} is a "
                 f"{spec.kind} benchmark; its methods: {', '.join(fitting)}"
             )
-    forget_specs = tuple(ForgetSpec.parse(text) for text in dict.fromkeys(forgets or spec.grid.forget))
+    parsed = (ForgetSpec.parse(text) for text in dict.fromkeys(forgets or spec.grid.forget))
+    forget_specs = tuple({f.text: f for f in parsed}.values())  # random:0.1 and random:0.10 are one set
     available = provides(spec)
     for forget in forget_specs:
         builder = forget.builder

@@ -10,6 +10,7 @@ import numpy as np
 
 from unlearn.data.base import Dataset
 from unlearn.errors import UserError
+from unlearn.names import FORGET_MAX, FORGET_SPEC, brief, name_problem
 from unlearn.registry import Registry, did_you_mean
 
 if TYPE_CHECKING:
@@ -134,9 +135,15 @@ class ForgetSpec:
         kind, sep, arg = text.partition(":")
         if kind not in BUILDERS.names():
             forms = ", ".join(BUILDERS.get(n).syntax for n in BUILDERS.names())
-            raise UserError(f"unknown forget-set kind {kind!r} in {text!r}{did_you_mean(kind, BUILDERS.names())}; use {forms}")
+            kind = kind if len(kind) <= 40 else brief(kind)
+            raise UserError(f"unknown forget-set kind {kind!r} in {brief(text)}{did_you_mean(kind, BUILDERS.names())}; "
+                            f"use {forms}")
         builder = BUILDERS.get(kind)()
         if not sep or not arg:
             raise UserError(f"malformed forget spec {text!r}: write {builder.syntax}")
         params = builder.parse(arg)
-        return cls(text=f"{kind}:{builder.canonical(params) or arg}", kind=kind, params=params)
+        canonical = f"{kind}:{builder.canonical(params) or arg}"
+        problem = name_problem(canonical, FORGET_SPEC, FORGET_MAX)
+        if problem is not None:  # the text names manifest files and record folders
+            raise UserError(f"forget spec {brief(text)} {problem}: write {builder.syntax}")
+        return cls(text=canonical, kind=kind, params=params)

@@ -29,6 +29,10 @@ class ClassForget(ForgetBuilder):
             raise UserError(f"malformed forget spec 'class:{arg}': the class must be an integer label") from None
         return {"class": label}
 
+    def canonical(self, params: dict[str, Any]) -> str:
+        """The label in ASCII digits: class:03 and class:３ (a full-width digit) are class:3, one set and one file."""
+        return str(params["class"])
+
     def check(self, params: dict[str, Any], dataset: Dataset) -> None:
         label = params["class"]
         if not 0 <= label < dataset.num_classes:

@@ -26,6 +26,10 @@ class RandomForget(ForgetBuilder):
     def parse(self, arg: str) -> dict[str, Any]:
         return {"fraction": parse_fraction(arg, "forget fraction")}
 
+    def canonical(self, params: dict[str, Any]) -> str:
+        """The fraction's shortest exact decimal: random:0.10, random:.1 and random:1e-1 are all random:0.1."""
+        return repr(params["fraction"])
+
     def check(self, params: dict[str, Any], dataset: Dataset) -> None:
         size = self._size(params["fraction"], len(dataset.train))
         if not 0 < size < len(dataset.train):
