@@ -7,6 +7,12 @@ benchmark's current spec, with one hyperparameter configuration, every cell fini
 taken against the same original model and oracle as the leaderboard's retrain
 records. Accepted records get a `submission` provenance block and replace the
 method's previous leaderboard records. Nothing is written when a check fails.
+
+The replacement is one transaction (unlearn.transaction) under the leaderboard's lock,
+which `unlearn leaderboard` honours: a full disk or a kill leaves either the old records
+or the new ones, never both, and a kill after the commit point is finished by the next
+`submit` or `leaderboard`. A dry run writes nothing of its own; like any reader, it
+finishes such an interrupted earlier submission first.
 """
 
 from __future__ import annotations
@@ -17,13 +23,15 @@ import subprocess
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Iterable
 
-from unlearn.atomic import atomic_write
+from unlearn.atomic import atomic_write, storage_error
 from unlearn.errors import UserError
 from unlearn.forget import ForgetSpec
 from unlearn.hashing import stable_hash
 from unlearn.results import ORACLE, InvalidRecord, ResultRecord, Submission, read_record, record_path, write_record
 from unlearn.spec import BenchmarkSpec
+from unlearn.transaction import board_lock, record_files, transaction
 
 REQUIRED_PACKAGES = ("unlearn", "torch")
 
@@ -49,7 +57,7 @@ def _listing(items: list[str], limit: int = 6) -> str:
 
 def _read_all(directory: Path, what: str) -> list[tuple[Path, ResultRecord]]:
     out, invalid = [], []
-    for path in sorted(directory.rglob("*.json")) if directory.is_dir() else []:
+    for path in record_files(directory):
         try:
             out.append((path, read_record(path)))
         except InvalidRecord as exc:
@@ -151,7 +159,32 @@ def submit(
     if problems:
         raise SubmissionRefused(f"submission to {spec.name} refused: {_listing(problems)}")
 
-    on_board = [(p, r) for p, r in _read_all(leaderboard_results, "the leaderboard") if r.benchmark == spec.name]
+    stamp = _stamp(submitted_by, len(forgets), len(seeds), spec.name)
+    if not dry_run:
+        try:
+            leaderboard_results.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise storage_error(exc, leaderboard_results, "leaderboard results directory") or exc from None
+    with board_lock(leaderboard_results):  # the board read, checked and replaced as one transaction
+        on_board = [(p, r) for p, r in _read_all(leaderboard_results, "the leaderboard") if r.benchmark == spec.name]
+        _check_oracles(spec.name, grid, names, chosen, on_board, report)
+        keep = set()
+        for _, r in chosen:
+            dest = record_path(leaderboard_results, r.benchmark, r.method, r.forget.spec, r.seed, r.config_hash)
+            keep.add(dest)
+            report.written.append(dest)
+        gone = [(p, r) for p, r in on_board if r.method in names and p not in keep]
+        report.removed = [p for p, _ in gone]
+        if not dry_run:
+            _replace(results_dir, leaderboard_results, zip(chosen, report.written, strict=True), gone, stamp)
+    return report
+
+
+def _check_oracles(benchmark: str, grid: set[tuple[str, int]], names: list[str],
+                   chosen: list[tuple[Path, ResultRecord]], on_board: list[tuple[Path, ResultRecord]],
+                   report: SubmitReport) -> None:
+    """Refuse records scored against another original model or oracle than the board's (or the submitted) ones."""
+    problems: list[str] = []
     oracle_models = {(r.forget.spec, r.seed): r.models for _, r in on_board if r.method == ORACLE}
     oracle_models.update({(r.forget.spec, r.seed): r.models for _, r in chosen if r.method == ORACLE})
     for f, s in sorted(grid):
@@ -163,8 +196,9 @@ def submit(
             problems.append(f"{r.method} {r.forget.spec} seed {r.seed} was scored against a different original "
                             "model or oracle than the leaderboard's retrain record")
     if problems:
-        hint = " (submit `retrain` records for the grid as well)" if any(p.startswith("no oracle") for p in problems) else ""
-        raise SubmissionRefused(f"submission to {spec.name} refused: {_listing(problems)}{hint}")
+        no_oracle = any(p.startswith("no oracle") for p in problems)
+        hint = " (submit `retrain` records for the grid as well)" if no_oracle else ""
+        raise SubmissionRefused(f"submission to {benchmark} refused: {_listing(problems)}{hint}")
     if ORACLE in names:
         orphans = sum(1 for _, r in on_board if r.method not in names
                       and oracle_models.get((r.forget.spec, r.seed)) != r.models)
@@ -172,39 +206,40 @@ def submit(
             report.notes.append(f"{orphans} leaderboard records of other methods now disagree with the new oracle "
                                 "and will be skipped until they are resubmitted")
 
-    from unlearn.provenance import package_version, git_commit
+
+def _stamp(submitted_by: str | None, forgets: int, seeds: int, benchmark: str) -> dict:
+    """The provenance every accepted record gets: who, when, which checks, which unlearn."""
+    from unlearn.provenance import git_commit, package_version
 
     checks = [
         "schema-valid records",
-        f"complete grid: {len(forgets)} forget sets x {len(seeds)} seeds per method",
-        f"made under the current {spec.name} spec",
+        f"complete grid: {forgets} forget sets x {seeds} seeds per method",
+        f"made under the current {benchmark} spec",
         "one hyperparameter configuration per method",
         "same original model and oracle as the leaderboard's retrain records",
         "package versions recorded",
     ]
-    stamp = {
+    return {
         "submitted_by": submitted_by or _submitter(),
         "submitted_on": _dt.date.today().isoformat(),
         "checks": checks,
         "unlearn_version": package_version("unlearn"),
         "unlearn_commit": git_commit(),
     }
-    keep = set()
-    for path, r in chosen:
-        dest = record_path(leaderboard_results, r.benchmark, r.method, r.forget.spec, r.seed, r.config_hash)
-        keep.add(dest)
-        report.written.append(dest)
-        if not dry_run:
-            for name in r.artifacts.values():  # files first, so that a record never names a missing file
+
+
+def _replace(results_dir: Path, board: Path, copies: Iterable[tuple[tuple[Path, ResultRecord], Path]],
+             gone: list[tuple[Path, ResultRecord]], stamp: dict) -> None:
+    """Copy each record (with its files) to its destination and remove `gone` (with theirs) in one transaction."""
+    with transaction(board) as tx:
+        for (path, r), dest in copies:
+            for name in r.artifacts.values():
                 data = (path.parent / name).read_bytes()
-                atomic_write(dest.parent / name, lambda tmp, data=data: tmp.write_bytes(data))
+                target = tx.stage((dest.parent / name).relative_to(board).as_posix())
+                atomic_write(target, lambda tmp, data=data: tmp.write_bytes(data))
             source = path.relative_to(results_dir).as_posix()
-            write_record(dest, r.model_copy(update={"submission": Submission(source=source, **stamp)}))
-    for path, r in on_board:
-        if r.method in names and path not in keep:
-            report.removed.append(path)
-            if not dry_run:
-                path.unlink()
-                for name in r.artifacts.values():
-                    (path.parent / name).unlink(missing_ok=True)
-    return report
+            record = r.model_copy(update={"submission": Submission(source=source, **stamp)})
+            write_record(tx.stage(dest.relative_to(board).as_posix()), record)
+        for path, r in gone:
+            for file in (path, *(path.parent / name for name in r.artifacts.values())):
+                tx.remove(file.relative_to(board).as_posix())

@@ -1,10 +1,12 @@
 """Collect result records from a directory tree, refusing the ones that cannot be compared.
 
-Every `*.json` file under the directory is read and schema-validated. A file is
-skipped, with its path and the reason, when it is not a valid record, when another
-record claims the same (benchmark, forget set, method, seed) cell, when one method
-appears with two hyperparameter configurations in one benchmark, or when it was
-scored against a different original model or oracle than the cell's retrain record.
+Every `*.json` file under the directory, hidden paths aside, is read and schema-validated
+under the tree's lock, after finishing an interrupted submission (unlearn.transaction), so
+a reader never sees half of one. A file is skipped, with its path and the reason, when it
+is not a valid record, when another record claims the same (benchmark, forget set, method,
+seed) cell, when one method appears with two hyperparameter configurations in one
+benchmark, or when it was scored against a different original model or oracle than the
+cell's retrain record.
 Nothing is merged silently: a skipped file is reported, never averaged in.
 """
 
@@ -17,6 +19,7 @@ from pathlib import Path
 from unlearn.hashing import stable_hash
 from unlearn.leaderboard.tables import ORACLE
 from unlearn.results import InvalidRecord, ResultRecord, read_record
+from unlearn.transaction import board_lock, record_files
 
 
 @dataclass(frozen=True)
@@ -46,13 +49,13 @@ def collect(results_dir: Path) -> Collection:
     results_dir = Path(results_dir)
     found: list[tuple[str, ResultRecord]] = []
     skipped: list[Skipped] = []
-    files = sorted(results_dir.rglob("*.json"), key=lambda p: p.relative_to(results_dir).as_posix())
-    for path in files:
-        try:
-            found.append((_display(path, results_dir), read_record(path)))
-        except InvalidRecord as exc:
-            reason = str(exc).removeprefix(f"{path}: ")
-            skipped.append(Skipped(_display(path, results_dir), reason))
+    with board_lock(results_dir):
+        for path in record_files(results_dir):
+            try:
+                found.append((_display(path, results_dir), read_record(path)))
+            except InvalidRecord as exc:
+                reason = str(exc).removeprefix(f"{path}: ")
+                skipped.append(Skipped(_display(path, results_dir), reason))
 
     bad: dict[str, str] = {}
 
