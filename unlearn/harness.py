@@ -10,6 +10,7 @@ cell's config, so a rerun skips finished cells.
 from __future__ import annotations
 
 import copy
+import sys
 import time
 import traceback
 from dataclasses import dataclass, field, replace
@@ -280,6 +281,17 @@ def probe_seed(manifest: ForgetManifest) -> int:
     return manifest.seed if manifest.seed is not None else 0
 
 
+def not_this_cells(record: ResultRecord, cell: Cell) -> str | None:
+    """Why `record`, read at `cell.path`, is not the cell's result (copied or edited by hand), or None if it is."""
+    if stable_hash(record.config) != record.config_hash:
+        return f"warning: {cell.path} holds a config that does not hash to its config_hash {record.config_hash[:12]}"
+    if (record.config_hash, record.benchmark, record.method, record.forget.spec, record.seed) != (
+            cell.config_hash, cell.config["benchmark"], cell.method.name, cell.forget.text, cell.seed):
+        return (f"warning: {cell.path} holds {record.method} {record.forget.spec} seed {record.seed} "
+                f"(config {record.config_hash[:12]}), not this cell")
+    return None
+
+
 class Unlearned(NamedTuple):
     """A method's output for one cell: the model, how long it took (as cached, for a cache hit), whether it
     came from the cache, its cache key hash (cached methods only) and what the method reported."""
@@ -380,6 +392,7 @@ class Runner:
         self.cache = ModelCache(workspace.cache_dir)
         self.progress = progress
         self.log = log or (lambda _msg: None)
+        self.warn = log or (lambda msg: tqdm.write(msg, file=sys.stderr))
         self.retry_failed = retry_failed
         self.env = environment(task.device)
         self._derived: dict[tuple, Runner] = {}
@@ -412,14 +425,19 @@ class Runner:
         """The data-access track the method runs under in this cell (recorded with its result)."""
         return method.instance().track.value
 
-    def finished(self, cell: Cell) -> ResultRecord | None:
-        """The cell's stored record if it counts as done (valid, and not failed under --retry-failed)."""
+    def finished(self, cell: Cell, quiet: bool = False) -> ResultRecord | None:
+        """The cell's stored record if it counts as done (valid, the cell's own, and not failed under
+        --retry-failed); `quiet` leaves out the warnings about a record that is not (already given)."""
         if not cell.path.exists():
             return None
         try:
             record = read_record(cell.path)
+            problem = not_this_cells(record, cell)
         except InvalidRecord as exc:
-            self.log(f"warning: {exc}; running the cell again")
+            record, problem = None, f"warning: {exc}"
+        if problem is not None:
+            if not quiet:
+                self.warn(f"{problem}; running the cell again")
             return None
         if record.status == "failed" and self.retry_failed:
             return None
