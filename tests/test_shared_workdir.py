@@ -8,11 +8,20 @@ model cache, so a cell costs well under a second once its group's models are cac
 from __future__ import annotations
 
 import json
+import os
+import re
 import shutil
+import subprocess
+import sys
+import time
 from pathlib import Path
+from typing import Callable
+
+import pytest
 
 from unlearn.hashing import stable_hash
 from unlearn.results import read_record
+from unlearn.spec import REPO_ROOT
 
 from test_executors import grid, mini, run  # noqa: F401  (mini is a fixture)
 
@@ -49,3 +58,57 @@ def test_a_record_that_is_not_its_cells_is_not_reused_and_the_cell_runs_again(mi
         assert stable_hash(record.config) == record.config_hash and path.name.endswith(f"{record.config_hash[:12]}.json")
     rows = [line.split()[0] for line in out.splitlines()[2:]]
     assert sorted(rows) == ["finetune", "original", "random-label", "retrain"], out
+
+
+def wait_for(condition: Callable[[], bool], what: str, *processes: subprocess.Popen, seconds: float = 180) -> None:
+    """Poll `condition` until it holds; fail if it does not within `seconds` or a process ends first."""
+    deadline = time.monotonic() + seconds
+    while not condition():
+        ended = [p for p in processes if p.poll() is not None]
+        if ended or time.monotonic() > deadline:
+            pytest.fail(f"{what}: not after {seconds} s" if not ended else f"{what}: a run ended first ({ended[0].args})")
+        time.sleep(0.05)
+
+
+def test_two_runs_on_one_workdir_compute_each_cell_once_and_print_the_same_table(mini, shared_cache, tmp_path):
+    """A first `unlearn run` holds its first cell open (plugin_methods:Gate); a second one on the same workdir and
+    cache starts meanwhile. Between them each of the 6 cells is computed once, and both print the same table."""
+    calls, go, work = tmp_path / "gate-calls", tmp_path / "go", tmp_path / "work"
+    gate = "plugin_methods:Gate"
+    command = [sys.executable, "-m", "unlearn", *grid(mini, work, shared_cache, f"{gate},finetune,random-label"),
+               "--hparam", f"{gate}.calls={calls}", "--hparam", f"{gate}.go={go}"]
+    path = [str(REPO_ROOT), str(Path(__file__).parent), os.environ.get("PYTHONPATH", "")]
+    env = {**os.environ, "OMP_WAIT_POLICY": "PASSIVE", "PYTHONPATH": os.pathsep.join(path)}
+    runs: list[subprocess.Popen] = []
+
+    def start(name: str) -> subprocess.Popen:
+        with open(tmp_path / f"{name}.out", "w") as out, open(tmp_path / f"{name}.err", "w") as err:
+            runs.append(subprocess.Popen(command, stdout=out, stderr=err, env=env))
+        return runs[-1]
+
+    def gated() -> int:
+        return len(calls.read_text().splitlines()) if calls.exists() else 0
+
+    try:
+        first = start("first")
+        wait_for(lambda: gated() == 1, "the first run at its gate", first)
+        second = start("second")
+        wait_for(lambda: gated() == 2 or "[2/6] finetune" in (tmp_path / "second.err").read_text(),
+                 "the second run past the gate's cell, or in it", first, second)
+        go.touch()
+        codes = [p.wait(timeout=300) for p in runs]
+    finally:
+        for p in runs:
+            p.kill()
+            p.wait()
+    err = [(tmp_path / f"{name}.err").read_text() for name in ("first", "second")]
+    assert codes == [0, 0], err
+    counts = [re.search(r"unlearn: (\d+) cells run, (\d+) reused, 0 failed", e) for e in err]
+    assert all(counts), err
+    ran, reused = zip(*((int(m.group(1)), int(m.group(2))) for m in counts))
+    assert sum(ran) == 6 and [r + u for r, u in zip(ran, reused)] == [6, 6], err
+    assert gated() == 2  # one gate cell per forget set, each run once
+    assert "reused, written by another run" in err[1]
+    out = [(tmp_path / f"{name}.out").read_text() for name in ("first", "second")]
+    assert out[0] == out[1] and "Gate" in out[0]
+    assert len(list((work / "data" / "runs").rglob("*.json"))) == 6 and not list(work.rglob("*.lock"))

@@ -667,11 +667,12 @@ class Runner:
                     if cells:
                         yield WorkUnit(forget, seed, manifest, tuple(cells), tuple(positions))
 
-        for position, record in executor.run(self, units()):
-            records[position] = record
-            result.ran += 1
-            bar.set_postfix_str(labels[position])
-            self.log(f"{where(position)}: {describe(record)}")
+        for done in executor.run(self, units()):
+            records[done.position] = done.record
+            result.ran += not done.reused
+            result.reused += done.reused
+            bar.set_postfix_str(labels[done.position])
+            self.log(f"{where(done.position)}: {'reused, written by another run: ' * done.reused}{describe(done.record)}")
             bar.update(1)
         bar.close()
         missing = [labels[i] for i, r in enumerate(records) if r is None]
