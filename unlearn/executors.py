@@ -18,8 +18,11 @@ so two runs of one grid compute each cell once between them.
 A cell that raises is a failed record (`Runner.execute`). A worker that dies is one too: the first
 unfinished cell of its unit, in the order the worker runs them (grid order, cells left for another run
 last, each written before the next starts), is the one that was running, so it becomes a failed record
-with the reason and the unit's remaining cells run again in a new worker. A worker that dies before its group is ready fails all of the unit's unfinished cells.
-An exception outside any cell (a user error, a full disk) stops the run as it does in serial.
+with the reason and the unit's remaining cells run again in a new worker. A worker that dies before its
+group is ready has started no cell: its whole unit runs again in a new worker, once; a second such death
+(a setup that always crashes) fails the unit's cells. A SLURM job returns its events only when it ends,
+so one that dies before writing a record counts as dying in its setup. An exception outside any cell
+(a user error, a full disk) stops the run as it does in serial.
 
 Original models and oracles are built once even when workers need them together (`ModelCache` holds a
 file lock while it builds), forget-set manifests are built by the parent before any fan-out, and every
@@ -70,6 +73,8 @@ class WorkUnit:
     cells: tuple[Cell, ...]
     positions: tuple[int, ...]
     """Each cell's index in the grid's order (`GridResult.records`)."""
+    setup_died: bool = False
+    """A worker died setting this unit's group up: it runs once more, and a second such death fails its cells."""
 
     def chunk(self, i: int, parts: int) -> WorkUnit:
         """Every `parts`-th cell from the i-th (a strided chunk spreads slow and fast methods)."""
@@ -352,9 +357,11 @@ class _Parallel(Executor):
         left = [(p, cells[p]) for p in order if p not in running.done]
         if not left:
             return [], None
-        if running.info is None:
-            error = (f"{self.worker} died before the cell's group was ready (original model and oracle loaded or "
-                     f"trained, and scored): {reason}")
+        if running.info is None and not unit.setup_died:  # no cell had started: the whole unit runs again
+            failed, rest, unit = [], left, replace(unit, setup_died=True)
+        elif running.info is None:
+            error = (f"{self.worker} died twice before the cell's group was ready (original model and oracle loaded "
+                     f"or trained, and scored): {reason}")
             failed, rest = [(p, died_record(runner, c, None, error)) for p, c in left], []
         else:
             (p, c), rest = left[0], left[1:]
