@@ -20,7 +20,8 @@ from typing import Callable
 import pytest
 
 from unlearn.hashing import stable_hash
-from unlearn.results import read_record
+from unlearn.locks import file_lock
+from unlearn.results import read_record, record_dir
 from unlearn.spec import REPO_ROOT
 
 from test_executors import grid, mini, run  # noqa: F401  (mini is a fixture)
@@ -112,3 +113,21 @@ def test_two_runs_on_one_workdir_compute_each_cell_once_and_print_the_same_table
     out = [(tmp_path / f"{name}.out").read_text() for name in ("first", "second")]
     assert out[0] == out[1] and "Gate" in out[0]
     assert len(list((work / "data" / "runs").rglob("*.json"))) == 6 and not list(work.rglob("*.lock"))
+
+
+def test_a_run_removes_the_lock_files_nobody_holds_and_leaves_the_held_ones(mini, shared_cache, tmp_path, capsys):
+    """Empty lock files as a run killed with SIGKILL leaves them, in the model cache and in a results directory of the
+    grid, next to lock files another process holds (here, this one through another descriptor)."""
+    records = record_dir(tmp_path / "data" / "runs", "digits-mini", "finetune", "class:3")
+    stale = [shared_cache / "original" / f".{tmp_path.name}.safetensors.lock", records / ".seed7-000000000000.json.lock"]
+    held = [shared_cache / "unlearned" / f".{tmp_path.name}.safetensors.lock", records / ".seed8-000000000000.json.lock"]
+    for path in stale:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.touch()
+    args = grid(mini, tmp_path, shared_cache, "finetune")
+    args[args.index("--forget") + 1] = "class:3"
+    with file_lock(held[0]) as first, file_lock(held[1]) as second:
+        assert first and second
+        code, _, err = run(capsys, *args)
+        assert code == 0, err
+        assert [p.exists() for p in stale + held] == [False, False, True, True]

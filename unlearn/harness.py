@@ -32,6 +32,7 @@ from unlearn.data.manipulations import Manipulated
 from unlearn.forget import ForgetManifest, ForgetSpec, ModelSource, load_or_build
 from unlearn.forget.manifest import indices_sha256
 from unlearn.hashing import stable_hash
+from unlearn.locks import sweep_stale
 from unlearn.methods import (
     METHODS,
     Method,
@@ -46,7 +47,7 @@ from unlearn.metrics.base import SPLITS
 from unlearn.metrics.probe import probe_selection, probe_splits
 from unlearn.models import Blueprint
 from unlearn.provenance import environment
-from unlearn.results import ORACLE, ForgetInfo, InvalidRecord, ResultRecord, read_record, record_path
+from unlearn.results import ORACLE, ForgetInfo, InvalidRecord, ResultRecord, read_record, record_dir, record_path
 from unlearn.spec import BenchmarkSpec
 from unlearn.train import check_finite, train_with_recipe
 
@@ -625,13 +626,19 @@ class Runner:
         """Run every cell not already finished with `executor` (default: serially, here); return all the grid's
         records in grid order.
 
-        Forget-set manifests are built here, before any cell runs. The unfinished cells of each (forget set,
-        seed) group go to the executor as one unit, listed just before the executor asks for them.
+        Lock files nobody holds (left by a run killed with SIGKILL) are removed from the model cache and the grid's
+        results directories first. Forget-set manifests are built here, before any cell runs. The unfinished cells
+        of each (forget set, seed) group go to the executor as one unit, listed just before the executor asks for
+        them.
         """
         from unlearn.executors import SerialExecutor, WorkUnit
 
         executor = executor or SerialExecutor()
         result = GridResult()
+        sweep_stale(self.workspace.cache_dir)
+        for forget in self.plan.forgets:
+            for method in self.plan.methods:
+                sweep_stale(record_dir(self.workspace.results_dir, self.spec.name, method.name, forget.text), False)
         manifests = {
             (seed, forget.text): self.manifest(forget, seed) for seed in self.plan.seeds for forget in self.plan.forgets
         }
