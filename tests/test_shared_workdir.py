@@ -24,6 +24,7 @@ from unlearn.locks import file_lock
 from unlearn.results import read_record, record_dir
 from unlearn.spec import REPO_ROOT
 
+from test_crash_safety import the_error
 from test_executors import grid, mini, run  # noqa: F401  (mini is a fixture)
 
 
@@ -131,3 +132,17 @@ def test_a_run_removes_the_lock_files_nobody_holds_and_leaves_the_held_ones(mini
         code, _, err = run(capsys, *args)
         assert code == 0, err
         assert [p.exists() for p in stale + held] == [False, False, True, True]
+
+
+def test_a_directory_at_a_records_path_stops_the_run_in_one_line_naming_it(mini, shared_cache, tmp_path, capsys):
+    args = grid(mini, tmp_path, shared_cache, "finetune")
+    args[args.index("--forget") + 1] = "class:3"
+    assert run(capsys, *args)[0] == 0
+    path = record_of(tmp_path, "finetune")
+    path.unlink()
+    (path / "notes").mkdir(parents=True)
+    code, out, err = run(capsys, *args)
+    assert code == 2 and out == ""
+    assert the_error(err).startswith(f"unlearn: error: cannot write result record {path}: Is a directory; {path} is a "
+                                     "directory in the way; remove or rename it, then rerun the same command")
+    assert (path / "notes").is_dir()

@@ -1,8 +1,8 @@
 """Atomic file writes: a result or checkpoint is either complete on disk or absent, never half-written.
 
-A write that fails because of the disk (full, over quota, read-only, no permission) raises
-`StorageError`, one line naming what could not be written, where, why and the fix, after
-removing its temporary file. The previous version of the file, if any, is untouched.
+A write that fails because of the disk (full, over quota, read-only, no permission, a directory
+in the way) raises `StorageError`, one line naming what could not be written, where, why and the
+fix, after removing its temporary file. The previous version of the file, if any, is untouched.
 """
 
 from __future__ import annotations
@@ -36,8 +36,11 @@ def _errno_of(exc: BaseException) -> int | None:
     return None
 
 
-def _fix(code: int, directory: Path) -> str:
-    """What the user can do about OS error `code` met while writing in `directory`."""
+def _fix(code: int, path: Path) -> str:
+    """What the user can do about OS error `code` met while writing `path`."""
+    directory = path.parent
+    if code == errno.EISDIR:
+        return f"{path} is a directory in the way; remove or rename it"
     if code == errno.ENOSPC:
         return "free disk space"
     if code == errno.EDQUOT:
@@ -58,7 +61,7 @@ def storage_error(exc: BaseException, path: Path, label: str) -> StorageError | 
         return None
     reason = os.strerror(code) if code else str(exc)
     return StorageError(
-        f"cannot write {label} {path}: {reason}; {_fix(code, path.parent)}, then rerun the same command "
+        f"cannot write {label} {path}: {reason}; {_fix(code, path)}, then rerun the same command "
         "(finished work is kept, nothing half-written is left)"
     )
 
