@@ -18,7 +18,11 @@ from pathlib import Path
 from typing import Callable
 
 import pytest
+from torch import nn
 
+import unlearn.harness as harness
+from unlearn.cache import ModelCache
+from unlearn.errors import StorageError
 from unlearn.hashing import stable_hash
 from unlearn.locks import file_lock
 from unlearn.results import read_record, record_dir
@@ -146,3 +150,28 @@ def test_a_directory_at_a_records_path_stops_the_run_in_one_line_naming_it(mini,
     assert the_error(err).startswith(f"unlearn: error: cannot write result record {path}: Is a directory; {path} is a "
                                      "directory in the way; remove or rename it, then rerun the same command")
     assert (path / "notes").is_dir()
+
+
+@pytest.mark.parametrize("kind", ["original", "unlearned"])
+def test_a_file_at_a_cache_folder_stops_the_run_in_one_line_before_anything_trains(mini, kind, tmp_path, capsys,
+                                                                                   monkeypatch):
+    trained: list[int] = []
+    real = harness.train_with_recipe
+    monkeypatch.setattr(harness, "train_with_recipe", lambda *a, **k: trained.append(1) or real(*a, **k))
+    (tmp_path / "cache").mkdir()
+    (tmp_path / "cache" / kind).write_text("not a folder")
+    code, out, err = run(capsys, *grid(mini, tmp_path, tmp_path / "cache", "finetune"))
+    assert code == 2 and out == "" and trained == []
+    assert the_error(err) == (f"unlearn: error: cache directory {tmp_path / 'cache' / kind} is a file, not a directory; "
+                              "remove or rename it")
+    assert not (tmp_path / "data" / "runs").exists()
+
+
+def test_a_directory_at_a_cache_entrys_path_is_refused_before_the_model_is_built(tmp_path):
+    cache, key, built = ModelCache(tmp_path / "cache"), {"role": "original", "seed": 0}, []
+    path = cache.path("original", key)
+    (path / "notes").mkdir(parents=True)
+    with pytest.raises(StorageError) as caught:
+        cache.get_or_build("original", key, lambda: built.append(1) or nn.Linear(2, 2), lambda: nn.Linear(2, 2))
+    assert built == [] and str(caught.value).startswith(
+        f"cannot write model checkpoint {path}: Is a directory; {path} is a directory in the way; remove or rename it")

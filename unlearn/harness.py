@@ -24,6 +24,7 @@ from tqdm.auto import tqdm
 
 from unlearn.atomic import ensure_writable
 from unlearn.banks import CellBanks
+from unlearn.cache import KINDS as CACHE_KINDS
 from unlearn.cache import CachedModel, ModelCache
 from unlearn.checkpoints import load_weights_into
 from unlearn.data import Dataset, TensorData, load_dataset
@@ -73,10 +74,12 @@ class Workspace:
         return replace(base, **{k: v for k, v in overrides.items() if v is not None})
 
     def check_writable(self) -> None:
-        """Raise UserError unless every output directory can be created and written (writes nothing)."""
+        """Raise UserError unless every output directory, the cache's folders too, can be created and written
+        (writes nothing)."""
         for label, path in (
             ("results directory", self.results_dir),
             ("cache directory", self.cache_dir),
+            *(("cache directory", self.cache_dir / kind) for kind in CACHE_KINDS),
             ("forget-set directory", self.forget_dir),
         ):
             ensure_writable(path, label)
