@@ -1,5 +1,6 @@
-"""A worker that dies while it sets up its group has run no cell: its unit runs again, once; and the table counts the
-original's and the oracle's seeds only from records that hold their scores.
+"""A worker that dies while it sets up its group has run no cell: its unit runs again, once; one that dies after
+leaving a cell to another run fails the cell it was running; the table counts the original's and the oracle's seeds
+only from records that hold their scores; and workers honour --retry-failed when they check a cell's record.
 
 The pool's workers rebuild the test's Runner subclass (pickled by reference to this module), whose group setup ends
 its process as a segfault or the OOM killer would.
@@ -14,14 +15,14 @@ from typing import Any
 
 import torch
 
-from unlearn.executors import ProcessExecutor
+from unlearn.executors import CellDeferred, ProcessExecutor, WorkUnit, _Running
 from unlearn.harness import Runner, Workspace, load_task, plan_grid
 from unlearn.leaderboard import summarize
 from unlearn.provenance import environment
 from unlearn.results import ForgetInfo, ResultRecord, read_record
 from unlearn.spec import load_benchmark
 
-from test_executors import mini  # noqa: F401  (a fixture)
+from test_executors import grid, mini, run  # noqa: F401  (mini is a fixture)
 
 
 class DiesInGroupSetup(Runner):
@@ -76,6 +77,40 @@ def test_a_group_setup_that_kills_every_worker_fails_its_cells_after_two_attempt
         assert record.oracle_metrics == {} and record.original_metrics == {}
     assert [read_record(p) for p in sorted((tmp_path / "data" / "runs").rglob("*.json"))] == sorted(
         result.records, key=lambda r: r.method)
+
+
+def test_a_dead_workers_running_cell_is_found_in_the_order_it_ran_them(mini, shared_cache, tmp_path):
+    """The worker left the unit's first cell to another run (CellDeferred) and died in the second: the second is the
+    failed record, and the first runs again."""
+    spec = load_benchmark(str(mini))
+    workspace = Workspace.at(tmp_path, cache_dir=shared_cache)
+    runner = Runner(plan_grid(spec, ["finetune", "random-label"], ["class:3"], [0]),
+                    load_task(spec, workspace, torch.device("cpu")), workspace)
+    forget = runner.plan.forgets[0]
+    manifest = runner.manifest(forget, 0)
+    cells = tuple(runner.cell(method, forget, manifest, 0) for method in runner.plan.methods)
+    info = {"oracle_metrics": {"UA": 1.0}, "original_metrics": {"UA": 0.0}, "ideal_oracle_metrics": None, "models": {}}
+    running = _Running(WorkUnit(forget, 0, manifest, cells, (0, 1)), info=info)
+    executor = ProcessExecutor(jobs=1)
+    executor._handle(running, CellDeferred(0))
+    failed, again = executor._died(runner, running, "exit code 3")
+    assert [(done.position, done.record.method) for done in failed] == [(1, "random-label")]
+    assert again is not None and again.positions == (0,) and again.cells == cells[:1]
+    assert read_record(cells[1].path).error == "worker process died while running this cell: exit code 3"
+
+
+def test_the_workers_of_a_retry_failed_run_retry_the_failed_cells(mini, shared_cache, tmp_path, capsys):
+    """A worker checks a cell's record again under the cell's lock: with --retry-failed, a failed one is run again."""
+    marker = tmp_path / "transient-failure"
+    marker.touch()
+    flaky = "plugin_methods:FailWhileMarker"
+    args = [*grid(mini, tmp_path, shared_cache, flaky), "--hparam", f"{flaky}.marker={marker}"]
+    args[args.index("--forget") + 1] = "class:3"
+    code, _, err = run(capsys, *args)
+    assert code == 0 and "1 cells run, 0 reused, 1 failed" in err, err
+    marker.unlink()
+    code, _, err = run(capsys, *args, "--retry-failed", "--executor", "process", "--jobs", "1")
+    assert code == 0 and "1 cells run, 0 reused, 0 failed" in err, err
 
 
 def _record(seed: int, ok: bool) -> ResultRecord:
