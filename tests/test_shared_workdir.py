@@ -32,6 +32,13 @@ from test_crash_safety import the_error
 from test_executors import grid, mini, run  # noqa: F401  (mini is a fixture)
 
 
+def class3(mini: Path, workdir: Path, cache: Path, methods: str) -> list[str]:
+    """`grid`'s arguments with the one forget set class:3."""
+    args = grid(mini, workdir, cache, methods)
+    args[args.index("--forget") + 1] = "class:3"
+    return args
+
+
 def record_of(workdir: Path, method: str) -> Path:
     """The one record of `method` under WORKDIR/data/runs."""
     [path] = (workdir / "data" / "runs").rglob(f"{method}/*.json")
@@ -41,8 +48,7 @@ def record_of(workdir: Path, method: str) -> Path:
 def test_a_record_that_is_not_its_cells_is_not_reused_and_the_cell_runs_again(mini, shared_cache, tmp_path, capsys):
     """finetune's record copied to random-label's path, and a record whose config was edited under its old hash:
     both cells run again and their records are theirs; the table has no row of a cell that did not run."""
-    args = grid(mini, tmp_path, shared_cache, "finetune,random-label")
-    args[args.index("--forget") + 1] = "class:3"
+    args = class3(mini, tmp_path, shared_cache, "finetune,random-label")
     code, _, err = run(capsys, *args)
     assert code == 0 and "2 cells run, 0 reused, 0 failed" in err, err
     finetune, random_label = record_of(tmp_path, "finetune"), record_of(tmp_path, "random-label")
@@ -54,14 +60,15 @@ def test_a_record_that_is_not_its_cells_is_not_reused_and_the_cell_runs_again(mi
 
     code, out, err = run(capsys, *args)
     assert code == 0 and "2 cells run, 0 reused, 0 failed" in err, err
-    assert (f"warning: {random_label} holds finetune class:3 seed 0 (config {foreign.config_hash[:12]}), not this cell; "
-            "running the cell again") in err
+    assert (f"warning: {random_label} holds finetune class:3 seed 0 (config {foreign.config_hash[:12]}), not this "
+            "cell; running the cell again") in err
     assert (f"warning: {finetune} holds a config that does not hash to its config_hash {foreign.config_hash[:12]}; "
             "running the cell again") in err
     for method, path in (("finetune", finetune), ("random-label", random_label)):
         record = read_record(path)
         assert record.method == method and record.config["method"] == method and record.status == "ok"
-        assert stable_hash(record.config) == record.config_hash and path.name.endswith(f"{record.config_hash[:12]}.json")
+        assert stable_hash(record.config) == record.config_hash
+        assert path.name == f"seed0-{record.config_hash[:12]}.json"
     rows = [line.split()[0] for line in out.splitlines()[2:]]
     assert sorted(rows) == ["finetune", "original", "random-label", "retrain"], out
 
@@ -72,7 +79,7 @@ def wait_for(condition: Callable[[], bool], what: str, *processes: subprocess.Po
     while not condition():
         ended = [p for p in processes if p.poll() is not None]
         if ended or time.monotonic() > deadline:
-            pytest.fail(f"{what}: not after {seconds} s" if not ended else f"{what}: a run ended first ({ended[0].args})")
+            pytest.fail(f"{what}: a run ended first ({ended[0].args})" if ended else f"{what}: not after {seconds} s")
         time.sleep(0.05)
 
 
@@ -124,13 +131,13 @@ def test_a_run_removes_the_lock_files_nobody_holds_and_leaves_the_held_ones(mini
     """Empty lock files as a run killed with SIGKILL leaves them, in the model cache and in a results directory of the
     grid, next to lock files another process holds (here, this one through another descriptor)."""
     records = record_dir(tmp_path / "data" / "runs", "digits-mini", "finetune", "class:3")
-    stale = [shared_cache / "original" / f".{tmp_path.name}.safetensors.lock", records / ".seed7-000000000000.json.lock"]
-    held = [shared_cache / "unlearned" / f".{tmp_path.name}.safetensors.lock", records / ".seed8-000000000000.json.lock"]
+    name = f".{tmp_path.name}.safetensors.lock"
+    stale = [shared_cache / "original" / name, records / ".seed7-000000000000.json.lock"]
+    held = [shared_cache / "unlearned" / name, records / ".seed8-000000000000.json.lock"]
     for path in stale:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.touch()
-    args = grid(mini, tmp_path, shared_cache, "finetune")
-    args[args.index("--forget") + 1] = "class:3"
+    args = class3(mini, tmp_path, shared_cache, "finetune")
     with file_lock(held[0]) as first, file_lock(held[1]) as second:
         assert first and second
         code, _, err = run(capsys, *args)
@@ -139,8 +146,7 @@ def test_a_run_removes_the_lock_files_nobody_holds_and_leaves_the_held_ones(mini
 
 
 def test_a_directory_at_a_records_path_stops_the_run_in_one_line_naming_it(mini, shared_cache, tmp_path, capsys):
-    args = grid(mini, tmp_path, shared_cache, "finetune")
-    args[args.index("--forget") + 1] = "class:3"
+    args = class3(mini, tmp_path, shared_cache, "finetune")
     assert run(capsys, *args)[0] == 0
     path = record_of(tmp_path, "finetune")
     path.unlink()
@@ -162,8 +168,8 @@ def test_a_file_at_a_cache_folder_stops_the_run_in_one_line_before_anything_trai
     (tmp_path / "cache" / kind).write_text("not a folder")
     code, out, err = run(capsys, *grid(mini, tmp_path, tmp_path / "cache", "finetune"))
     assert code == 2 and out == "" and trained == []
-    assert the_error(err) == (f"unlearn: error: cache directory {tmp_path / 'cache' / kind} is a file, not a directory; "
-                              "remove or rename it")
+    assert the_error(err) == (f"unlearn: error: cache directory {tmp_path / 'cache' / kind} is a file, not a "
+                              "directory; remove or rename it")
     assert not (tmp_path / "data" / "runs").exists()
 
 

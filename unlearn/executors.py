@@ -10,7 +10,7 @@ collecting them in grid order. A group is the unit, not a cell, because its setu
 digits (3 s against 2 s per cell with cached models on a busy 2-core machine), so per-cell units would
 redo it for every cell; a group is split into chunks only when whole groups would leave workers idle.
 
-Runs may share a workdir: each cell runs under its own lock (`unlearn.locks`, next to its record), held from
+Runs may share a workdir: each cell runs under its own lock (`unlearn.claims`, next to its record), held from
 before its method starts until its record is written. A cell whose lock another run holds is left for the
 end of the unit, then waited for, and the record that run wrote is reused (reported as reused, not run),
 so two runs of one grid compute each cell once between them.
@@ -50,7 +50,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Iterator
 
 from unlearn.errors import UserError
-from unlearn.locks import file_lock, lock_path_for
 from unlearn.registry import did_you_mean
 
 if TYPE_CHECKING:
@@ -165,43 +164,27 @@ def group_info(group: CellGroup) -> dict[str, Any]:
 
 
 def run_unit(runner: Runner, unit: WorkUnit) -> Iterator[GroupReady | CellDone | CellDeferred]:
-    """Set the unit's group up once, then run its cells in order, writing each record: every executor's code path.
+    """Set the unit's group up once, then run its cells in order, each under its lock (`unlearn.claims`), writing each
+    record: every executor's code path. A cell another run holds is left for the end of the unit, then waited for."""
+    from unlearn.claims import claim
 
-    Each cell runs under its lock (`unlearn.locks`, next to its record), held until its record is written. A cell
-    whose lock another run holds is left for the end of the unit, then waited for: the record that run wrote is
-    reused if it is the cell's and counts as finished (`Runner.finished`), else the cell runs here.
-    """
     start = time.perf_counter()
     derived = runner.for_forget(unit.forget, unit.seed)
     group = derived.group(unit.forget, unit.manifest, unit.seed)
     yield GroupReady(group_info(group), time.perf_counter() - start, os.getpid())
     busy = []
     for position, cell in zip(unit.positions, unit.cells, strict=True):
-        done = _claim(derived, group, position, cell, wait=False)
-        if done is None:
+        start = time.perf_counter()
+        claimed = claim(derived, group, cell, wait=False)
+        if claimed is None:
             busy.append((position, cell))
             yield CellDeferred(position)
         else:
-            yield done
+            yield CellDone(position, claimed[0], time.perf_counter() - start, claimed[1])
     for position, cell in busy:
-        yield _claim(derived, group, position, cell, wait=True)  # type: ignore[misc]
-
-
-def _claim(runner: Runner, group: CellGroup, position: int, cell: Cell, wait: bool) -> CellDone | None:
-    """Under the cell's lock: the record another run has written meanwhile, or the cell run and its record written;
-    None when another run holds the lock and `wait` is off."""
-    from unlearn.results import write_record
-
-    start = time.perf_counter()
-    with file_lock(lock_path_for(cell.path), wait=wait) as held:
-        if not held:
-            return None
-        record = runner.finished(cell, quiet=True)  # e.g. written between this run's listing and now
-        if record is not None:
-            return CellDone(position, record, time.perf_counter() - start, reused=True)
-        record = runner.execute(cell, group)
-        write_record(cell.path, record)
-    return CellDone(position, record, time.perf_counter() - start)
+        start = time.perf_counter()
+        record, reused = claim(derived, group, cell, wait=True)  # type: ignore[misc]  # waiting, never None
+        yield CellDone(position, record, time.perf_counter() - start, reused)
 
 
 def died_record(runner: Runner, cell: Cell, info: dict[str, Any] | None, error: str) -> ResultRecord:

@@ -4,7 +4,8 @@ Per seed and forget set: the manifest is loaded or built, the original model and
 the oracle (the `retrain` method's cached output) are loaded or trained, both are
 evaluated once, and then each method gets a request holding only what its track
 grants. Each cell ends as one JSON record whose path is keyed by the hash of the
-cell's config, so a rerun skips finished cells.
+cell's config, so a rerun skips finished cells (a record there counts only if it is the
+cell's own, see `unlearn.claims`).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from unlearn.banks import CellBanks
 from unlearn.cache import KINDS as CACHE_KINDS
 from unlearn.cache import CachedModel, ModelCache
 from unlearn.checkpoints import load_weights_into
+from unlearn.claims import not_this_cells
 from unlearn.data import Dataset, TensorData, load_dataset
 from unlearn.errors import Diverged, StorageError, UserError
 from unlearn.data.manipulations import Manipulated
@@ -283,17 +285,6 @@ def forgotten_classes(splits: Mapping[str, TensorData]) -> tuple[int, ...]:
 def probe_seed(manifest: ForgetManifest) -> int:
     """The seed of a cell's probe hold-out: the forget set's own (class-wise sets have none and need none)."""
     return manifest.seed if manifest.seed is not None else 0
-
-
-def not_this_cells(record: ResultRecord, cell: Cell) -> str | None:
-    """Why `record`, read at `cell.path`, is not the cell's result (copied or edited by hand), or None if it is."""
-    if stable_hash(record.config) != record.config_hash:
-        return f"warning: {cell.path} holds a config that does not hash to its config_hash {record.config_hash[:12]}"
-    if (record.config_hash, record.benchmark, record.method, record.forget.spec, record.seed) != (
-            cell.config_hash, cell.config["benchmark"], cell.method.name, cell.forget.text, cell.seed):
-        return (f"warning: {cell.path} holds {record.method} {record.forget.spec} seed {record.seed} "
-                f"(config {record.config_hash[:12]}), not this cell")
-    return None
 
 
 class Unlearned(NamedTuple):
@@ -682,7 +673,8 @@ class Runner:
             result.ran += not done.reused
             result.reused += done.reused
             bar.set_postfix_str(labels[done.position])
-            self.log(f"{where(done.position)}: {'reused, written by another run: ' * done.reused}{describe(done.record)}")
+            how = "reused, written by another run: " if done.reused else ""
+            self.log(f"{where(done.position)}: {how}{describe(done.record)}")
             bar.update(1)
         bar.close()
         missing = [labels[i] for i, r in enumerate(records) if r is None]
