@@ -194,7 +194,8 @@ def test_concurrent_builders_of_overlapping_banks_build_each_model_once_without_
 
     def run(name: str, order: list[int]) -> None:
         inside.wait()
-        got = cache.get_or_build_many("bank", [keys[s] for s in order], build(order), [lambda: nn.Linear(2, 2)] * 3)
+        templates = [lambda: nn.Linear(2, 2)] * 3
+        got = cache.get_or_build_many("unlearned", [keys[s] for s in order], build(order), templates)
         results[name] = [(s, m.hit) for s, m in zip(order, got, strict=True)]
 
     threads = [threading.Thread(target=run, args=(n, o)) for n, o in (("up", [0, 1, 2]), ("down", [2, 1, 0]))]

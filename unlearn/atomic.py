@@ -1,8 +1,8 @@
 """Atomic file writes: a result or checkpoint is either complete on disk or absent, never half-written.
 
-A write that fails because of the disk (full, over quota, read-only, no permission) raises
-`StorageError`, one line naming what could not be written, where, why and the fix, after
-removing its temporary file. The previous version of the file, if any, is untouched.
+A write that fails because of the disk (full, over quota, read-only, no permission, a directory
+in the way) raises `StorageError`, one line naming what could not be written, where, why and the
+fix, after removing its temporary file. The previous version of the file, if any, is untouched.
 """
 
 from __future__ import annotations
@@ -36,8 +36,11 @@ def _errno_of(exc: BaseException) -> int | None:
     return None
 
 
-def _fix(code: int, directory: Path) -> str:
-    """What the user can do about OS error `code` met while writing in `directory`."""
+def _fix(code: int, path: Path) -> str:
+    """What the user can do about OS error `code` met while writing `path`."""
+    directory = path.parent
+    if code == errno.EISDIR:
+        return f"{path} is a directory in the way; remove or rename it"
     if code == errno.ENOSPC:
         return "free disk space"
     if code == errno.EDQUOT:
@@ -56,11 +59,21 @@ def storage_error(exc: BaseException, path: Path, label: str) -> StorageError | 
     code = _errno_of(exc)
     if code is None:
         return None
-    reason = os.strerror(code) if code else str(exc)
+    return _storage_error(code, os.strerror(code) if code else str(exc), path, label)
+
+
+def _storage_error(code: int, reason: str, path: Path, label: str) -> StorageError:
     return StorageError(
-        f"cannot write {label} {path}: {reason}; {_fix(code, path.parent)}, then rerun the same command "
+        f"cannot write {label} {path}: {reason}; {_fix(code, path)}, then rerun the same command "
         "(finished work is kept, nothing half-written is left)"
     )
+
+
+def refuse_directory(path: Path, label: str) -> None:
+    """Raise StorageError if a directory stands where the file `label` is to be written at `path` (to say so before
+    the work that makes the file, not after)."""
+    if Path(path).is_dir():
+        raise _storage_error(errno.EISDIR, os.strerror(errno.EISDIR), Path(path), label)
 
 
 def atomic_write(path: Path, write: Callable[[Path], None], label: str = "file") -> None:
@@ -118,6 +131,8 @@ def ensure_writable(path: Path, label: str) -> None:
     probe = Path(path).absolute()
     while not probe.exists():
         probe = probe.parent
+    if probe == Path(path).absolute() and not probe.is_dir():
+        raise UserError(f"{label} {path} is a file, not a directory; remove or rename it")
     if not probe.is_dir():
         raise UserError(f"{label} {path} cannot be created: {probe} is not a directory")
     try:

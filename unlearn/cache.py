@@ -17,6 +17,7 @@ from typing import Any, Callable, Iterator, Sequence
 
 from torch import nn
 
+from unlearn.atomic import refuse_directory
 from unlearn.checkpoints import load_weights_into, read_weights, save_weights
 from unlearn.errors import UserError
 from unlearn.hashing import canonical_json, stable_hash
@@ -24,6 +25,10 @@ from unlearn.locks import file_lock, lock_path_for
 
 CACHE_VERSION = 1
 """Bump when the training code changes in a way that changes cached models."""
+
+KINDS = ("original", "unlearned", "judge")
+"""The cache's folders: original models (the banks' and shadows' too), methods' outputs (oracles among them) and
+generation benchmarks' judges. `Workspace.check_writable` checks each before a run trains anything."""
 
 
 @dataclass(frozen=True)
@@ -97,8 +102,12 @@ class ModelCache:
 
         The build runs under the locks of all the missing keys, taken in hash order so that concurrent callers with
         overlapping keys (two workers training one bank of models) cannot deadlock: one builds, the others wait and
-        load what it built.
+        load what it built. A directory at an entry's path is a StorageError before anything is built.
         """
+        if kind not in KINDS:
+            raise ValueError(f"cache kind {kind!r} is not one of unlearn.cache.KINDS {KINDS}")
+        for key in keys:  # refused now, not after the build
+            refuse_directory(self.path(kind, key), "model checkpoint")
         models = [self.load(kind, k, t) for k, t in zip(keys, templates, strict=True)]
         missing = [i for i, m in enumerate(models) if m is None]
         if not missing:

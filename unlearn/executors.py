@@ -10,11 +10,19 @@ collecting them in grid order. A group is the unit, not a cell, because its setu
 digits (3 s against 2 s per cell with cached models on a busy 2-core machine), so per-cell units would
 redo it for every cell; a group is split into chunks only when whole groups would leave workers idle.
 
+Runs may share a workdir: each cell runs under its own lock (`unlearn.claims`, next to its record), held from
+before its method starts until its record is written. A cell whose lock another run holds is left for the
+end of the unit, then waited for, and the record that run wrote is reused (reported as reused, not run),
+so two runs of one grid compute each cell once between them.
+
 A cell that raises is a failed record (`Runner.execute`). A worker that dies is one too: the first
-unfinished cell of its unit is the one that was running (cells run in order and each is written before
-the next starts), so it becomes a failed record with the reason and the unit's remaining cells run again
-in a new worker. A worker that dies before its group is ready fails all of the unit's unfinished cells.
-An exception outside any cell (a user error, a full disk) stops the run as it does in serial.
+unfinished cell of its unit, in the order the worker runs them (grid order, cells left for another run
+last, each written before the next starts), is the one that was running, so it becomes a failed record
+with the reason and the unit's remaining cells run again in a new worker. A worker that dies before its
+group is ready has started no cell: its whole unit runs again in a new worker, once; a second such death
+(a setup that always crashes) fails the unit's cells. A SLURM job returns its events only when it ends,
+so one that dies before writing a record counts as dying in its setup. An exception outside any cell
+(a user error, a full disk) stops the run as it does in serial.
 
 Original models and oracles are built once even when workers need them together (`ModelCache` holds a
 file lock while it builds), forget-set manifests are built by the parent before any fan-out, and every
@@ -64,6 +72,8 @@ class WorkUnit:
     cells: tuple[Cell, ...]
     positions: tuple[int, ...]
     """Each cell's index in the grid's order (`GridResult.records`)."""
+    setup_died: bool = False
+    """A worker died setting this unit's group up: it runs once more, and a second such death fails its cells."""
 
     def chunk(self, i: int, parts: int) -> WorkUnit:
         """Every `parts`-th cell from the i-th (a strided chunk spreads slow and fast methods)."""
@@ -85,11 +95,19 @@ class GroupReady:
 
 @dataclass
 class CellDone:
-    """Event: a cell's record is written."""
+    """Event: a cell's record is written (`reused`: by another run on the same workdir, while this one waited)."""
 
     position: int
     record: ResultRecord
     seconds: float
+    reused: bool = False
+
+
+@dataclass
+class CellDeferred:
+    """Event: another run holds the cell's lock; the worker comes back to it after the unit's other cells."""
+
+    position: int
 
 
 @dataclass
@@ -145,19 +163,28 @@ def group_info(group: CellGroup) -> dict[str, Any]:
     }
 
 
-def run_unit(runner: Runner, unit: WorkUnit) -> Iterator[GroupReady | CellDone]:
-    """Set the unit's group up once, then run its cells in order, writing each record: every executor's code path."""
-    from unlearn.results import write_record
+def run_unit(runner: Runner, unit: WorkUnit) -> Iterator[GroupReady | CellDone | CellDeferred]:
+    """Set the unit's group up once, then run its cells in order, each under its lock (`unlearn.claims`), writing each
+    record: every executor's code path. A cell another run holds is left for the end of the unit, then waited for."""
+    from unlearn.claims import claim
 
     start = time.perf_counter()
     derived = runner.for_forget(unit.forget, unit.seed)
     group = derived.group(unit.forget, unit.manifest, unit.seed)
     yield GroupReady(group_info(group), time.perf_counter() - start, os.getpid())
+    busy = []
     for position, cell in zip(unit.positions, unit.cells, strict=True):
         start = time.perf_counter()
-        record = derived.execute(cell, group)
-        write_record(cell.path, record)
-        yield CellDone(position, record, time.perf_counter() - start)
+        claimed = claim(derived, group, cell, wait=False)
+        if claimed is None:
+            busy.append((position, cell))
+            yield CellDeferred(position)
+        else:
+            yield CellDone(position, claimed[0], time.perf_counter() - start, claimed[1])
+    for position, cell in busy:
+        start = time.perf_counter()
+        record, reused = claim(derived, group, cell, wait=True)  # type: ignore[misc]  # waiting, never None
+        yield CellDone(position, record, time.perf_counter() - start, reused)
 
 
 def died_record(runner: Runner, cell: Cell, info: dict[str, Any] | None, error: str) -> ResultRecord:
@@ -216,7 +243,7 @@ def split_units(units: list[WorkUnit], workers: int, min_cells: int = MIN_CHUNK)
 
 
 class Executor:
-    """Runs a grid's work units and yields (grid position, record) for each cell as its record is written."""
+    """Runs a grid's work units and yields a `CellDone` for each cell as its record is written."""
 
     name = ""
 
@@ -236,13 +263,13 @@ class Executor:
         """How cells run, for the run's first line."""
         raise NotImplementedError
 
-    def run(self, runner: Runner, units: Iterable[WorkUnit]) -> Iterator[tuple[int, ResultRecord]]:
+    def run(self, runner: Runner, units: Iterable[WorkUnit]) -> Iterator[CellDone]:
         raise NotImplementedError
 
-    def _count(self, event: GroupReady | CellDone) -> None:
+    def _count(self, event: Any) -> None:
         if isinstance(event, GroupReady):
             self.stats.groups.append(event.seconds)
-        else:
+        elif isinstance(event, CellDone) and not event.reused:
             self.stats.cells.append(event.seconds)
 
 
@@ -259,23 +286,24 @@ class SerialExecutor(Executor):
     def describe(self) -> str:
         return "serial"
 
-    def run(self, runner: Runner, units: Iterable[WorkUnit]) -> Iterator[tuple[int, ResultRecord]]:
+    def run(self, runner: Runner, units: Iterable[WorkUnit]) -> Iterator[CellDone]:
         self.stats = ExecutorStats(workers={(None, os.getpid())})
         for unit in units:  # consumed lazily: each group's cells are listed just before they run, as they always were
             self.stats.units += 1
             for event in run_unit(runner, unit):
                 self._count(event)
                 if isinstance(event, CellDone):
-                    yield event.position, event.record
+                    yield event
 
 
 @dataclass
 class _Running:
-    """A unit in a worker: whether its group is ready and which of its cells are done."""
+    """A unit in a worker: whether its group is ready, which of its cells are done and which it left for the end."""
 
     unit: WorkUnit
     info: dict[str, Any] | None = None
     done: set[int] = field(default_factory=set)
+    deferred: list[int] = field(default_factory=list)
 
 
 class _Parallel(Executor):
@@ -283,7 +311,7 @@ class _Parallel(Executor):
 
     worker = "worker"
 
-    def _handle(self, running: _Running, event: Any) -> tuple[int, ResultRecord] | None:
+    def _handle(self, running: _Running, event: Any) -> CellDone | None:
         """Apply one event of a running unit; return a finished cell, raise a unit's exception."""
         if isinstance(event, GroupReady):
             running.info = event.info
@@ -294,32 +322,37 @@ class _Parallel(Executor):
         elif isinstance(event, CellDone):
             running.done.add(event.position)
             self._count(event)
-            return event.position, event.record
+            return event
+        elif isinstance(event, CellDeferred):
+            running.deferred.append(event.position)
         elif isinstance(event, UnitFailed):
             raise _exception(event)
         return None
 
-    def _died(self, runner: Runner, running: _Running, reason: str) -> tuple[list[tuple[int, ResultRecord]],
-                                                                                 WorkUnit | None]:
+    def _died(self, runner: Runner, running: _Running, reason: str) -> tuple[list[CellDone], WorkUnit | None]:
         """Failed records (written) for a dead worker's unit, and the unit of its cells that should run again."""
         from unlearn.results import write_record
 
         self.stats.deaths += 1
         unit = running.unit
-        left = [(p, c) for p, c in zip(unit.positions, unit.cells, strict=True) if p not in running.done]
+        cells = dict(zip(unit.positions, unit.cells, strict=True))
+        order = [p for p in unit.positions if p not in running.deferred] + running.deferred  # as the worker runs them
+        left = [(p, cells[p]) for p in order if p not in running.done]
         if not left:
             return [], None
-        if running.info is None:
-            error = (f"{self.worker} died before the cell's group was ready (original model and oracle loaded or "
-                     f"trained, and scored): {reason}")
+        if running.info is None and not unit.setup_died:  # no cell had started: the whole unit runs again
+            failed, rest, unit = [], left, replace(unit, setup_died=True)
+        elif running.info is None:
+            error = (f"{self.worker} died twice before the cell's group was ready (original model and oracle loaded "
+                     f"or trained, and scored): {reason}")
             failed, rest = [(p, died_record(runner, c, None, error)) for p, c in left], []
         else:
             (p, c), rest = left[0], left[1:]
             failed = [(p, died_record(runner, c, running.info, f"{self.worker} died while running this cell: {reason}"))]
         for position, record in failed:
-            write_record(unit.cells[unit.positions.index(position)].path, record)
+            write_record(cells[position].path, record)
         again = replace(unit, cells=tuple(c for _, c in rest), positions=tuple(p for p, _ in rest)) if rest else None
-        return failed, again
+        return [CellDone(position, record, 0.0) for position, record in failed], again
 
 
 def _exception(event: UnitFailed) -> BaseException:
@@ -348,6 +381,7 @@ class WorkerContext:
     workspace: Any
     device: str
     threads: int
+    retry_failed: bool = False
 
 
 @dataclass(frozen=True)
@@ -363,7 +397,7 @@ def pack(runner: Runner, device: str) -> Payload:
     import torch
 
     context = WorkerContext(type(runner), type(runner.task), runner.plan, runner.workspace, device,
-                            torch.get_num_threads())
+                            torch.get_num_threads(), runner.retry_failed)
     try:
         blob = pickle.dumps(context)
     except Exception as exc:
@@ -404,7 +438,7 @@ def worker_runner(payload: Payload) -> tuple[Runner, float]:
         limit_thread_pools(context.threads)
     spec, workspace = context.plan.spec, context.workspace
     task = context.task_cls(spec, load_dataset(spec.dataset, workspace.data_root, workspace.download), device)
-    runner = context.runner_cls(context.plan, task, workspace)
+    runner = context.runner_cls(context.plan, task, workspace, retry_failed=context.retry_failed)
     _RUNNERS.clear()
     _RUNNERS[key] = runner
     return runner, time.perf_counter() - start
@@ -510,7 +544,7 @@ class ProcessExecutor(_Parallel):
     def describe(self) -> str:
         return f"a pool of {self.workers} worker processes"
 
-    def run(self, runner: Runner, units: Iterable[WorkUnit]) -> Iterator[tuple[int, ResultRecord]]:
+    def run(self, runner: Runner, units: Iterable[WorkUnit]) -> Iterator[CellDone]:
         from multiprocessing.connection import wait
 
         self.stats = ExecutorStats()
@@ -554,7 +588,7 @@ class ProcessExecutor(_Parallel):
         self.stats.units += 1
 
     def _drain(self, runner: Runner, w: _Worker, queue: deque[WorkUnit],
-               workers: list[_Worker]) -> Iterator[tuple[int, ResultRecord]]:
+               workers: list[_Worker]) -> Iterator[CellDone]:
         """Handle every message the worker has sent; on its death, record the failure and requeue the rest."""
         while w.running is not None:
             try:
@@ -661,7 +695,7 @@ class RayExecutor(_Parallel):
             raise UserError(f"cannot {where}: {type(exc).__name__}: {(str(exc) or '?').splitlines()[0]}") from None
         return True
 
-    def run(self, runner: Runner, units: Iterable[WorkUnit]) -> Iterator[tuple[int, ResultRecord]]:
+    def run(self, runner: Runner, units: Iterable[WorkUnit]) -> Iterator[CellDone]:
         self.stats = ExecutorStats()
         units = list(units)
         if not units:
@@ -776,7 +810,7 @@ class SlurmExecutor(_Parallel):
             raise UserError(f"--slurm: {str(exc).splitlines()[0]}") from None
         return executor
 
-    def run(self, runner: Runner, units: Iterable[WorkUnit]) -> Iterator[tuple[int, ResultRecord]]:
+    def run(self, runner: Runner, units: Iterable[WorkUnit]) -> Iterator[CellDone]:
         self.stats = ExecutorStats()
         queue = deque(split_units(list(units), self.jobs or 1))
         if not queue:
@@ -819,7 +853,7 @@ class SlurmExecutor(_Parallel):
                     job.cancel(check=False)
 
     def _job_died(self, runner: Runner, running: _Running, before: dict[int, tuple[int, int] | None], reason: str,
-                  queue: deque[WorkUnit]) -> Iterator[tuple[int, ResultRecord]]:
+                  queue: deque[WorkUnit]) -> Iterator[CellDone]:
         """The records a dead job wrote (files new since it was submitted: records are renamed into place, so a
         rewritten one is a new file), then what `_died` makes of the rest."""
         from unlearn.results import InvalidRecord, read_record
@@ -835,7 +869,7 @@ class SlurmExecutor(_Parallel):
             running.done.add(position)
             running.info = running.info or {key: getattr(record, key) for key in
                                             ("oracle_metrics", "original_metrics", "ideal_oracle_metrics", "models")}
-            yield position, record
+            yield CellDone(position, record, 0.0)
         failed, again = self._died(runner, running, reason)
         if again is not None:
             queue.appendleft(again)

@@ -4,12 +4,14 @@ Per seed and forget set: the manifest is loaded or built, the original model and
 the oracle (the `retrain` method's cached output) are loaded or trained, both are
 evaluated once, and then each method gets a request holding only what its track
 grants. Each cell ends as one JSON record whose path is keyed by the hash of the
-cell's config, so a rerun skips finished cells.
+cell's config, so a rerun skips finished cells (a record there counts only if it is the
+cell's own, see `unlearn.claims`).
 """
 
 from __future__ import annotations
 
 import copy
+import sys
 import time
 import traceback
 from dataclasses import dataclass, field, replace
@@ -23,14 +25,17 @@ from tqdm.auto import tqdm
 
 from unlearn.atomic import ensure_writable
 from unlearn.banks import CellBanks
+from unlearn.cache import KINDS as CACHE_KINDS
 from unlearn.cache import CachedModel, ModelCache
 from unlearn.checkpoints import load_weights_into
+from unlearn.claims import not_this_cells
 from unlearn.data import Dataset, TensorData, load_dataset
 from unlearn.errors import Diverged, StorageError, UserError
 from unlearn.data.manipulations import Manipulated
 from unlearn.forget import ForgetManifest, ForgetSpec, ModelSource, load_or_build
 from unlearn.forget.manifest import indices_sha256
 from unlearn.hashing import stable_hash
+from unlearn.locks import sweep_stale
 from unlearn.names import brief
 from unlearn.methods import (
     METHODS,
@@ -46,7 +51,7 @@ from unlearn.metrics.base import SPLITS
 from unlearn.metrics.probe import probe_selection, probe_splits
 from unlearn.models import Blueprint
 from unlearn.provenance import environment
-from unlearn.results import ORACLE, ForgetInfo, InvalidRecord, ResultRecord, read_record, record_path
+from unlearn.results import ORACLE, ForgetInfo, InvalidRecord, ResultRecord, read_record, record_dir, record_path
 from unlearn.spec import BenchmarkSpec
 from unlearn.train import check_finite, train_with_recipe
 
@@ -72,10 +77,12 @@ class Workspace:
         return replace(base, **{k: v for k, v in overrides.items() if v is not None})
 
     def check_writable(self) -> None:
-        """Raise UserError unless every output directory can be created and written (writes nothing)."""
+        """Raise UserError unless every output directory, the cache's folders too, can be created and written
+        (writes nothing)."""
         for label, path in (
             ("results directory", self.results_dir),
             ("cache directory", self.cache_dir),
+            *(("cache directory", self.cache_dir / kind) for kind in CACHE_KINDS),
             ("forget-set directory", self.forget_dir),
         ):
             ensure_writable(path, label)
@@ -387,6 +394,7 @@ class Runner:
         self.cache = ModelCache(workspace.cache_dir)
         self.progress = progress
         self.log = log or (lambda _msg: None)
+        self.warn = log or (lambda msg: tqdm.write(msg, file=sys.stderr))
         self.retry_failed = retry_failed
         self.env = environment(task.device)
         self._derived: dict[tuple, Runner] = {}
@@ -419,14 +427,19 @@ class Runner:
         """The data-access track the method runs under in this cell (recorded with its result)."""
         return method.instance().track.value
 
-    def finished(self, cell: Cell) -> ResultRecord | None:
-        """The cell's stored record if it counts as done (valid, and not failed under --retry-failed)."""
+    def finished(self, cell: Cell, quiet: bool = False) -> ResultRecord | None:
+        """The cell's stored record if it counts as done (valid, the cell's own, and not failed under
+        --retry-failed); `quiet` leaves out the warnings about a record that is not (already given)."""
         if not cell.path.exists():
             return None
         try:
             record = read_record(cell.path)
+            problem = not_this_cells(record, cell)
         except InvalidRecord as exc:
-            self.log(f"warning: {exc}; running the cell again")
+            record, problem = None, f"warning: {exc}"
+        if problem is not None:
+            if not quiet:
+                self.warn(f"{problem}; running the cell again")
             return None
         if record.status == "failed" and self.retry_failed:
             return None
@@ -614,13 +627,19 @@ class Runner:
         """Run every cell not already finished with `executor` (default: serially, here); return all the grid's
         records in grid order.
 
-        Forget-set manifests are built here, before any cell runs. The unfinished cells of each (forget set,
-        seed) group go to the executor as one unit, listed just before the executor asks for them.
+        Lock files nobody holds (left by a run killed with SIGKILL) are removed from the model cache and the grid's
+        results directories first. Forget-set manifests are built here, before any cell runs. The unfinished cells
+        of each (forget set, seed) group go to the executor as one unit, listed just before the executor asks for
+        them.
         """
         from unlearn.executors import SerialExecutor, WorkUnit
 
         executor = executor or SerialExecutor()
         result = GridResult()
+        sweep_stale(self.workspace.cache_dir)
+        for forget in self.plan.forgets:
+            for method in self.plan.methods:
+                sweep_stale(record_dir(self.workspace.results_dir, self.spec.name, method.name, forget.text), False)
         manifests = {
             (seed, forget.text): self.manifest(forget, seed) for seed in self.plan.seeds for forget in self.plan.forgets
         }
@@ -656,11 +675,13 @@ class Runner:
                     if cells:
                         yield WorkUnit(forget, seed, manifest, tuple(cells), tuple(positions))
 
-        for position, record in executor.run(self, units()):
-            records[position] = record
-            result.ran += 1
-            bar.set_postfix_str(labels[position])
-            self.log(f"{where(position)}: {describe(record)}")
+        for done in executor.run(self, units()):
+            records[done.position] = done.record
+            result.ran += not done.reused
+            result.reused += done.reused
+            bar.set_postfix_str(labels[done.position])
+            how = "reused, written by another run: " if done.reused else ""
+            self.log(f"{where(done.position)}: {how}{describe(done.record)}")
             bar.update(1)
         bar.close()
         missing = [labels[i] for i, r in enumerate(records) if r is None]

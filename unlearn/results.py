@@ -275,8 +275,8 @@ def slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9.+-]+", "_", text).strip("_")
 
 
-def record_path(results_dir: Path, benchmark: str, method: str, forget: str, seed: int, config_hash: str) -> Path:
-    """`<results>/<benchmark>/<forget>/<method>/seed<S>-<hash12>.json`: one file per cell config.
+def record_dir(results_dir: Path, benchmark: str, method: str, forget: str) -> Path:
+    """`<results>/<benchmark>/<forget>/<method>`: the folder of a method's records on one forget set.
 
     Built only from validated names (ValueError otherwise: callers validate user input first), so no
     component can be `..`, empty or hold a separator.
@@ -286,9 +286,15 @@ def record_path(results_dir: Path, benchmark: str, method: str, forget: str, see
         problem = name_problem(value, pattern, limit)
         if problem is not None:
             raise ValueError(f"cannot build a record path from {value[:100]!r}: it {problem}")
+    return Path(results_dir) / slug(benchmark) / slug(forget) / slug(method)
+
+
+def record_path(results_dir: Path, benchmark: str, method: str, forget: str, seed: int, config_hash: str) -> Path:
+    """`<record_dir>/seed<S>-<hash12>.json`: one file per cell config (names validated as `record_dir` does)."""
+    folder = record_dir(results_dir, benchmark, method, forget)
     if not re.fullmatch(r"[0-9a-f]{12,64}", config_hash) or not (isinstance(seed, int) and seed >= 0):
         raise ValueError(f"cannot build a record path from seed {seed!r} and config hash {config_hash[:70]!r}")
-    return Path(results_dir) / slug(benchmark) / slug(forget) / slug(method) / f"seed{seed}-{config_hash[:12]}.json"
+    return folder / f"seed{seed}-{config_hash[:12]}.json"
 
 
 def write_record(path: Path, record: ResultRecord) -> None:

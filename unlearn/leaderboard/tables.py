@@ -121,16 +121,19 @@ def _reference_rows(records: Sequence[ResultRecord]) -> list[dict]:
     Every record carries its cell's original and oracle scores; the oracle row built
     from them has no run time (the oracle came from the cache or from another cell).
     Corrective cells add the ideal oracle (retrained without every manipulated sample).
+    A seed counts only where a record holds the scores: one whose worker died before
+    the cell's group was ready holds none.
     """
     has_retrain = {(r.benchmark, r.forget.spec, r.seed) for r in records if r.method == ORACLE}
     seen: dict[tuple, dict] = {}
     for r in records:
         cell = (r.benchmark, r.forget.spec, r.seed)
         base = {"benchmark": r.benchmark, "forget": r.forget.spec, "seed": r.seed, "status": "ok"}
-        seen.setdefault((*cell, ORIGINAL), {**base, "method": ORIGINAL, **r.original_metrics})
-        if cell not in has_retrain:
+        if r.original_metrics:
+            seen.setdefault((*cell, ORIGINAL), {**base, "method": ORIGINAL, **r.original_metrics})
+        if cell not in has_retrain and r.oracle_metrics:
             seen.setdefault((*cell, ORACLE), {**base, "method": ORACLE, **r.oracle_metrics, AVG_GAP: 0.0})
-        if r.ideal_oracle_metrics is not None:
+        if r.ideal_oracle_metrics:
             seen.setdefault((*cell, IDEAL_ORACLE), {**base, "method": IDEAL_ORACLE, **r.ideal_oracle_metrics})
     return list(seen.values())
 
