@@ -195,3 +195,18 @@ def test_a_method_name_with_math_text_is_drawn_as_plain_text():
     stats = {"UA": Stat(10.0, 1.0, 3), "TA": Stat(90.0, 1.0, 3)}
     rows = (Row("retrain", "oracle", stats, 3, 3), Row("$\\undefinedmacro{x}$", "method", stats, 3, 3))
     assert tradeoff(Table("digits", "class:3", ("UA", "TA"), rows)).startswith(b"\x89PNG")
+
+
+@pytest.mark.parametrize("name", ["Eve\n# Pwned heading", "x" * 101, "tab\there", "rtl\u202eevil"])
+def test_a_submitter_name_that_is_not_one_short_line_is_refused(tmp_path, capsys, name):
+    """A newline in --submitter injected a heading into the leaderboard's README.md and index.html."""
+    import shutil
+
+    runs, board = tmp_path / "runs", tmp_path / "board"
+    shutil.copytree(REPO_ROOT / "leaderboard" / "results", runs)
+    shutil.copytree(REPO_ROOT / "leaderboard" / "results", board / "results")
+    before = {p: p.read_bytes() for p in files_under(board)}
+    code, _, err = run(capsys, "submit", "--methods", "finetune", "--results-dir", str(runs), "--leaderboard",
+                       str(board), "--submitter", name)
+    one_line(code, err, "--submitter")
+    assert {p: p.read_bytes() for p in files_under(board)} == before

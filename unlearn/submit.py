@@ -29,6 +29,7 @@ from unlearn.atomic import atomic_write, storage_error
 from unlearn.errors import UserError
 from unlearn.forget import ForgetSpec
 from unlearn.hashing import stable_hash
+from unlearn.names import brief, text_problem
 from unlearn.results import ORACLE, InvalidRecord, ResultRecord, Submission, read_record, record_path, write_record
 from unlearn.spec import BenchmarkSpec
 from unlearn.transaction import board_lock, record_files, transaction
@@ -219,8 +220,12 @@ def _stamp(submitted_by: str | None, forgets: int, seeds: int, benchmark: str) -
         "same original model and oracle as the leaderboard's retrain records",
         "package versions recorded",
     ]
+    by = submitted_by or _submitter()
+    problem = text_problem(by, 100)
+    if problem is not None:  # it is shown on the leaderboard: one line, and short
+        raise SubmissionRefused(f"the submitter's name {brief(by)} {problem}; pass --submitter NAME")
     return {
-        "submitted_by": submitted_by or _submitter(),
+        "submitted_by": by,
         "submitted_on": _dt.date.today().isoformat(),
         "checks": checks,
         "unlearn_version": package_version("unlearn"),
