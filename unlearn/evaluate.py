@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import torch
 
@@ -18,7 +18,7 @@ from unlearn.atomic import atomic_write_text
 from unlearn.checkpoints import load_weights_into, read_checkpoint, save_weights
 from unlearn.errors import Diverged, UserError
 from unlearn.forget import ForgetManifest, ForgetSpec
-from unlearn.harness import Runner, Workspace, choose_method, load_task, make_runner, plan_grid, provides
+from unlearn.harness import Runner, Task, Workspace, choose_method, load_task, make_runner, plan_grid, provides
 from unlearn.hashing import sha256_hex
 from unlearn.metrics import check_dependencies, gaps
 from unlearn.results import ORACLE
@@ -47,13 +47,17 @@ class CheckpointScore:
 
 
 def _cell(
-    spec: BenchmarkSpec, workspace: Workspace, device: torch.device, forget: str, seed: int, progress: bool
+    spec: BenchmarkSpec, workspace: Workspace, device: torch.device, forget: str, seed: int, progress: bool,
+    check: Callable[[Task], None] | None = None,
 ) -> tuple[Runner, ForgetSpec, ForgetManifest]:
-    """The runner of one cell (on the manipulated data for a corrective set), its forget spec and manifest."""
+    """The runner of one cell (on the manipulated data for a corrective set), its forget spec and manifest;
+    `check(task)` runs before anything is written (the manifest is built on first use)."""
     plan = plan_grid(spec, [ORACLE], [forget], [seed])
     single_cell(plan.forgets[0])
     task = load_task(spec, workspace, device)
     task.check(plan)
+    if check is not None:
+        check(task)
     runner = make_runner(plan, task, workspace, progress=progress)
     manifest = runner.manifest(plan.forgets[0], seed)
     return runner.for_forget(plan.forgets[0], seed), plan.forgets[0], manifest
@@ -81,9 +85,11 @@ def evaluate_checkpoint(
     check_dependencies(spec.metrics, provides(spec, runs_methods=False))
     single_cell(ForgetSpec.parse(forget))
     state = read_checkpoint(Path(checkpoint), allow_pickle=allow_pickle)
-    runner, forget_spec, manifest = _cell(spec, workspace, device, forget, seed, progress)
-    model = runner.task.new_model(seed)
-    load_weights_into(model, {k: v.to(device) for k, v in state.items()}, str(checkpoint))
+    state = {k: v.to(device) for k, v in state.items()}
+    fits = lambda task: load_weights_into(task.new_model(seed), state, str(checkpoint))  # noqa: E731
+    runner, forget_spec, manifest = _cell(spec, workspace, device, forget, seed, progress, fits)
+    model = runner.task.new_model(seed)  # a corrective cell's task: the same architecture on manipulated data
+    load_weights_into(model, state, str(checkpoint))
     try:
         check_finite(model)
     except Diverged as exc:
