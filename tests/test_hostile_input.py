@@ -135,15 +135,16 @@ def digits_weights(digits_task) -> dict[str, torch.Tensor]:
     return {k: v.clone() for k, v in digits_task.new_model(0).state_dict().items()}
 
 
-@pytest.mark.parametrize("dtype", [torch.float64, torch.bool, torch.float16])
+@pytest.mark.parametrize("dtype", [torch.float64, torch.bool, torch.float16, "nan"])
 def test_evaluate_refuses_weights_in_a_dtype_the_model_does_not_use(tmp_path, capsys, digits_weights, dtype):
-    """load_state_dict would cast them silently (float64 rounded, bool made 0/1)."""
+    """load_state_dict would cast them silently (float64 rounded, bool made 0/1); NaN weights were refused only
+    after the cell's manifest was written."""
     key = next(k for k, v in digits_weights.items() if v.is_floating_point())
-    digits_weights[key] = digits_weights[key].to(dtype)
+    digits_weights[key] = digits_weights[key].fill_(float("nan")) if dtype == "nan" else digits_weights[key].to(dtype)
     save_file(digits_weights, str(tmp_path / "m.safetensors"))
     code, _, err = run(capsys, "evaluate", "--forget", "class:3", "--checkpoint", str(tmp_path / "m.safetensors"),
                        "--workdir", str(tmp_path / "w"), "--no-progress")
-    one_line(code, err, f"dtype of {key}")
+    one_line(code, err, "NaN" if dtype == "nan" else f"dtype of {key}")
     assert files_under(tmp_path / "w") == []  # refused before anything is built or trained
 
 

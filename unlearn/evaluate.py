@@ -86,14 +86,20 @@ def evaluate_checkpoint(
     single_cell(ForgetSpec.parse(forget))
     state = read_checkpoint(Path(checkpoint), allow_pickle=allow_pickle)
     state = {k: v.to(device) for k, v in state.items()}
-    fits = lambda task: load_weights_into(task.new_model(seed), state, str(checkpoint))  # noqa: E731
-    runner, forget_spec, manifest = _cell(spec, workspace, device, forget, seed, progress, fits)
-    model = runner.task.new_model(seed)  # a corrective cell's task: the same architecture on manipulated data
-    load_weights_into(model, state, str(checkpoint))
-    try:
-        check_finite(model)
-    except Diverged as exc:
-        raise UserError(f"{checkpoint}: {exc}") from None
+
+    def loaded(task: Task) -> torch.nn.Module:
+        """The task's model holding the checkpoint's weights: UserError unless they fit and are finite."""
+        model = task.new_model(seed)
+        load_weights_into(model, state, str(checkpoint))
+        try:
+            check_finite(model)
+        except Diverged as exc:
+            raise UserError(f"{checkpoint}: {exc}") from None
+        return model
+
+    # checked before the cell's manifest is built, so a refused checkpoint writes nothing
+    runner, forget_spec, manifest = _cell(spec, workspace, device, forget, seed, progress, loaded)
+    model = loaded(runner.task)  # a corrective cell's task: the same architecture on manipulated data
     group = runner.group(forget_spec, manifest, seed)
     try:
         metrics = runner.score(runner.evaluation(model, group, None)).values
