@@ -142,3 +142,12 @@ def test_no_payload_runs_in_a_headless_browser(boards, tmp_path):
     assert "data-pwned" not in body  # no payload ran
     assert not [tag for tag, attrs in dom if tag == "script" or any(a.startswith("on") for a in attrs)]
     assert "injected heading" in done.stdout  # the payloads are on the page, as text
+
+
+def test_the_record_schema_knows_every_track_and_nothing_else():
+    from typing import get_args
+
+    from unlearn.methods import Track
+    from unlearn.results import TrackName
+
+    assert set(get_args(TrackName)) == {t.value for t in Track}

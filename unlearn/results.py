@@ -6,9 +6,9 @@ import json
 import math
 import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from unlearn.atomic import atomic_write_text
 from unlearn.errors import UserError, validation_problem
@@ -29,32 +29,43 @@ from unlearn.names import (
 SCHEMA = "unlearn.result/1"
 ORACLE = "retrain"
 """The method whose output is the oracle every gap is measured to."""
-TRACKS = ("full", "forget-only", "few-shot", "data-free")
-"""The data-access tracks (`unlearn.methods.Track`'s values)."""
+TrackName = Literal["full", "forget-only", "few-shot", "data-free"]
+"""The data-access tracks (`unlearn.methods.Track`'s values; a test keeps the two equal)."""
 KEY_MAX = 64
 """The longest metric key (a table column)."""
 
 
-def _name(value: str, pattern: re.Pattern[str], limit: int = 100) -> str:
-    problem = name_problem(value, pattern, limit)
-    if problem is not None:
-        raise ValueError(problem)
-    return value
+def _matching(pattern: re.Pattern[str], limit: int = 100) -> AfterValidator:
+    """A validator: the string is a name matching `pattern` of at most `limit` characters (see unlearn.names)."""
+    def check(value: str) -> str:
+        problem = name_problem(value, pattern, limit)
+        if problem is not None:
+            raise ValueError(problem)
+        return value
+    return AfterValidator(check)
 
 
-def _text(value: str, limit: int = 200) -> str:
-    problem = text_problem(value, limit)
-    if problem is not None:
-        raise ValueError(problem)
-    return value
+def _one_line(limit: int) -> AfterValidator:
+    """A validator: the string is one line of at most `limit` characters, without control characters."""
+    def check(value: str) -> str:
+        problem = text_problem(value, limit)
+        if problem is not None:
+            raise ValueError(problem)
+        return value
+    return AfterValidator(check)
 
 
-def _version(value: str) -> str:
-    return value if value == NOT_INSTALLED else _name(value, VERSION, 64)
-
-
-def _commit(value: str | None) -> str | None:
-    return None if value is None else _name(value, GIT_COMMIT, 64)
+BenchmarkName = Annotated[str, _matching(BENCHMARK_NAME)]
+MethodName = Annotated[str, _matching(METHOD_NAME)]
+ForgetText = Annotated[str, _matching(FORGET_SPEC, FORGET_MAX)]
+Version = Annotated[str, AfterValidator(lambda v: v if v == NOT_INSTALLED else _matching(VERSION, 64).func(v))]
+"""A version string, or 'not installed'."""
+Commit = Annotated[str, _matching(GIT_COMMIT, 64)]
+Device = Annotated[str, _matching(DEVICE, 24)]
+Package = Annotated[str, _matching(PACKAGE, 64)]
+Text = Annotated[str, _one_line(200)]
+MetricKey = Annotated[str, _one_line(KEY_MAX)]
+Date = Annotated[str, Field(pattern=r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$")]
 
 
 class ForgetInfo(BaseModel):
@@ -62,15 +73,10 @@ class ForgetInfo(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    spec: str
+    spec: ForgetText
     sha256: str
     size: int
     forgotten_classes: list[int] | None
-
-    @field_validator("spec")
-    @classmethod
-    def _spec(cls, value: str) -> str:
-        return _name(value, FORGET_SPEC, FORGET_MAX)
 
 
 class Environment(BaseModel):
@@ -78,41 +84,13 @@ class Environment(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    python: str
-    platform: str
-    packages: dict[str, str]
-    git_commit: str | None
+    python: Version
+    platform: Text
+    packages: dict[Package, Version]
+    git_commit: Commit | None
     git_dirty: bool | None
-    device: str
+    device: Device
     torch_threads: int
-
-    @field_validator("python")
-    @classmethod
-    def _python(cls, value: str) -> str:
-        return _name(value, VERSION, 64)
-
-    @field_validator("platform")
-    @classmethod
-    def _platform(cls, value: str) -> str:
-        return _text(value)
-
-    @field_validator("packages")
-    @classmethod
-    def _packages(cls, values: dict[str, str]) -> dict[str, str]:
-        for name, version in values.items():
-            _name(name, PACKAGE, 64)
-            _version(version)
-        return values
-
-    @field_validator("git_commit")
-    @classmethod
-    def _git_commit(cls, value: str | None) -> str | None:
-        return _commit(value)
-
-    @field_validator("device")
-    @classmethod
-    def _device(cls, value: str) -> str:
-        return _name(value, DEVICE, 24)
 
 
 class Submission(BaseModel):
@@ -120,46 +98,12 @@ class Submission(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    submitted_by: str
-    submitted_on: str
-    source: str
-    checks: list[str]
-    unlearn_version: str
-    unlearn_commit: str | None
-
-    @field_validator("submitted_by")
-    @classmethod
-    def _submitter(cls, value: str) -> str:
-        return _text(value, 100)
-
-    @field_validator("submitted_on")
-    @classmethod
-    def _date(cls, value: str) -> str:
-        if not re.fullmatch(r"[0-9]{4}-[0-9]{2}-[0-9]{2}", value):
-            raise ValueError("must be a date written YYYY-MM-DD")
-        return value
-
-    @field_validator("source")
-    @classmethod
-    def _source(cls, value: str) -> str:
-        return _text(value, 1000)
-
-    @field_validator("checks")
-    @classmethod
-    def _checks(cls, values: list[str]) -> list[str]:
-        for value in values:
-            _text(value)
-        return values
-
-    @field_validator("unlearn_version")
-    @classmethod
-    def _unlearn_version(cls, value: str) -> str:
-        return _version(value)
-
-    @field_validator("unlearn_commit")
-    @classmethod
-    def _unlearn_commit(cls, value: str | None) -> str | None:
-        return _commit(value)
+    submitted_by: Annotated[str, _one_line(100)]
+    submitted_on: Date
+    source: Annotated[str, _one_line(1000)]
+    checks: list[Text]
+    unlearn_version: Version
+    unlearn_commit: Commit | None
 
 
 class ResultRecord(BaseModel):
@@ -178,26 +122,26 @@ class ResultRecord(BaseModel):
     status: Literal["ok", "failed"]
     error: str | None = None
     traceback: str | None = None
-    benchmark: str
-    method: str
-    method_origin: str
+    benchmark: BenchmarkName
+    method: MethodName
+    method_origin: Text
     hparams: dict[str, Any]
-    track: Literal["full", "forget-only", "few-shot", "data-free"]
+    track: TrackName
     forget: ForgetInfo
     seed: int
     config: dict[str, Any]
     config_hash: str
-    metrics: dict[str, float]
+    metrics: dict[MetricKey, float]
     metric_info: dict[str, Any] = Field(default_factory=dict)
     """Per metric, what it used: shadow data, split sizes, number of models."""
     method_info: dict[str, Any] = Field(default_factory=dict)
     """What the method reported about its run (`UnlearnRequest.info`), e.g. adapter sparsity."""
-    oracle_metrics: dict[str, float]
-    original_metrics: dict[str, float]
-    ideal_oracle_metrics: dict[str, float] | None = None
+    oracle_metrics: dict[MetricKey, float]
+    original_metrics: dict[MetricKey, float]
+    ideal_oracle_metrics: dict[MetricKey, float] | None = None
     """Corrective cells: the oracle retrained without every manipulated sample (gaps use `oracle_metrics`,
     the realistic oracle retrained without the identified samples only)."""
-    gaps: dict[str, float]
+    gaps: dict[MetricKey, float]
     run_time_s: float | None
     run_time_from_cache: bool = False
     artifacts: dict[str, str] = Field(default_factory=dict)
@@ -206,21 +150,6 @@ class ResultRecord(BaseModel):
     models: dict[str, str]
     env: Environment
     submission: Submission | None = None
-
-    @field_validator("benchmark")
-    @classmethod
-    def _benchmark(cls, value: str) -> str:
-        return _name(value, BENCHMARK_NAME)
-
-    @field_validator("method")
-    @classmethod
-    def _method(cls, value: str) -> str:
-        return _name(value, METHOD_NAME)
-
-    @field_validator("method_origin")
-    @classmethod
-    def _origin(cls, value: str) -> str:
-        return _text(value)
 
     @field_validator("config")
     @classmethod
@@ -232,17 +161,8 @@ class ResultRecord(BaseModel):
                 if not isinstance(keys, list) or not all(isinstance(k, str) for k in keys):
                     raise ValueError(f"config.{key} must be a list of metric names")
                 for k in keys:
-                    _text(k, KEY_MAX)
+                    _one_line(KEY_MAX).func(k)
         return config
-
-    @field_validator("metrics", "oracle_metrics", "original_metrics", "ideal_oracle_metrics", "gaps", mode="before")
-    @classmethod
-    def _keys(cls, values: Any) -> Any:
-        if isinstance(values, dict):
-            for key in values:
-                if isinstance(key, str):
-                    _text(key, KEY_MAX)
-        return values
 
     @field_validator("artifacts")
     @classmethod
