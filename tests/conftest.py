@@ -6,6 +6,7 @@ import os
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch loads (see machine facts)
 
+import shutil
 from pathlib import Path
 
 import pytest
@@ -60,6 +61,33 @@ def spy_oracle_training(monkeypatch) -> list:
 
     monkeypatch.setattr(Retrain, "unlearn", spy)
     return seen
+
+
+@pytest.fixture
+def board(tmp_path: Path) -> Path:
+    """A private copy of the committed leaderboard's records: LEADERBOARD/results (tests never touch the repo's)."""
+    from unlearn.spec import REPO_ROOT
+
+    target = tmp_path / "leaderboard"
+    shutil.copytree(REPO_ROOT / "leaderboard" / "results", target / "results")
+    return target
+
+
+@pytest.fixture(scope="module")
+def mini(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small copy of the digits benchmark as a spec file."""
+    import yaml
+
+    from unlearn.spec import REPO_ROOT
+
+    spec = yaml.safe_load((REPO_ROOT / "benchmarks" / "digits.yaml").read_text())
+    spec.update(name="digits-mini", metrics=["accuracy", "mia-efficacy"], report_metrics=[],
+                hparams={"finetune": {"epochs": 3}, "random-label": spec["hparams"]["random-label"]})
+    spec["train"]["epochs"] = 4
+    spec.pop("evaluation", None)
+    path = tmp_path_factory.mktemp("spec") / "digits-mini.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    return path
 
 
 def files_under(path: Path) -> list[Path]:

@@ -22,11 +22,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
 from unlearn.cli import main
 from unlearn.results import read_record
-from unlearn.spec import REPO_ROOT
 
 METHODS = "retrain,finetune,random-label"
 KILLER = "plugin_methods:KillsItsProcess"
@@ -34,19 +32,6 @@ FORGETS = "class:3,random:0.1"
 
 needs_ray = pytest.mark.skipif(importlib.util.find_spec("ray") is None,
                                reason='Ray is not installed (pip install -e ".[ray]")')
-
-
-@pytest.fixture(scope="module")
-def mini(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A small copy of the digits benchmark as a spec file."""
-    spec = yaml.safe_load((REPO_ROOT / "benchmarks" / "digits.yaml").read_text())
-    spec.update(name="digits-mini", metrics=["accuracy", "mia-efficacy"], report_metrics=[],
-                hparams={"finetune": {"epochs": 3}, "random-label": spec["hparams"]["random-label"]})
-    spec["train"]["epochs"] = 4
-    spec.pop("evaluation", None)
-    path = tmp_path_factory.mktemp("spec") / "digits-mini.yaml"
-    path.write_text(yaml.safe_dump(spec))
-    return path
 
 
 def grid(mini: Path, workdir: Path, cache: Path, methods: str = METHODS, *extra: str) -> list[str]:

@@ -21,14 +21,6 @@ LEADERBOARD = REPO_ROOT / "leaderboard"
 RESULTS = LEADERBOARD / "results"
 
 
-@pytest.fixture
-def board(tmp_path: Path) -> Path:
-    """A private copy of the committed leaderboard's records."""
-    target = tmp_path / "leaderboard"
-    shutil.copytree(RESULTS, target / "results")
-    return target
-
-
 def tree(root: Path) -> dict[str, bytes]:
     return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
 

@@ -29,7 +29,7 @@ from unlearn.results import read_record, record_dir
 from unlearn.spec import REPO_ROOT
 
 from test_crash_safety import the_error
-from test_executors import grid, mini, run  # noqa: F401  (mini is a fixture)
+from test_executors import grid, run
 
 
 def class3(mini: Path, workdir: Path, cache: Path, methods: str) -> list[str]:
@@ -118,8 +118,8 @@ def test_two_runs_on_one_workdir_compute_each_cell_once_and_print_the_same_table
     assert codes == [0, 0], err
     counts = [re.search(r"unlearn: (\d+) cells run, (\d+) reused, 0 failed", e) for e in err]
     assert all(counts), err
-    ran, reused = zip(*((int(m.group(1)), int(m.group(2))) for m in counts))
-    assert sum(ran) == 6 and [r + u for r, u in zip(ran, reused)] == [6, 6], err
+    ran, reused = zip(*((int(m.group(1)), int(m.group(2))) for m in counts), strict=True)
+    assert sum(ran) == 6 and [r + u for r, u in zip(ran, reused, strict=True)] == [6, 6], err
     assert gated() == 2  # one gate cell per forget set, each run once
     assert "reused, written by another run" in err[1]
     out = [(tmp_path / f"{name}.out").read_text() for name in ("first", "second")]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import pytest
@@ -28,13 +27,6 @@ def runs(tmp_path: Path) -> Path:
         dest = target / path.relative_to(RESULTS)
         dest.parent.mkdir(parents=True, exist_ok=True)
         dest.write_text(json.dumps(data))
-    return target
-
-
-@pytest.fixture
-def board(tmp_path: Path) -> Path:
-    target = tmp_path / "leaderboard"
-    shutil.copytree(RESULTS, target / "results")
     return target
 
 

@@ -67,13 +67,6 @@ def runs(tmp_path: Path) -> Path:
     return target
 
 
-@pytest.fixture
-def board(tmp_path: Path) -> Path:
-    target = tmp_path / "leaderboard"
-    shutil.copytree(RESULTS, target / "results")
-    return target
-
-
 def snapshot(root: Path) -> dict[str, bytes]:
     """Every file under `root`, hidden ones included, by relative path."""
     return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}

@@ -22,7 +22,7 @@ from unlearn.provenance import environment
 from unlearn.results import ForgetInfo, ResultRecord, read_record
 from unlearn.spec import load_benchmark
 
-from test_executors import grid, mini, run  # noqa: F401  (mini is a fixture)
+from test_executors import grid, run
 
 
 class DiesInGroupSetup(Runner):
