@@ -397,10 +397,14 @@ def page_scripts(page: Path, scratch: Path) -> str | None:
     chromium = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
     if chromium is None:
         return None
-    done = subprocess.run(
-        [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--no-first-run",
-         f"--user-data-dir={scratch / 'chromium'}", "--virtual-time-budget=3000", "--dump-dom", page.as_uri()],
-        capture_output=True, text=True, timeout=120, check=False)
+    try:
+        done = subprocess.run(
+            [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+             "--no-first-run", f"--user-data-dir={scratch / 'chromium'}", "--virtual-time-budget=3000", "--dump-dom",
+             page.as_uri()],
+            capture_output=True, text=True, timeout=60, check=False)
+    except subprocess.TimeoutExpired:  # seen only on pages where an injected element was loading
+        return "chromium timed out"
     tags = _Tags()
     tags.feed(done.stdout)
     if done.returncode != 0 or "<body" not in done.stdout:
