@@ -224,9 +224,9 @@ def make_hparams(cls: type[Method], name: str, values: Mapping[str, Any]) -> Any
     fields = [f.name for f in dataclasses.fields(hp_cls)]
     for key in values:
         if key not in fields:
-            key = key if isinstance(key, str) and len(key) <= 100 else brief(key)
+            shown = brief(key)  # a spec's key may be anything YAML can write
             raise UserError(
-                f"unknown hyperparameter {key!r} for method {name!r}{did_you_mean(key, fields)} "
+                f"unknown hyperparameter {shown} for method {name!r}{did_you_mean(str(key)[:100], fields)} "
                 f"(valid: {hparam_options(cls)})"
             )
     try:
