@@ -33,6 +33,7 @@ DEVICE = re.compile(r"[a-z]{2,16}(:[0-9]{1,4})?")
 """A torch device as recorded (`cpu`, `cuda:0`, `mps`)."""
 PACKAGE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 TEXT_MAX = 200
+"""The longest one-line text of a record (a method's origin, a check's description)."""
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\u200e\u200f\u202a-\u202e\u2066-\u2069]")
 """Control characters, line and paragraph separators and bidirectional overrides: never part of a short text."""
 
@@ -74,17 +75,13 @@ def name_problem(value: Any, pattern: re.Pattern[str], limit: int = NAME_MAX) ->
     return None
 
 
-def check_name(value: Any, what: str, pattern: re.Pattern[str] = BENCHMARK_NAME, limit: int = NAME_MAX) -> str:
-    """`value` if it is a valid name; otherwise UserError, one line naming `what` and the rule."""
-    problem = name_problem(value, pattern, limit)
-    if problem is not None:
-        raise UserError(f"{what} {brief(value)} {problem}")
-    return value
-
-
 def check_method_name(name: Any) -> str:
-    """A method name as given on the command line, in a spec or by a plugin; UserError if it cannot name a folder."""
-    return check_name(name, "method name", METHOD_NAME)
+    """A method name as given on the command line, in a spec or by a plugin; UserError, one line naming the rule,
+    if it cannot name a folder."""
+    problem = name_problem(name, METHOD_NAME)
+    if problem is not None:
+        raise UserError(f"method name {brief(name)} {problem}")
+    return name
 
 
 def text_problem(value: str, limit: int = TEXT_MAX) -> str | None:

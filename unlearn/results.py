@@ -19,8 +19,10 @@ from unlearn.names import (
     FORGET_SPEC,
     GIT_COMMIT,
     METHOD_NAME,
+    NAME_MAX,
     NOT_INSTALLED,
     PACKAGE,
+    TEXT_MAX,
     VERSION,
     name_problem,
     text_problem,
@@ -35,7 +37,7 @@ KEY_MAX = 64
 """The longest metric key (a table column)."""
 
 
-def _matching(pattern: re.Pattern[str], limit: int = 100) -> AfterValidator:
+def _matching(pattern: re.Pattern[str], limit: int = NAME_MAX) -> AfterValidator:
     """A validator: the string is a name matching `pattern` of at most `limit` characters (see unlearn.names)."""
     def check(value: str) -> str:
         problem = name_problem(value, pattern, limit)
@@ -63,7 +65,7 @@ Version = Annotated[str, AfterValidator(lambda v: v if v == NOT_INSTALLED else _
 Commit = Annotated[str, _matching(GIT_COMMIT, 64)]
 Device = Annotated[str, _matching(DEVICE, 24)]
 Package = Annotated[str, _matching(PACKAGE, 64)]
-Text = Annotated[str, _one_line(200)]
+Text = Annotated[str, _one_line(TEXT_MAX)]
 MetricKey = Annotated[str, _one_line(KEY_MAX)]
 Date = Annotated[str, Field(pattern=r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$")]
 
@@ -201,7 +203,7 @@ def record_dir(results_dir: Path, benchmark: str, method: str, forget: str) -> P
     Built only from validated names (ValueError otherwise: callers validate user input first), so no
     component can be `..`, empty or hold a separator.
     """
-    for value, pattern, limit in ((benchmark, BENCHMARK_NAME, 100), (method, METHOD_NAME, 100),
+    for value, pattern, limit in ((benchmark, BENCHMARK_NAME, NAME_MAX), (method, METHOD_NAME, NAME_MAX),
                                   (forget, FORGET_SPEC, FORGET_MAX)):
         problem = name_problem(value, pattern, limit)
         if problem is not None:
