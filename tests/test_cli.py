@@ -123,7 +123,7 @@ def test_unwritable_output_directory_is_refused(tmp_path, capsys):
 def test_malformed_benchmark_spec_is_refused(tmp_path, capsys):
     spec = tmp_path / "broken.yaml"
     spec.write_text("name: broken\ndescription: x\ndataset: digits\nmodel: small-cnn\n"
-                    "train: {epochs: -1, batch_size: 8, lr: 0.1}\ngrid: {methods: [retrain], forget: [class:1], seeds: [0]}\n")
+                    "train: {epochs: -1, batch_size: 8, lr: 0.1}\ngrid: {methods: [retrain], forget: [class:1], seeds: [0, 1]}\n")
     code, _, err = run(capsys, "run", "--benchmark", str(spec), "--workdir", str(tmp_path / "w"))
     assert code == 2 and "train.epochs" in err and err.count("\n") == 1
     spec.write_text("name: [unclosed\n")

@@ -38,7 +38,7 @@ def tiny_spec(tmp_path: Path, **generation) -> Path:
     settings["judge"]["train"]["epochs"] = 5
     settings.update(generation)
     spec["grid"]["methods"] = ["retrain"]
-    spec["grid"]["seeds"] = [0]
+    spec["grid"]["seeds"] = [0, 1]
     path = tmp_path / "tiny-ddpm.yaml"
     path.write_text(yaml.safe_dump(spec, sort_keys=False))
     return path

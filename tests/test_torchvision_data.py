@@ -321,7 +321,7 @@ gap_metrics: [UA, RA, TA, MIA-Efficacy]
 grid:
   methods: [retrain, finetune]
   forget: ["class:1"]
-  seeds: [0]
+  seeds: [0, 1]
 hparams:
   finetune: {epochs: 1, batch_size: 16}
 """
@@ -340,7 +340,7 @@ def test_cli_runs_benchmark_on_data_root(tmp_path: Path, monkeypatch: pytest.Mon
     install("mnist", data_root, monkeypatch)
     workdir = tmp_path / "w"
     code = main(["run", "--benchmark", str(_write_spec(tmp_path)), "--workdir", str(workdir),
-                 "--data-root", str(data_root), "--no-progress"])
+                 "--data-root", str(data_root), "--seeds", "0", "--no-progress"])
     assert code == 0
     records = sorted((workdir / "data" / "runs").rglob("*.json"))
     assert len(records) == 2

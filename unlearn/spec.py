@@ -79,6 +79,10 @@ class Recipe(BaseModel):
         return {k: v for k, v in self.model_dump().items() if k not in LATER_FIELDS or v != LATER_FIELDS[k]}
 
 
+MIN_GRID_SEEDS = 2
+"""Seeds a benchmark's own grid lists at least: one seed gives no interval and no paired test."""
+
+
 class GridSpec(BaseModel):
     """The default grid `unlearn run` executes for a benchmark."""
 
@@ -87,6 +91,16 @@ class GridSpec(BaseModel):
     methods: list[str] = Field(min_length=1)
     forget: list[str] = Field(min_length=1)
     seeds: list[int] = Field(min_length=1)
+
+    @field_validator("seeds")
+    @classmethod
+    def _enough_seeds(cls, seeds: list[int]) -> list[int]:
+        if len(set(seeds)) < MIN_GRID_SEEDS:
+            raise ValueError(
+                f"lists {len(set(seeds))} distinct seed(s); a benchmark's grid needs at least {MIN_GRID_SEEDS}, since its "
+                "tables give 95 % intervals and paired tests over seeds (`--seeds 0` still runs one seed)"
+            )
+        return seeds
 
 
 class ProbeSettings(BaseModel):

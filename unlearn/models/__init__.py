@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from unlearn.models import cnn1d as _cnn1d  # noqa: F401  (registers "cnn1d")
 from unlearn.models import mlp as _mlp  # noqa: F401  (registers "mlp")
 from unlearn.models import resnet as _resnet  # noqa: F401  (registers "resnet18")
 from unlearn.models import small_cnn as _small_cnn  # noqa: F401  (registers "small-cnn")
