@@ -95,8 +95,10 @@ def files_under(path: Path) -> list[Path]:
     return [p for p in Path(path).rglob("*") if p.is_file()] if Path(path).exists() else []
 
 
-def make_request(task: Task, model, forget, retain=None, seed: int = 0, num_classes: int | None = None):
-    """An UnlearnRequest on CPU for unit tests of a method (full track when `retain` is given)."""
+def make_request(task: Task, model, forget, retain=None, seed: int = 0, num_classes: int | None = None,
+                 forget_classes: tuple[int, ...] = ()):
+    """An UnlearnRequest on CPU for unit tests of a method (full track when `retain` is given; `forget_classes`
+    as the harness passes for a class-wise set)."""
     from unlearn.methods import Track, UnlearnRequest
 
     return UnlearnRequest(
@@ -110,6 +112,7 @@ def make_request(task: Task, model, forget, retain=None, seed: int = 0, num_clas
         new_model=lambda *tags: task.new_model(seed, *tags),
         track=Track.FULL if retain is not None else Track.FORGET_ONLY,
         train_recipe=lambda model, data: task.train_recipe(model, data, seed),
+        forget_classes=forget_classes,
     )
 
 

@@ -80,6 +80,12 @@ def three_class_splits(seed: int = 0) -> dict[str, TensorData]:
     return {"retain": make(40, 4.0, 1.0), "test": make(15, 1.0, 1.5), "forget": make(12, 2.5, 1.2)}
 
 
+def reference_entropy(probs: np.ndarray) -> np.ndarray:
+    """SalUn's (and SSD's) `entropy`, transcribed: torch, float32 softmax outputs, p log p only where p > 0."""
+    p = torch.as_tensor(probs, dtype=torch.float32)
+    return (-torch.where(p > 0, p * p.log(), p.new([0.0])).sum(dim=-1)).numpy()
+
+
 def direct_features(probs: np.ndarray, labels: np.ndarray, kind: str) -> np.ndarray:
     """The SalUn feature of `kind`, written out independently of unlearn.metrics.mia."""
     p = probs.astype(np.float64)
@@ -89,7 +95,7 @@ def direct_features(probs: np.ndarray, labels: np.ndarray, kind: str) -> np.ndar
     if kind == "confidence":
         return probs[rows, labels]
     if kind == "entropy":
-        return entr(p).sum(axis=1)
+        return reference_entropy(probs)
     if kind == "m-entropy":
         out = np.zeros(len(labels))
         for i, y in enumerate(labels):
@@ -205,6 +211,17 @@ def test_zero_probabilities_use_0_log_0_and_the_reference_clamp():
     assert attack_features(ev["s"], "entropy").tolist() == [0.0, 0.0]
     # right and certain: 0; wrong and certain: -(1 - 0) log(1e-30) - 1 * log(1 - 1 -> 1e-30)
     assert attack_features(ev["s"], "m-entropy") == pytest.approx([0.0, -2 * math.log(1e-30)])
+
+
+def test_the_entropy_feature_is_the_references_float32_value():
+    # A softmax output (3 classes) on which float64 entropy, rounded to float32, is 1 ulp below float32's.
+    logits = np.array([[-2.570023775100708, 3.3018126487731934, -3.21356201171875]])
+    ev = Evaluation(LogitModel(), {"s": logit_split(logits, np.array([1]))})
+    probs = ev["s"].probs.numpy()
+    got = attack_features(ev["s"], "entropy")
+    assert got.dtype == np.float32
+    assert got.tolist() == reference_entropy(probs).tolist() == [np.float32(0.030367940664291382)]
+    assert np.float32(entr(probs.astype(np.float64)).sum()) != got[0]  # the float64 value rounds differently
 
 
 def direct_lr_member_rate(members: np.ndarray, non_members: np.ndarray, targets: np.ndarray) -> float:

@@ -14,10 +14,11 @@ import unlearn.methods.boundary_expanding as be_module
 import unlearn.methods.boundary_shrink as bs_module
 import unlearn.methods.influence as iu_module
 import unlearn.methods.last_layers as ll_module
+import unlearn.methods.ssd as ssd_module
 from unlearn.data.tensors import TensorData
 from unlearn.errors import UserError
 from unlearn.forget import ForgetSpec, load_or_build
-from unlearn.harness import Workspace
+from unlearn.harness import Workspace, forgotten_classes
 from unlearn.methods import METHODS, make_hparams
 from unlearn.models.base import Classifier, build_model
 
@@ -42,7 +43,8 @@ def run(name: str, task, original, splits, **hparams):
     """Run a method on a private copy of the original; return (method, request, unlearned model)."""
     m = method(name, **hparams)
     retain = splits["retain"] if m.track.value == "full" else None
-    request = make_request(task, copy.deepcopy(original), splits["forget"], retain)
+    request = make_request(task, copy.deepcopy(original), splits["forget"], retain,
+                           forget_classes=forgotten_classes(splits))
     return m, request, m.unlearn(request)
 
 
@@ -113,6 +115,25 @@ def test_ssd_with_a_huge_alpha_changes_nothing(digits_task, digits):
     original, splits = digits
     _, _, model = run("ssd", digits_task, original, splits, alpha=1e30)
     assert equal_state(model, original)
+
+
+@pytest.mark.parametrize(
+    "forget_classes, hparams, expected",
+    [((3,), {}, 64), ((), {}, 128), ((3,), {"batch_size": 100}, 100), ((), {"batch_size": 32}, 32)],
+)
+def test_ssd_batch_size_follows_the_reference_per_forget_kind_unless_given(
+    forget_classes, hparams, expected, digits_task, digits, monkeypatch
+):
+    """The reference uses batch 64 for class-wise forgetting and 128 for random forgetting; a given value wins."""
+    original, splits = digits
+    seen = []
+    real = ssd_module.importances
+    monkeypatch.setattr(ssd_module, "importances", lambda m, d, b: seen.append(b) or real(m, d, b))
+    forget, retain = splits["forget"].subset(range(40)), splits["retain"].subset(range(200))
+    request = make_request(digits_task, copy.deepcopy(original), forget, retain, forget_classes=forget_classes)
+    method("ssd", **hparams).unlearn(request)
+    assert seen == [expected, expected]
+    assert request.info["batch_size"] == expected
 
 
 # -- influence (WoodFisher IU) -------------------------------------------------------------------

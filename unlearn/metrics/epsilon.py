@@ -35,9 +35,12 @@ edge cases follow the released metric.py of github.com/google-deepmind/unlearnin
   discarded rule and a rule scoring 0 are interchangeable, which the vectorised code uses.
 
 Deliberate differences from the competition's code: FPR/FNR and ε are computed in float64 (the competition
-averages in float32; ε moves by about 1e-7, which never crosses a bin edge in practice); confidences come from
-logits in float64 (the competition exponentiates float32 logits); grids are built with numpy's linspace formula
-(the competition builds the single-threshold grid with torch.linspace, which can differ in the last bit).
+averages in float32). The two precisions give per-rule ε values up to 2.3e-6 apart at N = 512 models per side,
+and up to 1.95e-5 apart at N = 1000; the gap grows with N. It has not mattered for the score: over 16 million
+(FPR, FNR) count pairs, checked exhaustively, no float32 ε fell in a different bin from its float64 value.
+Confidences come from logits in float64 (the competition exponentiates float32 logits); grids are built with
+numpy's linspace formula (the competition builds the single-threshold grid with torch.linspace, which can differ
+in the last bit).
 """
 
 from __future__ import annotations

@@ -20,9 +20,11 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+import torch
 import torch.nn.functional as F
 from sklearn.linear_model import LogisticRegression
 from sklearn.svm import SVC
+from torch import Tensor
 
 from unlearn.metrics.base import Evaluation, Scores, SplitOutputs, metric
 
@@ -34,7 +36,7 @@ SVC_DESCRIPTION = "SVC(C=3, gamma='auto', kernel='rbf')"
 FEATURES: dict[str, str] = {
     "correctness": "1 if the argmax of the softmax is the true label, else 0",
     "confidence": "softmax probability of the true label",
-    "entropy": "prediction entropy -sum_c p_c log p_c (0 log 0 = 0)",
+    "entropy": "prediction entropy -sum_c p_c log p_c in float32 (0 log 0 = 0)",
     "m-entropy": "modified entropy -(1-p_y) log p_y - sum_{c!=y} p_c log(1-p_c) (Song & Mittal; log 0 = log 1e-30)",
     "prob": "the full softmax probability vector",
     "loss": "per-sample cross-entropy loss -log p_y (from the logits)",
@@ -42,10 +44,20 @@ FEATURES: dict[str, str] = {
 """Per-sample attack features by kind, as recorded in each metric's info."""
 
 
-def entropy(probs: np.ndarray) -> np.ndarray:
-    """Prediction entropy −Σ_c p_c log p_c per row, with 0 log 0 = 0."""
-    p = np.asarray(probs, dtype=np.float64)
-    return -np.where(p > 0, p * np.log(np.where(p > 0, p, 1.0)), 0.0).sum(axis=1)
+def entropy(probs: Tensor | np.ndarray) -> np.ndarray:
+    """Prediction entropy −Σ_c p_c log p_c per row, in float32 as the references, with 0 log 0 = 0.
+
+    SalUn's `SVC_MIA` (and SSD's `get_membership_attack_prob`, which defines the same
+    `entropy`) compute it in torch on float32 softmax outputs, with `torch.where(p > 0,
+    p·log p, 0)`: an entry that underflowed to exactly 0 contributes 0. We do the same
+    operations in the same precision (p·log p per entry, a torch row sum, then the
+    sign), so the feature is the reference's float32 value rather than a float64 one
+    that can round differently and move a sample across the SVC's boundary. The last
+    bit of the row sum may still depend on the device's reduction order.
+    """
+    p = torch.as_tensor(probs, dtype=torch.float32)
+    terms = p * torch.log(torch.where(p > 0, p, 1.0))  # 0·log 1 = 0 where p = 0
+    return (-terms.sum(dim=1)).numpy()
 
 
 def _clamped_log(x: np.ndarray) -> np.ndarray:
@@ -65,6 +77,10 @@ def modified_entropy(probs: np.ndarray, labels: np.ndarray) -> np.ndarray:
       ignores the sample's label; and a sample's feature depends on which other labels
       share its split (D_f of a class-wise forget set holds one class, the shadow
       splits all of them).
+
+    Precision: float64. The reference computes its (wrong) feature in float32 like its
+    entropy, but since we compute a different quantity there is no reference value for
+    float32 to reproduce, so `entropy`'s float32 rule is deliberately not applied here.
     """
     p = np.asarray(probs, dtype=np.float64)
     y = np.asarray(labels, dtype=np.int64)
@@ -87,7 +103,7 @@ def attack_features(out: SplitOutputs, kind: str) -> np.ndarray:
     if kind == "prob":
         return probs.numpy()
     if kind == "entropy":
-        return entropy(probs.numpy())
+        return entropy(probs)
     if kind == "m-entropy":
         return modified_entropy(probs.numpy(), out.labels.numpy())
     raise ValueError(f"unknown attack feature {kind!r}; known: {sorted(FEATURES)}")
@@ -226,7 +242,8 @@ def mia_entropy(ev: Evaluation) -> Scores:
     """MIA-Entropy: MIA-Efficacy's SVC attack on the prediction entropy −Σ p log p (0 log 0 = 0).
 
     Shadow data, classifier and direction as MIA-Efficacy; SalUn's SVC_MIA "entropy"
-    entry. Not MIA-LR-Entropy (another classifier, shadow data and direction).
+    entry, with its float32 feature (see `entropy`). Not MIA-LR-Entropy (another
+    classifier, shadow data and direction).
     """
     return _svc_attack(ev, "entropy", "MIA-Entropy")
 
@@ -261,15 +278,15 @@ def mia_prob(ev: Evaluation) -> Scores:
 def mia_lr_entropy(ev: Evaluation) -> Scores:
     """MIA-LR-Entropy (SSD / Bad-Teacher `get_membership_attack_prob`): % of D_f predicted MEMBER.
 
-    Logistic regression (class_weight='balanced', lbfgs) on the prediction entropy,
-    trained on ALL of D_r (label 1) vs the test split (label 0); the score is the mean
-    predicted member rate on D_f ×100, so higher = more remembered (the opposite
-    direction of the efficacies). Not comparable with MIA-Efficacy: different
-    classifier, shadow data and direction; never mix the two. The reference's
-    `multi_class="multinomial"` is dropped (removed from scikit-learn); we fit the
-    equivalent binary model, see `lr_member_rate`. For class-wise forgetting the test
-    split holds the remaining classes; SSD's full-class script passes the whole test
-    set, forgotten class included.
+    Logistic regression (class_weight='balanced', lbfgs) on the prediction entropy (in
+    float32, as SSD's: see `entropy`), trained on ALL of D_r (label 1) vs the test split
+    (label 0); the score is the mean predicted member rate on D_f ×100, so higher = more
+    remembered (the opposite direction of the efficacies). Not comparable with
+    MIA-Efficacy: different classifier, shadow data and direction; never mix the two.
+    The reference's `multi_class="multinomial"` is dropped (removed from scikit-learn);
+    we fit the equivalent binary model, see `lr_member_rate`. For class-wise forgetting
+    the test split holds the remaining classes; SSD's full-class script passes the
+    whole test set, forgotten class included.
     """
     retain, test, forget = ev["retain"], ev["test"], ev["forget"]
     value = lr_member_rate(
