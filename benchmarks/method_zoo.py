@@ -3,7 +3,7 @@
     python benchmarks/method_zoo.py [--workdir DIR] [--results DIR]
 
 Runs (or reuses) the digits grid with the benchmark's tuned hyperparameters, prints
-UA, RA, TA, MIA-Efficacy, Avg. Gap and run time (mean ± std over seeds) next to the
+UA, RA, TA, MIA-Efficacy, Avg. Gap and run time (mean ± 95 % CI half-width over seeds) next to the
 oracle, then checks the two claims of the published CIFAR-10 table (SalUn, ICLR 2024):
 SalUn has the smallest Avg. Gap among the methods, and SSD is the fastest. With
 --results it only reads existing records (e.g. leaderboard/results).

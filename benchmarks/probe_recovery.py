@@ -3,7 +3,7 @@
     python benchmarks/probe_recovery.py [--methods random-label,salun,...] [--seeds 0,1,2] [--workdir DIR]
 
 Runs the chosen methods on the class-wise digits forget set (class:3) and prints, next
-to the original model and the oracle (mean ± std over seeds):
+to the original model and the oracle (mean ± 95 % CI half-width over seeds):
 UA (100 − forget accuracy), the linear-probe accuracy on the forgotten class's test
 images from penultimate features with a 5-shot probe (Probe-F, mean of 5 draws) and
 with a probe fitted on all of probe-train (Probe-F full), the 5-shot probe on the

@@ -36,11 +36,13 @@ def test_run_writes_one_record_per_cell_and_prints_the_table(tmp_path, shared_ca
         assert path.name == f"seed0-{record.config_hash[:12]}.json"
         assert record.env.git_commit is None or len(record.env.git_commit) == 40
     lines = out.splitlines()
-    assert lines[0].startswith("digits · forget class:3")
-    rows = {line.split()[0]: line.split() for line in lines[2:] if line.split()}
+    assert lines[0].startswith("digits · forget class:3 · mean ± 95 % CI half-width over seeds")
+    assert lines[1].split()[:3] == ["rank", "method", "UA"]
+    rows = {line.split()[1]: line.split() for line in lines[2:7]}
     assert list(rows)[:2] == ["retrain", "original"]
-    assert float(rows["retrain"][1]) > 99.0  # retrain forgets class 3 (UA near 100)...
-    assert float(rows["original"][1]) < 1.0  # ...which the original model knows (forget accuracy near 100)
+    assert float(rows["retrain"][2]) > 99.0  # retrain forgets class 3 (UA near 100)...
+    assert float(rows["original"][2]) < 1.0  # ...which the original model knows (forget accuracy near 100)
+    assert "One seed: no interval and no test; rank and bold follow the means as shown." in lines
     assert "4 cells run, 0 reused, 0 failed" in err
 
 

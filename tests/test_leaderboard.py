@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from scipy import stats as scipy_stats
 
 from unlearn.cli import main
 from unlearn.leaderboard import summarize
@@ -52,36 +53,57 @@ def test_regenerating_twice_gives_byte_identical_files(board):
     assert tree(board) == first  # plots no table produces are removed
 
 
-def test_table_figures_are_the_mean_and_std_of_the_record_files():
-    """Recompute each cell of the CSV straight from the JSON files, independently of the code under test."""
+def test_table_figures_are_the_mean_std_and_interval_of_the_record_files():
+    """Recompute each cell of the CSV straight from the JSON files, independently of the code under test: the mean,
+    the std and the 95 % Student t interval, for the methods and for the original model (doing nothing)."""
     rows = []
     for path in RESULTS.rglob("*.json"):
         data = json.loads(path.read_text())
-        rows.append({"benchmark": data["benchmark"], "forget": data["forget"]["spec"], "method": data["method"],
-                     **data["metrics"], "Avg. Gap": data["gaps"]["Avg. Gap"],
-                     "columns": (*data["config"]["gap_metrics"], "Avg. Gap")})
-    frame = pd.DataFrame(rows)
+        gap_metrics = data["config"]["gap_metrics"]
+        common = {"benchmark": data["benchmark"], "forget": data["forget"]["spec"], "seed": data["seed"],
+                  "columns": (*gap_metrics, "Avg. Gap")}
+        rows.append({**common, "method": data["method"], **data["metrics"], "Avg. Gap": data["gaps"]["Avg. Gap"]})
+        original, oracle = data["original_metrics"], data["oracle_metrics"]
+        doing_nothing = sum(abs(original[k] - oracle[k]) for k in gap_metrics) / len(gap_metrics)
+        rows.append({**common, "method": "original", **original, "Avg. Gap": doing_nothing})
+    frame = pd.DataFrame(rows).drop_duplicates(["benchmark", "forget", "method", "seed"])
     csv = pd.read_csv(LEADERBOARD / "leaderboard.csv")
     for (benchmark, forget, method), part in frame.groupby(["benchmark", "forget", "method"]):
         line = csv[(csv["benchmark"] == benchmark) & (csv["forget"] == forget) & (csv["method"] == method)].iloc[0]
         for col in part["columns"].iloc[0]:
-            assert line[f"{col} mean"] == pytest.approx(part[col].mean(), abs=1e-4)
-            assert line[f"{col} std"] == pytest.approx(part[col].std(ddof=1), abs=1e-4)
+            values = part[col].to_numpy()
+            assert line[f"{col} mean"] == pytest.approx(values.mean(), abs=1e-4)
+            assert line[f"{col} std"] == pytest.approx(values.std(ddof=1), abs=1e-4)
+            if values.std() > 0:
+                low, high = scipy_stats.t.interval(0.95, len(values) - 1, loc=values.mean(),
+                                                   scale=scipy_stats.sem(values))
+            else:
+                low = high = values.mean()
+            assert (line[f"{col} ci_low"], line[f"{col} ci_high"]) == (pytest.approx(low, abs=1e-4),
+                                                                       pytest.approx(high, abs=1e-4))
 
 
-def test_tables_lead_with_oracle_sort_by_gap_and_bold_the_closest_to_the_oracle():
-    for table in summarize(collect(RESULTS).records):
+def test_tables_lead_with_the_references_rank_on_the_headline_and_bold_rank_one():
+    tables = summarize(collect(RESULTS).records)
+    assert {t.benchmark: t.headline for t in tables} == {"digits": "Robust Gap", "digits-ddpm": "Avg. Gap"}
+    for table in tables:
         roles = [r.role for r in table.rows]
         assert roles[:2] == ["oracle", "original"] and set(roles[2:]) == {"method"}
-        gaps = [r.stats["Avg. Gap"].mean for r in table.rows[2:]]
-        assert gaps == sorted(gaps)
-        oracle_ua = table.oracle.stats["UA"].mean
-        distance = {r.method: round(abs(r.stats["UA"].mean - oracle_ua), 2) for r in table.rows[2:]}
-        closest = {m for m, d in distance.items() if d == min(distance.values())}
-        assert {r.method for r in table.rows if "UA" in r.best} == closest
+        assert table.row("original").stats["Avg. Gap"].mean > 0  # doing nothing has a gap now
+        keys = [(r.rank, r.stats[table.headline].mean) for r in table.methods]
+        assert keys == sorted(keys) and keys[0][0] == 1
+        for row in table.methods:  # rank 1 exactly where the paired test cannot tell a method from the best
+            assert (row.rank == 1) == (row.versus_best is None or not row.versus_best.significant)
+            assert row.verdict in ("better", "worse", "≈ original")
+        oracle_ua = table.oracle.values["UA"]
+        distance = {r.method: sum(abs(v - oracle_ua[s]) for s, v in r.values["UA"].items()) for r in table.methods}
+        closest = min(distance, key=lambda m: (distance[m], m))
+        bold = {r.method for r in table.rows if "UA" in r.best}
+        assert closest in bold and bold <= {r.method for r in table.methods}
         assert not table.rows[0].best and not table.rows[1].best
     readme = (LEADERBOARD / "README.md").read_text()
-    assert "| retrain (oracle) |" in readme and "**" in readme and "Skipped records" not in readme
+    assert "| — | retrain (oracle) |" in readme and "**" in readme and "Skipped records" not in readme
+    assert "95 % confidence interval" in readme and "Ranked by Robust Gap." in readme
 
 
 def test_bad_records_are_reported_with_their_path_and_never_merged(board, capsys):

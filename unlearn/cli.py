@@ -202,7 +202,8 @@ def build_parser() -> argparse.ArgumentParser:
     run = sub.add_parser(
         "run",
         help="run a grid of methods × forget sets × seeds and print the table",
-        description="Run a benchmark grid (default: the benchmark's own grid) and print mean ± std over seeds.",
+        description="Run a benchmark grid (default: the benchmark's own grid) and print each metric's mean ± 95 % CI "
+                    "half-width over seeds, with ranks from paired tests over seeds.",
         epilog=RUN_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -408,7 +409,7 @@ def _runtime(args: argparse.Namespace, spec: Any) -> tuple[Any, Any, bool]:
 def cmd_run(args: argparse.Namespace) -> int:
     from unlearn.executors import make_executor
     from unlearn.harness import load_task, make_runner, plan_grid
-    from unlearn.leaderboard import AVG_GAP, RUN_TIME, format_text, summarize
+    from unlearn.leaderboard import AVG_GAP, ROBUST_GAP, RUN_TIME, format_text, summarize
     from unlearn.leaderboard.tables import forget_set_keys
     from unlearn.spec import load_benchmark
 
@@ -427,7 +428,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         result = runner.run(executor)
 
     own = dict.fromkeys(k for forget in plan.forgets for k in forget_set_keys(forget.text))  # corrective: ASR
-    print(format_text(summarize(result.records, [*spec.gap_metrics, AVG_GAP, *own, RUN_TIME])))
+    print(format_text(summarize(result.records, [*spec.gap_metrics, AVG_GAP, ROBUST_GAP, *own, RUN_TIME])))
     failed = [r for r in result.records if r.status == "failed"]
     if result.ran and executor.name != "serial":
         print(f"unlearn: {executor.name}: {executor.stats.summary()}", file=sys.stderr)

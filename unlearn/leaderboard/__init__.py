@@ -1,12 +1,14 @@
-"""The leaderboard: summary tables (tables), record collection (store), rendering (render), plots, build."""
+"""The leaderboard: summary tables (tables), their statistics (stats), record collection (store), rendering
+(render), plots, build."""
 
+from unlearn.leaderboard.stats import Stat
 from unlearn.leaderboard.tables import (
     AVG_GAP,
     ORACLE,
     ORIGINAL,
+    ROBUST_GAP,
     RUN_TIME,
     Row,
-    Stat,
     Table,
     default_columns,
     format_text,
@@ -15,6 +17,6 @@ from unlearn.leaderboard.tables import (
 )
 
 __all__ = [
-    "AVG_GAP", "ORACLE", "ORIGINAL", "RUN_TIME", "Row", "Stat", "Table",
+    "AVG_GAP", "ORACLE", "ORIGINAL", "ROBUST_GAP", "RUN_TIME", "Row", "Stat", "Table",
     "default_columns", "format_text", "records_frame", "summarize",
 ]

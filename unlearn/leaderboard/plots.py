@@ -1,4 +1,4 @@
-"""Leaderboard figures as PNG bytes: efficacy-vs-specificity trade-offs and Avg. Gap bars.
+"""Leaderboard figures as PNG bytes: efficacy-vs-specificity trade-offs and gap bars (Robust Gap or Avg. Gap).
 
 Figures are drawn on matplotlib's Agg canvas without pyplot (no global state, no
 display needed) and saved without the 'Software' metadata entry, so the same tables
@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from unlearn.leaderboard.tables import AVG_GAP, Table
+from unlearn.leaderboard.tables import HEADLINES, Table
 from unlearn.names import control_free
 
 TRADEOFF_AXES = (("UA", "TA"), ("MIA-Efficacy", "RA"), ("UA", "Acc-r"))
@@ -40,7 +40,7 @@ def png_bytes(fig: Figure) -> bytes:
 
 
 def tradeoff(table: Table) -> bytes | None:
-    """One panel per (efficacy, specificity) pair: each method's mean ± std, the oracle as a star.
+    """One panel per (efficacy, specificity) pair: each method's mean with its 95 % CI over seeds, the oracle as a star.
 
     The closer a method sits to the star, the closer it behaves to retraining. None
     when the table has none of the pairs.
@@ -61,7 +61,7 @@ def tradeoff(table: Table) -> bytes | None:
                 label = plain(f"{row.method} (oracle)" if row.role == "oracle" else row.method)
                 ax.scatter([sx.mean], [sy.mean], label=label, zorder=3, **STYLE[row.role])
             else:
-                ax.errorbar([sx.mean], [sy.mean], xerr=[sx.std or 0.0], yerr=[sy.std or 0.0], fmt="o",
+                ax.errorbar([sx.mean], [sy.mean], xerr=[sx.half or 0.0], yerr=[sy.half or 0.0], fmt="o",
                             color=colors[row.method], capsize=3, label=plain(row.method), zorder=2)
         ax.set_xlabel(plain(f"{x} (efficacy)"))
         ax.set_ylabel(plain(f"{y} (specificity)"))
@@ -72,26 +72,32 @@ def tradeoff(table: Table) -> bytes | None:
     return png_bytes(fig)
 
 
+def bar_column(tables: Sequence[Table]) -> str | None:
+    """The column the gap bars of a benchmark's tables show: the first headline (Robust Gap, Avg. Gap) they all have."""
+    return next((c for c in HEADLINES if tables and all(c in t.columns for t in tables)), None)
+
+
 def gap_bars(benchmark: str, tables: Sequence[Table]) -> bytes | None:
-    """Avg. Gap to the oracle (mean ± std over seeds) per method, one bar per forget set."""
-    tables = [t for t in tables if AVG_GAP in t.columns]
+    """The tables' headline gap to the oracle (`bar_column`; mean and 95 % CI over seeds) per method, one bar per
+    forget set."""
+    column = bar_column(tables)
     methods = list(dict.fromkeys(r.method for t in tables for r in t.rows if r.role == "method"))
-    if not methods:
+    if column is None or not methods:
         return None
     fig = Figure(figsize=(max(5.0, 1.1 * len(methods) + 2), 4.0), layout="constrained")
     ax = fig.add_subplot(1, 1, 1)
     width = 0.8 / len(tables)
     for j, table in enumerate(tables):
-        means, stds = [], []
+        means, halves = [], []
         for method in methods:
-            stat = next((r.stats[AVG_GAP] for r in table.rows if r.method == method), None)
+            stat = next((r.stats[column] for r in table.rows if r.method == method), None)
             means.append(stat.mean if stat is not None and stat.mean is not None else 0.0)
-            stds.append(stat.std if stat is not None and stat.std is not None else 0.0)
+            halves.append(stat.half if stat is not None and stat.half is not None else 0.0)
         positions = [k + (j - (len(tables) - 1) / 2) * width for k in range(len(methods))]
-        ax.bar(positions, means, width, yerr=stds, capsize=3, label=plain(f"forget {table.forget}"), color=f"C{j % 10}")
+        ax.bar(positions, means, width, yerr=halves, capsize=3, label=plain(f"forget {table.forget}"), color=f"C{j % 10}")
     ax.set_xticks(range(len(methods)), [plain(m) for m in methods], rotation=20, ha="right")
-    ax.set_ylabel("Avg. Gap to the oracle (lower is better)")
-    ax.set_title(plain(f"{benchmark}: Avg. Gap per method"))
+    ax.set_ylabel(plain(f"{column} to the oracle (lower is better)"))
+    ax.set_title(plain(f"{benchmark}: {column} per method"))
     ax.grid(axis="y", alpha=0.3)
     ax.legend(fontsize=8)
     return png_bytes(fig)

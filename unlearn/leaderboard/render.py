@@ -18,6 +18,7 @@ from collections.abc import Mapping, Sequence
 import markdown as md
 import pandas as pd
 
+from unlearn.leaderboard.plots import bar_column
 from unlearn.leaderboard.store import Collection
 from unlearn.leaderboard.tables import Table
 from unlearn.names import control_free
@@ -26,16 +27,31 @@ from unlearn.results import ResultRecord, slug
 ROLE_LABEL = {"oracle": " (oracle)", "original": " (before unlearning)", "ideal": " (ideal oracle)"}
 
 LEGEND = """\
-Each table is one benchmark and forget set. Rows are methods; each cell is the mean ± standard
-deviation over seeds. UA is 100 − forget accuracy, RA and TA are retain and test accuracy, and
-MIA-Efficacy is SalUn's membership-inference efficacy, all in %. Avg. Gap is the mean absolute
-difference from the oracle over the gap metrics, and RTE is the run time in seconds. Columns
-between Avg. Gap and RTE are further evaluations, not part of Avg. Gap: Probe-F is a few-shot
-linear probe's accuracy on held-out forgotten samples from frozen features, Recovery-Gap its
-difference from the oracle's probe, and Relearn-Steps the fine-tuning steps on a little of the
-forget set until forget accuracy is back (docs/metrics.md defines every metric). The oracle
+Each table is one benchmark and forget set. Rows are methods; each cell is the mean over seeds ± the
+half-width of its 95 % confidence interval (Student t with n − 1 degrees of freedom; no longer the
+standard deviation, which stays in `leaderboard.csv`). A row with one seed has no interval, and its
+table says so. UA is 100 − forget accuracy, RA and TA are retain and test accuracy, and MIA-Efficacy
+is SalUn's membership-inference efficacy, all in %. Avg. Gap is the mean absolute difference from the
+oracle over those gap metrics. Robust Gap is the same mean over the gap metrics plus two attacks on
+what the model still knows: Probe-F, a few-shot linear probe's accuracy on held-out forgotten samples
+from frozen features, and Relearn-FA, forget accuracy after a few fine-tuning steps on a little of the
+forget set. A method that only hides the class behind its output layer keeps the original's features,
+so the probe and the relearning find the class again and its Robust Gap stays high. RTE is the run
+time in seconds. Recovery-Gap is the probe's difference from the oracle's probe and Relearn-Steps the
+fine-tuning steps until forget accuracy is back (docs/metrics.md defines every metric). The oracle
 (retrain) is the model retrained without the forget set: the closer a method is to it, the better.
-**Bold** marks, per column, the method closest to the oracle (lowest, for Avg. Gap and RTE).
+
+Methods are compared seed by seed with a paired t test (each seed's records share their original
+model, oracle and forget set), at α = 0.05 with Holm's correction over the methods of a table.
+**Rank** orders the methods on Robust Gap (on Avg. Gap where a benchmark's records have no probe and
+relearn scores): rank 1 is the method with the lowest mean and every method not significantly
+different from it; any other method ranks 1 + the number of methods with a lower mean. Rank 1 says
+the seeds cannot tell a method from the best, not that it is as good: with three seeds the test sees
+only large, steady differences, so read the intervals too. Rows follow the rank, then the mean.
+**Bold** marks, per column, the method closest to the oracle (lowest, for the gaps and RTE; highest
+where more is better) and every method not significantly different from it, testing the per-seed
+distance to the oracle. **vs original** compares each method with the original model, doing nothing,
+on the ranking column: ≈ original means the seeds cannot tell the method from doing nothing at all.
 Seeds counts the seeds that finished out of those run; failed seeds are left out of the means."""
 
 
@@ -80,16 +96,26 @@ def plot_name(benchmark: str, forget: str | None = None) -> str:
 
 
 def markdown_table(table: Table) -> str:
-    """A GitHub-flavoured markdown table of `table`, best values in bold."""
-    header = ["Method", *(text(c) for c in table.columns), "Seeds"]
-    lines = ["| " + " | ".join(header) + " |", "| :-- |" + " --: |" * (len(header) - 1)]
+    """A GitHub-flavoured markdown table of `table`: rank, method, the columns (rank-1 values in bold), seeds and
+    the comparison with the original model, then the table's notes."""
+    ranked = table.headline is not None
+    header = [*(["Rank"] if ranked else []), "Method", *(text(c) for c in table.columns), "Seeds",
+              *(["vs original"] if ranked else [])]
+    align = " :-- |" * (2 if ranked else 1) + " --: |" * (len(table.columns) + 1) + (" :-- |" if ranked else "")
+    lines = ["| " + " | ".join(header) + " |", "|" + align]
     for row in table.rows:
-        cells = [f"{text(row.method)}{ROLE_LABEL.get(row.role, '')}"]
+        cells = [str(row.rank) if row.rank is not None else "—"] if ranked else []
+        cells.append(f"{text(row.method)}{ROLE_LABEL.get(row.role, '')}")
         for col in table.columns:
             shown = row.stats[col].text()
             cells.append(f"**{shown}**" if col in row.best else shown)
         cells.append(f"{row.ok}/{row.runs}")
+        if ranked:
+            cells.append(text(row.verdict))
         lines.append("| " + " | ".join(cells) + " |")
+    notes = table.notes()
+    if notes:
+        lines += ["", " ".join(text(n) for n in notes)]
     return "\n".join(lines)
 
 
@@ -155,9 +181,10 @@ def markdown_page(
             if name in plots:
                 out += [f"![efficacy vs specificity, forget {text(table.forget)}]({link_target('plots/' + name)})", ""]
         name = plot_name(benchmark)
-        if name in plots:
-            out += [f"### {text(benchmark)} · Avg. Gap per method", "",
-                    f"![Avg. Gap per method]({link_target('plots/' + name)})", ""]
+        column = bar_column([t for t in tables if t.benchmark == benchmark])
+        if name in plots and column is not None:
+            out += [f"### {text(benchmark)} · {text(column)} per method", "",
+                    f"![{text(column)} per method]({link_target('plots/' + name)})", ""]
         out += [f"### {text(benchmark)} · methods", "", _methods_table(records), "", _provenance(records)]
     if collection.skipped:
         out += ["", "## Skipped records", "", "These files were not used:", ""]
@@ -182,21 +209,32 @@ def _sample_links(collection: Collection, table: Table) -> str:
 
 
 def csv_text(tables: Sequence[Table]) -> str:
-    """Every table in one CSV: one row per (benchmark, forget set, method), mean and std per column."""
+    """Every table in one CSV: one row per (benchmark, forget set, method) with its rank on the table's headline
+    column, its Holm-adjusted p-values against the best method and the original model there (and the verdict
+    against the original), and per column the mean, std and 95 % confidence interval over seeds."""
     rows = []
     for table in tables:
         for row in table.rows:
-            entry = {"benchmark": table.benchmark, "forget": table.forget, "method": row.method, "role": row.role}
+            entry = {"benchmark": table.benchmark, "forget": table.forget, "method": row.method, "role": row.role,
+                     "ranked by": table.headline, "rank": row.rank,
+                     "p vs best (Holm)": row.versus_best.p if row.versus_best is not None else None,
+                     "vs original": row.verdict,
+                     "p vs original (Holm)": row.versus_original.p if row.versus_original is not None else None}
             for col in table.columns:
                 stat = row.stats[col]
                 entry[f"{col} mean"] = stat.mean
                 entry[f"{col} std"] = stat.std
+                entry[f"{col} ci_low"] = stat.ci_low
+                entry[f"{col} ci_high"] = stat.ci_high
             entry["seeds ok"] = row.ok
             entry["seeds run"] = row.runs
             entry["best"] = ";".join(c for c in table.columns if c in row.best)
             rows.append(entry)
     buffer = io.StringIO()
-    pd.DataFrame(rows).to_csv(buffer, index=False, float_format="%.4f", lineterminator="\n")
+    frame = pd.DataFrame(rows)
+    if "rank" in frame:
+        frame["rank"] = frame["rank"].astype("Int64")
+    frame.to_csv(buffer, index=False, float_format="%.4f", lineterminator="\n")
     return buffer.getvalue()
 
 

@@ -1,60 +1,54 @@
 """Summary tables from result records: one per (benchmark, forget set), methods as rows.
 
-Each table cell is a `Stat` (mean, std over seeds, count) kept as numbers, so the
-text table of `unlearn run`, the leaderboard's markdown, CSV and HTML, and its plots
-all render the same figures. The oracle (retrain) comes first, the original model
-second, then methods by mean Avg. Gap (ties by name), so the order is stable.
+Each table cell is a `Stat` (mean over seeds, std, 95 % CI half-width, count) kept as
+numbers, and each row keeps its per-seed values, so the text table of `unlearn run`, the
+leaderboard's markdown, CSV and HTML, and its plots all render the same figures. The
+oracle (retrain) comes first, the original model second, then methods by rank on the
+table's headline column (Robust Gap where the records have the probe and relearn scores,
+else Avg. Gap), then by its mean, then by name, so the order is stable. Ranks, bold and the
+comparison with the original model come from paired tests over seeds (unlearn.leaderboard.stats).
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
-from typing import Sequence
+from dataclasses import dataclass, field
+from typing import Mapping, Sequence
 
+import numpy as np
 import pandas as pd
 
 from unlearn.errors import UserError
+from unlearn.leaderboard.stats import ALPHA, Comparison, Scores, Stat, compare, ranking, ranks
 from unlearn.results import ORACLE, ResultRecord
 
 ORIGINAL = "original"
 IDEAL_ORACLE = "retrain-all-manipulated"
 """Corrective sets' second reference row: the oracle retrained without every manipulated sample."""
 AVG_GAP = "Avg. Gap"
+ROBUST_GAP = "Robust Gap"
+DEPTH_METRICS = ("Probe-F", "Relearn-FA")
+"""The attacks Robust Gap adds to the gap metrics: probe accuracy on held-out forgotten samples read from the
+frozen features, and forget accuracy after the relearn attack (both in %, like UA)."""
 RUN_TIME = "RTE (s)"
-LOWER_IS_BETTER = (AVG_GAP, RUN_TIME)
+LOWER_IS_BETTER = (AVG_GAP, ROBUST_GAP, RUN_TIME)
 HIGHER_IS_BETTER = ("Samples/s",)
 """Columns where more is better whatever the oracle does (a generator's sampling speed)."""
-
-
-@dataclass(frozen=True)
-class Stat:
-    """Mean and sample standard deviation over the seeds that finished (`n` of them)."""
-
-    mean: float | None
-    std: float | None
-    n: int
-
-    @classmethod
-    def of(cls, values: pd.Series) -> "Stat":
-        values = values.dropna().astype(float)
-        if values.empty:
-            return cls(None, None, 0)
-        std = float(values.std(ddof=1)) if len(values) > 1 else None
-        return cls(float(values.mean()), std, len(values))
-
-    def text(self, digits: int = 2) -> str:
-        """'m ± s' (or 'm' for one seed, '—' for none), with `digits` decimals."""
-        if self.mean is None:
-            return "—"
-        if self.std is None:
-            return f"{self.mean:.{digits}f}"
-        return f"{self.mean:.{digits}f} ± {self.std:.{digits}f}"
+HEADLINES = (ROBUST_GAP, AVG_GAP)
+"""The columns a table ranks by, the first it has."""
+NOT_TESTED = "—"
+LIKE_ORIGINAL = "≈ original"
 
 
 @dataclass(frozen=True)
 class Row:
-    """One method of a table: its role (oracle, original or method), statistics and seed counts."""
+    """One method of a table: its role (oracle, original or method), statistics and seed counts.
+
+    `values` holds each column's value per seed that finished; `best` the columns where the method ranks
+    first (bold); `rank` its rank on the table's headline column; `versus_best` and `versus_original` its
+    paired comparisons there with the best method and with the original model (None for reference rows, for
+    the best method itself, and where there is no headline).
+    """
 
     method: str
     role: str
@@ -62,16 +56,32 @@ class Row:
     ok: int
     runs: int
     best: frozenset[str] = frozenset()
+    values: Mapping[str, Mapping[int, float]] = field(default_factory=dict)
+    rank: int | None = None
+    versus_best: Comparison | None = None
+    versus_original: Comparison | None = None
+
+    @property
+    def verdict(self) -> str:
+        """'≈ original' when the method is not significantly different from doing nothing on the headline,
+        'better' or 'worse' when it is, '—' when untested (a reference row, or fewer than two seeds)."""
+        c = self.versus_original
+        if c is None or c.p is None:
+            return NOT_TESTED
+        if not c.significant:
+            return LIKE_ORIGINAL
+        return "better" if c.diff < 0 else "worse"
 
 
 @dataclass(frozen=True)
 class Table:
-    """Methods × columns for one (benchmark, forget set)."""
+    """Methods × columns for one (benchmark, forget set), ranked by `headline` (None: no gap column)."""
 
     benchmark: str
     forget: str
     columns: tuple[str, ...]
     rows: tuple[Row, ...]
+    headline: str | None = None
 
     def row(self, method: str) -> Row:
         return next(r for r in self.rows if r.method == method)
@@ -80,15 +90,37 @@ class Table:
     def oracle(self) -> Row | None:
         return next((r for r in self.rows if r.role == "oracle"), None)
 
+    @property
+    def methods(self) -> tuple[Row, ...]:
+        """The rows of methods (no reference rows), in table order."""
+        return tuple(r for r in self.rows if r.role == "method")
+
+    def notes(self) -> list[str]:
+        """One-line notes that a reader of the table needs: what ± is, what it is ranked by, and why a row
+        has no interval."""
+        out = []
+        if self.headline is not None:
+            why = "" if self.headline == ROBUST_GAP else " (these records have no probe and relearn scores)"
+            out.append(f"Ranked by {self.headline}{why}.")
+        counts = [r.ok for r in self.methods] or [r.ok for r in self.rows]
+        if counts and max(counts) <= 1:
+            out.append("One seed: no interval and no test; rank and bold follow the means as shown.")
+        elif counts and min(counts) <= 1:
+            out.append("A method with one finished seed has no interval and is compared by its mean as shown.")
+        return out
+
 
 def default_columns(records: Sequence[ResultRecord]) -> list[str]:
-    """The records' gap metrics (in the order their benchmarks list them), Avg. Gap, the benchmarks'
-    further report metrics (probe recovery, relearning, other attacks), the forget sets' own metrics
-    (corrective sets: Manip-Acc, ASR), then run time. A table leaves out columns none of its rows has."""
+    """The records' gap metrics (in the order their benchmarks list them), Avg. Gap, Robust Gap, the benchmarks'
+    further report metrics (probe recovery, relearning, other attacks), the attacks Robust Gap adds where not
+    listed yet, the forget sets' own metrics (corrective sets: Manip-Acc, ASR), then run time. A table leaves out
+    Robust Gap, its attacks and the forget sets' own metrics where none of its rows has them."""
     keys = dict.fromkeys(k for r in records for k in r.config.get("gap_metrics", []))
     extra = dict.fromkeys(k for r in records for k in r.config.get("report_metrics", []) if k not in keys)
-    own = dict.fromkeys(k for r in records for k in forget_set_keys(r.forget.spec) if k not in keys and k not in extra)
-    return [*keys, AVG_GAP, *extra, *own, RUN_TIME]
+    depth = [k for k in DEPTH_METRICS if k not in keys and k not in extra]
+    own = dict.fromkeys(k for r in records for k in forget_set_keys(r.forget.spec)
+                        if k not in keys and k not in extra and k not in depth)
+    return [*keys, AVG_GAP, ROBUST_GAP, *extra, *depth, *own, RUN_TIME]
 
 
 def forget_set_keys(forget: str) -> tuple[str, ...]:
@@ -103,13 +135,36 @@ def forget_set_keys(forget: str) -> tuple[str, ...]:
     return tuple(k for name in names for k in METRICS.get(name).produces)
 
 
+def mean_gap(scores: Mapping[str, float], oracle: Mapping[str, float], keys: Sequence[str]) -> float | None:
+    """Mean of |score − oracle| over `keys` (None when `keys` is empty or either side lacks one)."""
+    if not keys or any(k not in scores or k not in oracle for k in keys):
+        return None
+    return float(np.mean([abs(scores[k] - oracle[k]) for k in keys]))
+
+
+def robust_keys(record: ResultRecord) -> list[str] | None:
+    """The keys Robust Gap averages over for `record`: its gap metrics and DEPTH_METRICS, or None when the
+    record lacks a depth metric in its metrics or its oracle's (the generation track)."""
+    gap = list(record.config.get("gap_metrics", []))
+    if not gap or any(k not in record.metrics or k not in record.oracle_metrics for k in DEPTH_METRICS):
+        return None
+    return [*gap, *DEPTH_METRICS]
+
+
+def robust_gap(record: ResultRecord) -> float | None:
+    """Mean |metric − oracle| over the gap metrics and the depth-of-forgetting attacks (docs/metrics.md)."""
+    keys = robust_keys(record)
+    return None if keys is None else mean_gap(record.metrics, record.oracle_metrics, keys)
+
+
 def records_frame(records: Sequence[ResultRecord]) -> pd.DataFrame:
-    """One row per record: identifiers, status, metrics, Avg. Gap and run time (seconds)."""
+    """One row per record: identifiers, status, metrics, Avg. Gap, Robust Gap and run time (seconds)."""
     rows = []
     for r in records:
         row = {"benchmark": r.benchmark, "forget": r.forget.spec, "method": r.method, "seed": r.seed, "status": r.status}
         row.update(r.metrics)
         row[AVG_GAP] = r.gaps.get(AVG_GAP)
+        row[ROBUST_GAP] = robust_gap(r) if r.status == "ok" else None
         row[RUN_TIME] = r.run_time_s
         rows.append(row)
     return pd.DataFrame(rows)
@@ -120,6 +175,8 @@ def _reference_rows(records: Sequence[ResultRecord]) -> list[dict]:
 
     Every record carries its cell's original and oracle scores; the oracle row built
     from them has no run time (the oracle came from the cache or from another cell).
+    The original row's Avg. Gap and Robust Gap are its distance to the oracle of the same
+    seed, as a method's are: the score of doing nothing.
     Corrective cells add the ideal oracle (retrained without every manipulated sample).
     A seed counts only where a record holds the scores: one whose worker died before
     the cell's group was ready holds none.
@@ -129,10 +186,14 @@ def _reference_rows(records: Sequence[ResultRecord]) -> list[dict]:
     for r in records:
         cell = (r.benchmark, r.forget.spec, r.seed)
         base = {"benchmark": r.benchmark, "forget": r.forget.spec, "seed": r.seed, "status": "ok"}
+        keys = robust_keys(r)
         if r.original_metrics:
-            seen.setdefault((*cell, ORIGINAL), {**base, "method": ORIGINAL, **r.original_metrics})
+            gaps = {AVG_GAP: mean_gap(r.original_metrics, r.oracle_metrics, r.config.get("gap_metrics", [])),
+                    ROBUST_GAP: mean_gap(r.original_metrics, r.oracle_metrics, keys or [])}
+            seen.setdefault((*cell, ORIGINAL), {**base, "method": ORIGINAL, **r.original_metrics, **gaps})
         if cell not in has_retrain and r.oracle_metrics:
-            seen.setdefault((*cell, ORACLE), {**base, "method": ORACLE, **r.oracle_metrics, AVG_GAP: 0.0})
+            zero = {AVG_GAP: 0.0, ROBUST_GAP: 0.0 if keys else None}
+            seen.setdefault((*cell, ORACLE), {**base, "method": ORACLE, **r.oracle_metrics, **zero})
         if r.ideal_oracle_metrics:
             seen.setdefault((*cell, IDEAL_ORACLE), {**base, "method": IDEAL_ORACLE, **r.ideal_oracle_metrics})
     return list(seen.values())
@@ -142,74 +203,114 @@ def _role(method: str) -> str:
     return {ORACLE: "oracle", ORIGINAL: "original", IDEAL_ORACLE: "ideal"}.get(method, "method")
 
 
-def _mark_best(rows: list[Row], columns: Sequence[str]) -> list[Row]:
-    """Mark, per column, the methods closest to the oracle (lowest, for Avg. Gap and run time).
-
-    Reference rows are never marked. Scores are compared at the two decimals shown,
-    so methods that look tied are all marked.
-    """
+def column_scores(rows: Sequence[Row], column: str) -> Scores:
+    """Per method row, its per-seed score in `column`, lower is better: the value itself for Avg. Gap, Robust
+    Gap and run time, its negative where more is better, else the distance |value − oracle| to the oracle of
+    the same seed (seeds the oracle lacks are left out)."""
     oracle = next((r for r in rows if r.role == "oracle"), None)
+    reference = oracle.values.get(column, {}) if oracle is not None else {}
+    scores: dict[str, dict[int, float]] = {}
+    for r in rows:
+        values = r.values.get(column, {})
+        if r.role != "method" or not values:
+            continue
+        if column in LOWER_IS_BETTER:
+            scores[r.method] = dict(values)
+        elif column in HIGHER_IS_BETTER:
+            scores[r.method] = {s: -v for s, v in values.items()}
+        elif reference:
+            scores[r.method] = {s: abs(v - reference[s]) for s, v in values.items() if s in reference}
+    return {m: v for m, v in scores.items() if v}
+
+
+def _judge(rows: list[Row], columns: Sequence[str], headline: str | None) -> list[Row]:
+    """Bold, per column, the best method and every method not significantly different from it; rank the
+    methods on the headline and compare each with the original model there. Reference rows are never marked."""
     best: dict[str, set[str]] = {r.method: set() for r in rows}
     for col in columns:
-        scores = {}
-        for r in rows:
-            stat = r.stats.get(col)
-            if r.role != "method" or stat is None or stat.mean is None:
-                continue
-            if col in LOWER_IS_BETTER:
-                scores[r.method] = round(stat.mean, 2)
-            elif col in HIGHER_IS_BETTER:
-                scores[r.method] = -round(stat.mean, 2)
-            elif oracle is not None and oracle.stats.get(col) and oracle.stats[col].mean is not None:
-                scores[r.method] = round(abs(stat.mean - oracle.stats[col].mean), 2)
-        if scores:
-            low = min(scores.values())
-            for method, score in scores.items():
-                if score == low:
-                    best[method].add(col)
-    return [Row(r.method, r.role, r.stats, r.ok, r.runs, frozenset(best[r.method])) for r in rows]
+        for method, rank in ranks(column_scores(rows, col)).items():
+            if rank == 1:
+                best[method].add(col)
+    rank: dict[str, int] = {}
+    to_best: dict[str, Comparison] = {}
+    versus: dict[str, Comparison] = {}
+    if headline is not None:
+        rank, to_best = ranking(column_scores(rows, headline))
+        original = next((r for r in rows if r.role == "original"), None)
+        if original is not None and original.values.get(headline):
+            methods = {r.method: r.values[headline] for r in rows if r.role == "method" and r.values.get(headline)}
+            versus = compare(methods, original.values[headline])
+    return [Row(r.method, r.role, r.stats, r.ok, r.runs, frozenset(best[r.method]), r.values, rank.get(r.method),
+                to_best.get(r.method), versus.get(r.method)) for r in rows]
+
+
+def _row(method: str, runs: pd.DataFrame, columns: Sequence[str]) -> Row:
+    """A method's row from its records' frame: statistics over the seeds that finished, and their values."""
+    ok = runs[runs["status"] == "ok"]
+    stats, values = {}, {}
+    for col in columns:
+        if col not in ok:
+            stats[col], values[col] = Stat(None, None, 0), {}
+            continue
+        present = ok[["seed", col]].dropna()
+        stats[col] = Stat.of(present[col])
+        values[col] = {int(s): float(v) for s, v in zip(present["seed"], present[col], strict=True)}
+    return Row(method, _role(method), stats, len(ok), len(runs), values=values)
 
 
 def summarize(records: Sequence[ResultRecord], columns: Sequence[str] | None = None) -> list[Table]:
     """One Table per (benchmark, forget set), in order of first appearance.
 
     `ok` counts the seeds that finished out of those run; failed seeds are left out
-    of the statistics.
+    of the statistics. Robust Gap, its attacks and a forget set's own metrics are left
+    out of a table none of whose rows has them.
     """
     if not records:
         return []
     fixed = list(columns) if columns else None
     own = {k for r in records for k in forget_set_keys(r.forget.spec)}  # shown only in the tables that have them
+    optional = own | {ROBUST_GAP, *DEPTH_METRICS}
     frame = pd.concat([records_frame(records), pd.DataFrame(_reference_rows(records))], ignore_index=True)
     tables = []
     for (benchmark, forget), part in frame.groupby(["benchmark", "forget"], sort=False):
         columns = fixed or default_columns([r for r in records if r.benchmark == benchmark])  # its own metrics
-        rows = []
-        for method in dict.fromkeys(part["method"]):
-            runs = part[part["method"] == method]
-            ok = runs[runs["status"] == "ok"]
-            stats = {col: Stat.of(ok[col]) if col in ok else Stat(None, None, 0) for col in columns}
-            rows.append(Row(method, _role(method), stats, len(ok), len(runs)))
+        rows = [_row(method, part[part["method"] == method], columns) for method in dict.fromkeys(part["method"])]
+        shown = tuple(c for c in columns if c not in optional or any(row.stats[c].mean is not None for row in rows))
+        headline = next((c for c in HEADLINES if c in shown), None)
+        rows = _judge(rows, shown, headline)
 
-        def order(row: Row) -> tuple:
-            gap = row.stats.get(AVG_GAP)
-            gap_mean = gap.mean if gap is not None and gap.mean is not None else math.inf
-            return ({"oracle": 0, "ideal": 1, "original": 2}.get(row.role, 3), gap_mean, row.method)
+        def order(row: Row, headline: str | None = headline) -> tuple:
+            mean = row.stats[headline].mean if headline is not None else None
+            return ({"oracle": 0, "ideal": 1, "original": 2}.get(row.role, 3),
+                    row.rank if row.rank is not None else math.inf,
+                    mean if mean is not None else math.inf, row.method)
 
         rows.sort(key=order)
-        shown = tuple(c for c in columns if c not in own or any(row.stats[c].mean is not None for row in rows))
-        tables.append(Table(str(benchmark), str(forget), shown, tuple(_mark_best(rows, shown))))
+        tables.append(Table(str(benchmark), str(forget), shown, tuple(rows), headline))
     return tables
 
 
+def caption(table: Table) -> str:
+    """The one-line caption of a table in the terminal."""
+    return (f"{table.benchmark} · forget {table.forget} · mean ± 95 % CI half-width over seeds "
+            "(UA = 100 − forget accuracy, %)")
+
+
 def format_text(tables: Sequence[Table]) -> str:
-    """Plain-text rendering for the terminal, each table under a one-line caption."""
+    """Plain-text rendering for the terminal, each table under a one-line caption and over its notes."""
     blocks = []
     for table in tables:
-        caption = f"{table.benchmark} · forget {table.forget} · mean ± std over seeds (UA = 100 − forget accuracy, %)"
+        ranked = table.headline is not None
         frame = pd.DataFrame(
-            [{"method": r.method, **{c: r.stats[c].text() for c in table.columns}, "ok": f"{r.ok}/{r.runs}"}
+            [{**({"rank": "—" if r.rank is None else str(r.rank)} if ranked else {}), "method": r.method,
+              **{c: r.stats[c].text() for c in table.columns}, "ok": f"{r.ok}/{r.runs}",
+              **({"vs original": r.verdict} if ranked else {})}
              for r in table.rows]
         )
-        blocks.append(caption + "\n" + frame.to_string(index=False))
+        notes = table.notes()
+        if ranked:
+            notes.append(f"rank 1: not significantly different from the best on {table.headline} (paired t test "
+                         f"over seeds, Holm, α = {ALPHA:g}); {LIKE_ORIGINAL}: not significantly different from the "
+                         "original model (doing nothing)")
+        blocks.append("\n".join([caption(table), frame.to_string(index=False), *notes]))
     return "\n\n".join(blocks)

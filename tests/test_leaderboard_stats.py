@@ -1,0 +1,146 @@
+"""The leaderboard's statistics: intervals, paired tests with Holm's correction, tied ranks, bold, the comparison with
+doing nothing, Robust Gap, and the one-seed case, on small hand-made records."""
+
+from __future__ import annotations
+
+import io
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from scipy import stats as scipy_stats
+
+from unlearn.leaderboard import ROBUST_GAP, Stat, format_text, summarize
+from unlearn.leaderboard.render import csv_text, markdown_table
+from unlearn.leaderboard.stats import holm, paired_p, ranks
+from unlearn.provenance import environment
+from unlearn.results import ForgetInfo, ResultRecord
+
+ORACLE = {"UA": 100.0, "RA": 100.0}
+ORIGINAL = {"UA": 0.0, "RA": 100.0}
+
+
+def record(method: str, seed: int, scores: dict[str, float], oracle: dict[str, float] = ORACLE,
+           original: dict[str, float] = ORIGINAL, gap_metrics: tuple[str, ...] = ("UA", "RA")) -> ResultRecord:
+    """An ok record of digits class:3 with the given scores; its gaps are computed as the harness does."""
+    gaps = {k: abs(scores[k] - oracle[k]) for k in gap_metrics}
+    gaps["Avg. Gap"] = sum(gaps.values()) / len(gap_metrics)
+    return ResultRecord(
+        status="ok", benchmark="digits", method=method, method_origin="builtin", hparams={}, track="full",
+        forget=ForgetInfo(spec="class:3", sha256="0" * 64, size=1, forgotten_classes=[3]), seed=seed,
+        config={"gap_metrics": list(gap_metrics)}, config_hash=f"{seed:064x}", metrics=scores,
+        oracle_metrics=oracle, original_metrics=original, gaps=gaps, run_time_s=1.0, models={},
+        env=environment(torch.device("cpu")),
+    )
+
+
+def grid(ua: dict[str, list[float]]) -> list[ResultRecord]:
+    """One record per method and seed, the method's UA on seed s being ua[method][s] (RA as the oracle's)."""
+    return [record(m, s, {"UA": v, "RA": 100.0}) for m, values in ua.items() for s, v in enumerate(values)]
+
+
+def test_intervals_are_scipy_student_t_intervals_over_seeds():
+    sample = [91.0, 95.5, 93.0, 97.25]
+    stat = Stat.of(sample)
+    low, high = scipy_stats.t.interval(0.95, 3, loc=np.mean(sample), scale=scipy_stats.sem(sample))
+    assert (stat.ci_low, stat.ci_high) == (pytest.approx(low), pytest.approx(high))
+    assert stat.half == pytest.approx(scipy_stats.t.ppf(0.975, 3) * np.std(sample, ddof=1) / 2)
+    assert stat.std == pytest.approx(np.std(sample, ddof=1)) and stat.n == 4
+    assert stat.text() == f"{np.mean(sample):.2f} ± {(high - low) / 2:.2f}"
+    assert Stat.of([5.0, 5.0, 5.0]).text() == "5.00 ± 0.00"
+    one = Stat.of([5.0])
+    assert (one.half, one.std, one.ci_low, one.text()) == (None, None, None, "5.00")
+    assert Stat.of(pd.Series([math.nan])).text() == "—"
+
+
+def test_paired_test_is_scipys_and_its_degenerate_cases_are_decided():
+    a, b = [1.0, 2.5, 2.0, 4.0], [0.5, 2.0, 2.5, 1.0]
+    assert paired_p(a, b) == pytest.approx(scipy_stats.ttest_rel(a, b).pvalue)
+    assert paired_p([3.0, 4.0], [3.0, 4.0]) == 1.0  # identical: no evidence of a difference
+    assert paired_p([3.0, 4.0, 5.0], [2.0, 3.0, 4.0]) == 0.0  # the same shift on every seed
+    assert paired_p([0.1 + 0.2, 1.0], [0.3, 1.0]) == 1.0  # a difference in the last bits of a float is none
+    assert paired_p([3.0], [1.0]) is None  # one seed: no test
+
+
+def test_holm_adjusts_step_down_and_stays_monotone():
+    adjusted = holm({"a": 0.01, "b": 0.04, "c": 0.03})
+    assert adjusted == {"a": pytest.approx(0.03), "c": pytest.approx(0.06), "b": pytest.approx(0.06)}
+    assert holm({"x": 0.6, "y": 0.7}) == {"x": 1.0, "y": 1.0}
+
+
+def test_methods_whose_seeds_overlap_share_rank_one_and_are_both_bold():
+    records = grid({"retrain": [100.0] * 3, "near": [99.0, 97.0, 98.0], "close": [98.0, 99.0, 96.5],
+                    "far": [80.0, 81.0, 79.0]})
+    (table,) = summarize(records)
+    assert table.headline == "Avg. Gap"  # no probe or relearn scores: no Robust Gap column
+    assert ROBUST_GAP not in table.columns
+    assert [(r.method, r.rank) for r in table.methods] == [("near", 1), ("close", 1), ("far", 3)]
+    for method in ("near", "close"):
+        assert {"UA", "Avg. Gap"} <= table.row(method).best
+    assert not {"UA", "Avg. Gap"} & table.row("far").best
+    assert table.row("far").versus_best.significant and not table.row("close").versus_best.significant
+    lines = markdown_table(table).splitlines()
+    assert lines[5].startswith("| 1 | close | **97.83 ± ") and lines[6].startswith("| 3 | far | 80.00 ± ")
+    assert ranks({"a": {0: 1.0, 1: 2.0}, "b": {0: 1.0, 1: 2.0}}) == {"a": 1, "b": 1}
+
+
+def test_a_method_the_seeds_cannot_tell_from_doing_nothing_is_flagged_everywhere():
+    originals = [{"UA": v, "RA": 100.0} for v in (1.0, 3.0, 2.0)]
+    records = [record(m, s, scores, original=originals[s])
+               for s in range(3)
+               for m, scores in (("retrain", ORACLE), ("good", {"UA": 99.0 + s / 2, "RA": 100.0}),
+                                 ("lazy", originals[s]), ("noisy", {"UA": (5.0, 90.0, 1.0)[s], "RA": 100.0}))]
+    (table,) = summarize(records)
+    assert table.row("original").stats["Avg. Gap"].mean == pytest.approx(49.0)  # (100 − 2) / 2: doing nothing
+    assert {r.method: r.verdict for r in table.rows} == {
+        "retrain": "—", "original": "—", "good": "better", "lazy": "≈ original", "noisy": "≈ original"}
+    assert table.row("lazy").versus_original.p == 1.0  # the same model as the original on every seed
+    text = format_text([table])
+    assert "≈ original: not significantly different from the original model" in text
+    assert [line.split()[1] for line in text.splitlines() if line.endswith("≈ original")] == ["noisy", "lazy"]
+    assert "| lazy | " in markdown_table(table) and markdown_table(table).count("| ≈ original |") == 2
+    csv = pd.read_csv(io.StringIO(csv_text([table])))
+    assert csv.set_index("method").loc["lazy", "vs original"] == "≈ original"
+    assert csv.set_index("method").loc["good", "p vs original (Holm)"] < 0.05
+
+
+def test_one_seed_shows_no_interval_and_says_why():
+    (table,) = summarize(grid({"retrain": [100.0], "a": [99.0], "b": [90.0]}))
+    assert table.row("a").stats["UA"].text() == "99.00" and table.row("a").stats["UA"].half is None
+    assert [(r.method, r.rank, r.verdict) for r in table.methods] == [("a", 1, "—"), ("b", 2, "—")]
+    assert table.row("a").best == {"UA", "RA", "Avg. Gap", "RTE (s)"}  # the means decide, at the decimals shown
+    assert table.row("b").best == {"RA", "RTE (s)"}
+    note = "One seed: no interval and no test; rank and bold follow the means as shown."
+    assert note in table.notes() and note in format_text([table]) and note in markdown_table(table)
+    assert " ± " not in markdown_table(table)
+    (table,) = summarize(grid({"retrain": [100.0, 100.0], "a": [99.0, 98.0], "b": [90.0]}))
+    assert "A method with one finished seed has no interval and is compared by its mean as shown." in table.notes()
+
+
+def test_robust_gap_adds_the_probe_and_relearn_attacks_to_the_gap_metrics():
+    oracle = {"UA": 100.0, "RA": 100.0, "Probe-F": 86.0, "Relearn-FA": 100.0}
+    original = {"UA": 0.0, "RA": 100.0, "Probe-F": 97.0, "Relearn-FA": 100.0}
+    hidden = {"UA": 100.0, "RA": 99.5, "Probe-F": 97.0, "Relearn-FA": 100.0}  # the class hidden behind the head
+    deep = {"UA": 99.0, "RA": 99.0, "Probe-F": 88.0, "Relearn-FA": 96.0}
+    records = [record(m, s, scores, oracle, original)
+               for s in range(3) for m, scores in (("retrain", oracle), ("hidden", hidden), ("deep", deep))]
+    (table,) = summarize(records)
+    assert table.headline == ROBUST_GAP and table.columns.index(ROBUST_GAP) == table.columns.index("Avg. Gap") + 1
+    assert table.row("hidden").stats["Avg. Gap"].mean < table.row("deep").stats["Avg. Gap"].mean
+    assert table.row("hidden").stats[ROBUST_GAP].mean == pytest.approx((0 + 0.5 + 11 + 0) / 4)
+    assert table.row("deep").stats[ROBUST_GAP].mean == pytest.approx((1 + 1 + 2 + 4) / 4)
+    assert table.row("original").stats[ROBUST_GAP].mean == pytest.approx((100 + 0 + 11 + 0) / 4)
+    assert table.row("retrain").stats[ROBUST_GAP].mean == 0.0
+    assert [r.method for r in table.methods] == ["deep", "hidden"]  # same shift on every seed: deep ranks alone
+    assert [r.rank for r in table.methods] == [1, 2]
+
+
+def test_the_same_records_in_any_order_give_the_same_bytes():
+    records = grid({"retrain": [100.0] * 3, "near": [99.0, 97.0, 98.0], "close": [98.0, 99.0, 96.5],
+                    "far": [80.0, 81.0, 79.0]})
+    first = summarize(records)
+    again = summarize(list(reversed(records)))
+    assert csv_text(first) == csv_text(again) and format_text(first) == format_text(again)
+    assert markdown_table(first[0]) == markdown_table(again[0])
