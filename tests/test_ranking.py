@@ -7,7 +7,9 @@ top three under Robust Gap, whose probe and relearn terms read the features.
 
 "Top three" counts the methods the table puts ahead of it (rank, then mean). On digits class:3 with three seeds
 the paired tests separate no method from the best, so every method, this one included, has rank 1 and the
-mean orders them: the test checks the order, not a statistically significant separation.
+mean orders them: there the test checks the order, not a statistically significant separation. On mnist1d
+class:3 with four seeds the cheat is 2nd by Avg. Gap, and significantly worse than the best by Robust Gap
+(rank 3, behind the nine methods that share rank 1).
 """
 
 from __future__ import annotations
@@ -32,20 +34,25 @@ def methods_ahead(table: Table, method: str) -> int:
     return sum(key(r) < mine for r in table.methods)
 
 
-@pytest.mark.parametrize("bench,forget", [("digits", "class:3")])  # (a `benchmark` argument is pytest-benchmark's)
-def test_a_head_only_edit_tops_avg_gap_but_not_robust_gap(bench, forget, board, shared_cache, tmp_path, capsys):
+@pytest.mark.parametrize("bench,forget,seeds,jobs", [  # (a `benchmark` argument is pytest-benchmark's)
+    ("digits", "class:3", "0,1,2", []),
+    ("mnist1d", "class:3", "0,1,2,3", ["--executor", "process", "--jobs", "2"]),  # 8 models of 150 epochs to train
+])
+def test_a_head_only_edit_tops_avg_gap_but_not_robust_gap(bench, forget, seeds, jobs, board, shared_cache, tmp_path,
+                                                          capsys):
     results = board / "results"
-    code = main(["run", "--benchmark", bench, "--methods", CHEAT, "--forget", forget, "--seeds", "0,1,2",
+    n = len(seeds.split(","))
+    code = main(["run", "--benchmark", bench, "--methods", CHEAT, "--forget", forget, "--seeds", seeds, *jobs,
                  "--workdir", str(tmp_path / "work"), "--cache-dir", str(shared_cache), "--results-dir",
                  str(results), "--no-progress"])
     err = capsys.readouterr().err
-    assert code == 0 and "3 cells run, 0 reused, 0 failed" in err, err
+    assert code == 0 and f"{n} cells run, 0 reused, 0 failed" in err, err
 
     collection = collect(results)
     assert collection.skipped == []  # same original models and oracles as the committed records of the cell
     records = [r for r in collection.records if r.benchmark == bench and r.forget.spec == forget]
     cheat = [r for r in records if r.method == CHEAT]
-    assert len(cheat) == 3 and all(r.metrics["UA"] == r.oracle_metrics["UA"] for r in cheat)  # outputs fooled
+    assert len(cheat) == n and all(r.metrics["UA"] >= r.oracle_metrics["UA"] - 1 for r in cheat)  # outputs fooled
     assert all(r.metrics["Probe-F"] == r.original_metrics["Probe-F"] for r in cheat)  # features untouched
 
     spec = load_benchmark(bench)
