@@ -2,7 +2,8 @@
 
 COMMITTED lists one cheap committed cell per classification benchmark: a cold rerun trains the cell's original
 model and oracle (about 10 s for digits on one core). digits-ddpm is left out: a cold cell of it trains a DDPM
-twice, a judge and a method, several minutes on 2 cores; `unlearn reproduce --benchmark digits-ddpm` checks it.
+twice, a judge and a method (14 minutes for diffusion-finetune on 2 busy cores); `unlearn reproduce --benchmark
+digits-ddpm` checks it.
 The committed records are read as a fixed reference and never written to.
 """
 
@@ -117,11 +118,12 @@ def test_a_record_of_an_older_spec_is_not_rerun(fresh, mini, tmp_path, capsys):
 def test_the_environment_is_compared_before_the_numbers():
     record = read_record(BOARD / COMMITTED[0][1]).env
     here = {**record.model_dump(), "packages": {**record.packages, "torch": "2.14.1", "numpy": "9.9"},
-            "torch_threads": 2, "device": "cuda:0"}
+            "torch_threads": 2, "device": "cuda:0", "git_commit": "0" * 40, "git_dirty": True}
     lines = environment_differences(record, here)
     assert lines[0].startswith(f"versions differ: torch {record.packages['torch']} (record) vs 2.14.1 (here), numpy ")
     assert lines[1:] == [f"cpu threads differ: {record.torch_threads} (record) vs 2 (here)",
-                         f"device differs: {record.device} (record) vs cuda:0 (here)"]
+                         f"device differs: {record.device} (record) vs cuda:0 (here)",
+                         f"code differs: commit {record.git_commit[:12]} (record) vs {'0' * 12} with local changes (here)"]
     assert environment_differences(record, record.model_dump()) == []
 
 

@@ -182,7 +182,8 @@ def compare(recorded: ResultRecord, rerun: ResultRecord, tolerance: float = 0.0)
 
 
 def environment_differences(record: Environment, here: dict[str, Any]) -> list[str]:
-    """What differs between the environment a record was made in and this one, versions first, one line each."""
+    """What differs between the environment a record was made in and this one, one line each: versions first, then
+    cpu threads, device, platform and commit."""
     lines = []
     versions = [("python", record.python, here["python"])]
     packages = [*record.packages, *(p for p in here["packages"] if p not in record.packages)]
@@ -194,6 +195,8 @@ def environment_differences(record: Environment, here: dict[str, Any]) -> list[s
         lines.append(f"cpu threads differ: {record.torch_threads} (record) vs {here['torch_threads']} (here)")
     if record.device != here["device"]:
         lines.append(f"device differs: {record.device} (record) vs {here['device']} (here)")
+    if record.platform != here["platform"]:
+        lines.append(f"platform differs: {record.platform} (record) vs {here['platform']} (here)")
     if record.git_commit != here["git_commit"]:
         mine = (here["git_commit"] or "no git checkout")[:12] + (" with local changes" if here["git_dirty"] else "")
         lines.append(f"code differs: commit {(record.git_commit or 'unknown')[:12]} (record) vs {mine} (here)")
