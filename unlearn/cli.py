@@ -28,6 +28,7 @@ unlearn: an open machine-unlearning benchmark suite.
                                    choose a method's lr and key knobs on validation data; write them into the spec
   unlearn submit --methods M       check M's records (complete grid, same oracle); copy them to leaderboard/
   unlearn leaderboard              regenerate leaderboard/ (tables, CSV, HTML, plots) from its records
+  unlearn reproduce --cells 3      rerun 3 random committed cells from scratch; exit 1 unless they give their numbers
   unlearn methods                  list unlearning methods
   unlearn benchmarks               list benchmarks
 """
@@ -170,6 +171,15 @@ with any failed cell (e.g. a diverged run) is out. Ties go to the earlier trial.
 trials and the choice are saved in data/tune/<benchmark>/tuning/<method>.json.
 
 Exit codes: 0 chosen (and written unless --no-write), 2 bad input or every trial failed.
+"""
+
+
+REPRODUCE_EPILOG = """\
+Exact equality is expected on CPU with the records' package versions (pip install -e ".[dev]"
+-c constraints.txt) and thread count; elsewhere (a GPU, other versions) pass --tolerance, and the
+output says which tolerance it used. A draw is the same for the same records and --pick-seed.
+
+Exit codes: 0 every cell reproduced, 1 a cell differs or was made under an older spec, 2 bad input.
 """
 
 
@@ -332,6 +342,35 @@ def build_parser() -> argparse.ArgumentParser:
     board.add_argument("--check", action="store_true",
                        help="write nothing; exit 1 if the files are not what the records give (for CI)")
     board.set_defaults(handler=cmd_leaderboard)
+
+    repro = sub.add_parser(
+        "reproduce", help="rerun committed leaderboard cells from scratch and compare every number with the records",
+        description="Rerun K committed cells, drawn at random (--pick-seed) or named (--cell), each cold in a fresh "
+        "temporary workdir: forget set, original model, oracle, method and metrics. First print how this environment "
+        "differs from the records' (versions, cpu threads, device, commit); then one line per cell: reproduced, "
+        "differs (with the numbers that moved) or spec changed (the spec now gives the cell another config hash, so "
+        "it is not rerun). Every metric, gap, oracle and original metric is compared; run times and timing metrics "
+        "(Samples/s) are not.", epilog=REPRODUCE_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    repro.add_argument("--benchmark", action="append", type=_csv, metavar="B[,B...]",
+                       help="pick from these benchmarks' records only (names or spec files; repeatable; default: all)")
+    repro.add_argument("--cells", type=int, default=3, metavar="K", help="how many cells to draw (default: 3)")
+    repro.add_argument("--pick-seed", type=int, default=0, metavar="S", help="seed of the draw (default: 0)")
+    repro.add_argument("--cell", type=Path, action="append", default=[], metavar="PATH",
+                       help="rerun this record instead of drawing (repeatable; a path, or a path under --results-dir)")
+    repro.add_argument("--tolerance", type=float, default=0.0, metavar="T",
+                       help="absolute tolerance in metric points (default: 0, exact equality)")
+    repro.add_argument("--results-dir", type=Path, default=Path("leaderboard/results"),
+                       help="the committed records (default: ./leaderboard/results); only read")
+    repro.add_argument("--device", help="device to rerun on (default: the device each record names)")
+    repro.add_argument("--threads", type=_threads, metavar="N", help="CPU threads (default: each record's)")
+    repro.add_argument("--workdir", type=Path, help="where the cold reruns happen (default: a temporary directory)")
+    repro.add_argument("--data-root", type=Path, help="dataset files for torchvision datasets (default: ./data/datasets)")
+    repro.add_argument("--download", action="store_true", help="allow downloading a missing torchvision dataset")
+    repro.add_argument("--verbose", action="store_true", help="list every differing number (default: the first 8)")
+    shown = repro.add_mutually_exclusive_group()
+    shown.add_argument("--progress", dest="progress", action="store_true", default=None, help="show progress bars")
+    shown.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bars")
+    repro.set_defaults(handler=cmd_reproduce)
 
     forget_set = sub.add_parser(
         "forget-set", help="build or inspect forget-set manifests (worst-case, corrective, random, class)",
@@ -673,6 +712,12 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
         file=sys.stderr,
     )
     return 0
+
+
+def cmd_reproduce(args: argparse.Namespace) -> int:
+    from unlearn.reproduce import command
+
+    return command(args)
 
 
 def cmd_methods(args: argparse.Namespace) -> int:

@@ -159,6 +159,9 @@ class Metric:
     settings: tuple[str, ...] = ()
     """The families of the spec's `evaluation:` settings it reads (probe, relearn, bank); they enter
     the config hash of every record the metric is computed for."""
+    timings: tuple[str, ...] = ()
+    """Keys that measure wall-clock speed (Samples/s): they vary from run to run, so `unlearn reproduce` never
+    compares them."""
 
     def missing(self, available: Callable[[str], bool]) -> list[str]:
         return [name for name in self.needs if not available(name)]
@@ -181,10 +184,11 @@ METRICS: Registry[Metric] = Registry("metric", entry_point_group="unlearn.metric
 
 
 def metric(
-    name: str, needs: Sequence[str], produces: Sequence[str], settings: Sequence[str] = ()
+    name: str, needs: Sequence[str], produces: Sequence[str], settings: Sequence[str] = (),
+    timings: Sequence[str] = (),
 ) -> Callable[[MetricFn], MetricFn]:
-    """Decorator registering a metric function with what it reads, the keys it returns and the
-    `evaluation:` settings families it reads.
+    """Decorator registering a metric function with what it reads, the keys it returns, the
+    `evaluation:` settings families it reads and which of its keys are timings.
 
     The function takes an Evaluation and returns a dict of floats, or `Scores` when it
     also records what it used (shadow data, split sizes, number of models).
@@ -194,7 +198,7 @@ def metric(
         raise ValueError(f"metric {name!r} declares unknown dependencies {unknown}")
 
     def decorate(fn: MetricFn) -> MetricFn:
-        METRICS.register(name)(Metric(name, fn, tuple(needs), tuple(produces), tuple(settings)))
+        METRICS.register(name)(Metric(name, fn, tuple(needs), tuple(produces), tuple(settings), tuple(timings)))
         return fn
 
     return decorate

@@ -158,7 +158,7 @@ def settings_info(evaluation: Evaluation, made: Samples) -> dict[str, Any]:
 
 
 @metric("generation", needs=("judge",), produces=("UA", "P-f", "Entropy-f", "Acc-r", "FD", "Samples/s"),
-        settings=("generation",))
+        settings=("generation",), timings=("Samples/s",))
 def generation(evaluation: Evaluation) -> Scores:
     """UA, p(c_f) and entropy of the judge on forget-class samples; its accuracy on the remaining classes; FD."""
     cell: GenerationCell = evaluation.need("judge")
