@@ -33,14 +33,10 @@ def load(data_root: Path, download: bool) -> Dataset:
     x = images_to_tensor(images, 16.0, "NHW")
     y = torch.as_tensor(labels)
 
-    def split(idx: np.ndarray) -> TensorData:
-        pos = torch.as_tensor(idx)
-        return TensorData.of(x[pos], y[pos])
-
     return Dataset(
         name="digits",
-        train=split(parts["rest"]),
-        val=split(parts["val"]),
-        test=split(parts["test"]),
+        train=TensorData.taken(x, y, parts["rest"]),
+        val=TensorData.taken(x, y, parts["val"]),
+        test=TensorData.taken(x, y, parts["test"]),
         classes=tuple(str(c) for c in range(10)),
     )

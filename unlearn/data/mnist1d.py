@@ -104,14 +104,10 @@ def load(data_root: Path, download: bool) -> Dataset:
     parts = stratified_hash_split(arrays["y"], {"val": VAL_FRACTION}, SPLIT_SALT)
     x, y = _to_images(arrays["x"], low, high), torch.as_tensor(arrays["y"])
 
-    def split(idx: np.ndarray) -> TensorData:
-        pos = torch.as_tensor(idx)
-        return TensorData.of(x[pos], y[pos])
-
     return Dataset(
         name="mnist1d",
-        train=split(parts["rest"]),
-        val=split(parts["val"]),
+        train=TensorData.taken(x, y, parts["rest"]),
+        val=TensorData.taken(x, y, parts["val"]),
         test=TensorData.of(_to_images(arrays["x_test"], low, high), torch.as_tensor(arrays["y_test"])),
         classes=tuple(str(c) for c in range(10)),
     )

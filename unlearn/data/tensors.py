@@ -27,6 +27,12 @@ class TensorData:
         """Wrap a whole split, indexing its samples 0..N-1."""
         return cls(x, y.long(), torch.arange(len(y), device=y.device))
 
+    @classmethod
+    def taken(cls, x: Tensor, y: Tensor, positions: Sequence[int] | Tensor) -> "TensorData":
+        """A new split of the samples of `x`, `y` at `positions`, indexed 0..N-1 (a dataset cut by a split rule)."""
+        pos = torch.as_tensor(positions, dtype=torch.long)
+        return cls.of(x[pos], y[pos])
+
     def __len__(self) -> int:
         return int(self.y.shape[0])
 

@@ -1,4 +1,11 @@
-"""NegGrad+: descend on the retain loss while ascending on the forget loss, in one weighted objective."""
+"""NegGrad+: descend on the retain loss while ascending on the forget loss, in one weighted objective.
+
+Its result can swing with floating-point noise. At the digits spec's tuned setting (lr 0.3, α 0.95)
+the ascent term sits on the edge of collapse: on `class:3` seed 0, running with two intra-op threads
+instead of one changes only the order of sums, and moves RA from 39.88 to 9.28 (Avg. Gap 30.25 to
+69.96), while SalUn and random-label stay bit-identical (docs/findings.md). Read its leaderboard
+interval as the method's spread, and reproduce its cells with the recorded thread count.
+"""
 
 from __future__ import annotations
 
