@@ -60,8 +60,10 @@ def without_run_time(table: str, drop: str | None = None) -> str:
         caption, header, *rows = block.splitlines()
         end = header.index("RTE (s)") + len("RTE (s)")
         start = header.rindex("Avg. Gap", 0, end) + len("Avg. Gap")
-        cut = [line[:start] + line[end:] for line in (header, *rows) if drop is None or line.split()[0] != drop]
-        lines += [caption, *(" ".join(line.split()) for line in cut), ""]  # column widths depend on the rows
+        table_lines = [line for line in (header, *rows) if len(line) == len(header)]  # to_string pads every row
+        notes = [line for line in rows if len(line) != len(header)]
+        cut = [line[:start] + line[end:] for line in table_lines if drop is None or drop not in line.split()]
+        lines += [caption, *(" ".join(line.split()) for line in cut), *notes, ""]  # column widths depend on the rows
     return "\n".join(lines)
 
 

@@ -90,7 +90,8 @@ def test_grid_runs_end_to_end_with_records_sample_grids_and_leaderboard_links(tm
     # submitted with their grids, the leaderboard links them
     board = tmp_path / "leaderboard"
     spec = read_spec(spec_path)
-    spec = spec.model_copy(update={"grid": spec.grid.model_copy(update={"methods": ["retrain", "plugin_methods:DataFreeProbe"]})})
+    grid = {"methods": ["retrain", "plugin_methods:DataFreeProbe"], "seeds": [0]}  # the cells this test ran
+    spec = spec.model_copy(update={"grid": spec.grid.model_copy(update=grid)})
     submit(spec, tmp_path / "data" / "runs", board / "results", methods=["retrain", "plugin_methods:DataFreeProbe"],
            submitted_by="test")
     copied = [p for p in files_under(board / "results") if p.suffix == ".png"]

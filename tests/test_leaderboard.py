@@ -33,7 +33,10 @@ def test_committed_leaderboard_holds_the_full_digits_grid_of_real_records():
     for method in ("retrain", "finetune", "grad-ascent", "random-label"):
         for forget in ("random:0.1", "class:3"):
             assert {(method, forget, s) for s in (0, 1, 2)} <= cells
-    assert all(r.status == "ok" and r.submission is not None and r.env.git_commit for r in collection.records)
+    assert all(r.submission is not None and r.env.git_commit for r in collection.records)
+    assert all(r.status == "ok" for r in collection.records if r.benchmark == "digits")
+    failed = [r for r in collection.records if r.status != "ok"]  # mnist1d: cells that diverged, kept as results
+    assert all(r.error and r.error.startswith("diverged") and r.method in ("cf-k", "scrub") for r in failed)
 
 
 def test_committed_leaderboard_is_what_its_records_give():
@@ -59,6 +62,8 @@ def test_table_figures_are_the_mean_std_and_interval_of_the_record_files():
     rows = []
     for path in RESULTS.rglob("*.json"):
         data = json.loads(path.read_text())
+        if data["status"] != "ok":
+            continue  # failed cells are left out of every statistic
         gap_metrics = data["config"]["gap_metrics"]
         common = {"benchmark": data["benchmark"], "forget": data["forget"]["spec"], "seed": data["seed"],
                   "columns": (*gap_metrics, "Avg. Gap")}
@@ -85,18 +90,21 @@ def test_table_figures_are_the_mean_std_and_interval_of_the_record_files():
 
 def test_tables_lead_with_the_references_rank_on_the_headline_and_bold_rank_one():
     tables = summarize(collect(RESULTS).records)
-    assert {t.benchmark: t.headline for t in tables} == {"digits": "Robust Gap", "digits-ddpm": "Avg. Gap"}
+    assert {t.benchmark: t.headline for t in tables} == {"digits": "Robust Gap", "digits-ddpm": "Avg. Gap",
+                                                            "mnist1d": "Robust Gap"}
     for table in tables:
         roles = [r.role for r in table.rows]
         assert roles[:2] == ["oracle", "original"] and set(roles[2:]) == {"method"}
         assert table.row("original").stats["Avg. Gap"].mean > 0  # doing nothing has a gap now
-        keys = [(r.rank, r.stats[table.headline].mean) for r in table.methods]
+        ranked = [r for r in table.methods if r.rank is not None]  # a method with no finished seed has no rank
+        assert all(r.ok == 0 for r in table.methods if r.rank is None)
+        keys = [(r.rank, r.stats[table.headline].mean) for r in ranked]
         assert keys == sorted(keys) and keys[0][0] == 1
-        for row in table.methods:  # rank 1 exactly where the paired test cannot tell a method from the best
+        for row in ranked:  # rank 1 exactly where the paired test cannot tell a method from the best
             assert (row.rank == 1) == (row.versus_best is None or not row.versus_best.significant)
-            assert row.verdict in ("better", "worse", "≈ original")
+            assert row.verdict in ("better", "worse", "≈ original") or row.ok < 2  # one seed or none: no test
         oracle_ua = table.oracle.values["UA"]
-        distance = {r.method: sum(abs(v - oracle_ua[s]) for s, v in r.values["UA"].items()) for r in table.methods}
+        distance = {r.method: sum(abs(v - oracle_ua[s]) for s, v in r.values["UA"].items()) for r in ranked}
         closest = min(distance, key=lambda m: (distance[m], m))
         bold = {r.method for r in table.rows if "UA" in r.best}
         assert closest in bold and bold <= {r.method for r in table.methods}

@@ -36,7 +36,9 @@ def methods_ahead(table: Table, method: str) -> int:
 
 @pytest.mark.parametrize("bench,forget,seeds,jobs", [  # (a `benchmark` argument is pytest-benchmark's)
     ("digits", "class:3", "0,1,2", []),
-    ("mnist1d", "class:3", "0,1,2,3", ["--executor", "process", "--jobs", "2"]),  # 8 models of 150 epochs to train
+    # ("mnist1d", "class:3", "0,1,2,3", ["--executor", "process", "--jobs", "2"]) passes too, but trains 8 models
+    # of 150 epochs (about 3 minutes on 2 busy cores), more than the suite's budget allows; docs/metrics.md has its
+    # figures.
 ])
 def test_a_head_only_edit_tops_avg_gap_but_not_robust_gap(bench, forget, seeds, jobs, board, shared_cache, tmp_path,
                                                           capsys):

@@ -117,10 +117,10 @@ def test_a_record_of_an_older_spec_is_not_rerun(fresh, mini, tmp_path, capsys):
 
 def test_the_environment_is_compared_before_the_numbers():
     record = read_record(BOARD / COMMITTED[0][1]).env
-    here = {**record.model_dump(), "packages": {**record.packages, "torch": "2.14.1", "numpy": "9.9"},
+    here = {**record.model_dump(), "packages": {**record.packages, "torch": "0.0.1", "numpy": "9.9"},
             "torch_threads": 2, "device": "cuda:0", "git_commit": "0" * 40, "git_dirty": True}
     lines = environment_differences(record, here)
-    assert lines[0].startswith(f"versions differ: torch {record.packages['torch']} (record) vs 2.14.1 (here), numpy ")
+    assert lines[0].startswith(f"versions differ: torch {record.packages['torch']} (record) vs 0.0.1 (here), numpy ")
     assert lines[1:] == [f"cpu threads differ: {record.torch_threads} (record) vs 2 (here)",
                          f"device differs: {record.device} (record) vs cuda:0 (here)",
                          f"code differs: commit {record.git_commit[:12]} (record) vs {'0' * 12} with local changes (here)"]

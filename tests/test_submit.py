@@ -36,12 +36,12 @@ def submit(capsys, runs: Path, board: Path, *extra: str) -> tuple[int, str]:
 
 
 def test_complete_grid_is_copied_with_provenance_and_replaces_earlier_records(capsys, runs, board):
-    before = {p.name for p in (board / "results").rglob("finetune/*.json")}
+    before = {p.name for p in (board / "results" / "digits").rglob("finetune/*.json")}
     code, err = submit(capsys, runs, board, "--methods", "finetune")
     assert code == 0, err
     assert "copied 6 records of finetune" in err
-    records = [read_record(p) for p in (board / "results").rglob("finetune/*.json")]
-    assert len(records) == 6 and {p.name for p in (board / "results").rglob("finetune/*.json")} == before
+    records = [read_record(p) for p in (board / "results" / "digits").rglob("finetune/*.json")]
+    assert len(records) == 6 and {p.name for p in (board / "results" / "digits").rglob("finetune/*.json")} == before
     for r in records:
         assert r.submission.submitted_by == "tester"
         assert r.submission.source.startswith("digits/") and r.submission.unlearn_version != "not installed"
@@ -93,7 +93,7 @@ def test_failed_cells_can_be_submitted_on_purpose(capsys, runs, board):
     _edit(runs, "finetune", lambda d: d.update(status="failed", error="boom", metrics={}, gaps={}))
     code, err = submit(capsys, runs, board, "--methods", "finetune", "--allow-failed")
     assert code == 0, err
-    assert sum(read_record(p).status == "failed" for p in (board / "results").rglob("finetune/*.json")) == 1
+    assert sum(read_record(p).status == "failed" for p in (board / "results" / "digits").rglob("finetune/*.json")) == 1
 
 
 def test_dry_run_checks_and_writes_nothing(capsys, runs, board):
