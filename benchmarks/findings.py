@@ -33,8 +33,8 @@ from typing import Callable, Sequence
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import torch  # noqa: E402
-from scipy import stats  # noqa: E402
 
+from unlearn.leaderboard.stats import paired_p  # noqa: E402
 from unlearn.harness import Workspace, load_task, make_runner, plan_grid  # noqa: E402
 from unlearn.results import ORACLE, ResultRecord, record_dir  # noqa: E402
 from unlearn.spec import REPO_ROOT, load_benchmark  # noqa: E402
@@ -68,12 +68,9 @@ class Comparison:
 
     @property
     def p(self) -> float:
-        d = [x - y for x, y in zip(self.a, self.b, strict=True)]
-        if len(d) < 2:
-            return float("nan")
-        if all(v == d[0] for v in d):  # no variance: the t statistic is undefined; identical pairs decide nothing
-            return 0.0 if d[0] != 0 else 1.0
-        return float(stats.ttest_rel(self.a, self.b).pvalue)
+        """The leaderboard's paired test (`paired_p`: constant differences decide, fewer than 2 seeds give nan)."""
+        p = paired_p(self.a, self.b)
+        return float("nan") if p is None else p
 
     @property
     def verdict(self) -> str:
