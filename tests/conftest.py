@@ -1,13 +1,19 @@
-"""Shared fixtures: the digits task on CPU and a model cache shared by the whole session."""
+"""Shared fixtures: the digits task on CPU and a model cache shared by the whole session.
+
+The suite is hermetic: it never reads the checkout's leaderboard/, data/ or benchmarks/ as state that can change.
+Benchmarks named in tests resolve first to the frozen specs in tests/fixtures/benchmarks (so `unlearn tune` writing
+tuned values into benchmarks/digits.yaml cannot change what the tests see), and tests that need leaderboard records
+copy the frozen board in tests/fixtures/board (see tests/fixtures/README.md).
+"""
 
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch loads (see machine facts)
 
 import shutil
-from pathlib import Path
 
 import pytest
 import torch
@@ -17,6 +23,11 @@ from unlearn.harness import Runner, Task, Workspace, plan_grid
 from unlearn.spec import load_benchmark
 
 torch.set_num_threads(1)
+
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
+FIXTURE_SPECS = FIXTURES / "benchmarks"
+FIXTURE_RESULTS = FIXTURES / "board" / "results"
+os.environ["UNLEARN_BENCHMARK_PATH"] = str(FIXTURE_SPECS)  # also seen by the subprocesses tests start
 
 
 @pytest.fixture(scope="session")
@@ -65,11 +76,9 @@ def spy_oracle_training(monkeypatch) -> list:
 
 @pytest.fixture
 def board(tmp_path: Path) -> Path:
-    """A private copy of the committed leaderboard's records: LEADERBOARD/results (tests never touch the repo's)."""
-    from unlearn.spec import REPO_ROOT
-
+    """A private copy of the frozen fixture board's records: LEADERBOARD/results (never the checkout's leaderboard)."""
     target = tmp_path / "leaderboard"
-    shutil.copytree(REPO_ROOT / "leaderboard" / "results", target / "results")
+    shutil.copytree(FIXTURE_RESULTS, target / "results")
     return target
 
 
@@ -78,9 +87,7 @@ def mini(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A small copy of the digits benchmark as a spec file."""
     import yaml
 
-    from unlearn.spec import REPO_ROOT
-
-    spec = yaml.safe_load((REPO_ROOT / "benchmarks" / "digits.yaml").read_text())
+    spec = yaml.safe_load((FIXTURE_SPECS / "digits.yaml").read_text())
     spec.update(name="digits-mini", metrics=["accuracy", "mia-efficacy"], report_metrics=[],
                 hparams={"finetune": {"epochs": 3}, "random-label": spec["hparams"]["random-label"]})
     spec["train"]["epochs"] = 4

@@ -15,6 +15,8 @@ from unlearn.harness import Runner, Task, Workspace, plan_grid
 from unlearn.spec import BankSettings, EvaluationSettings, parse_spec
 from unlearn.train import train_with_recipe
 
+from conftest import FIXTURE_SPECS
+
 N = 5
 
 
@@ -73,7 +75,7 @@ def test_oracle_bank_members_are_retrain_at_derived_seeds_and_come_back_from_the
 
 
 def test_banks_smaller_than_three_are_refused_naming_the_reason(digits_spec):
-    data = yaml.safe_load((Path(__file__).parents[1] / "benchmarks/digits.yaml").read_text())
+    data = yaml.safe_load((FIXTURE_SPECS / "digits.yaml").read_text())
     for size in (1, 2):
         data["evaluation"] = {"bank": {"size": size}}
         with pytest.raises(UserError, match="evaluation.bank.size: .*use N >= 3"):
@@ -81,7 +83,7 @@ def test_banks_smaller_than_three_are_refused_naming_the_reason(digits_spec):
 
 
 def test_a_metric_whose_dependency_is_missing_stops_before_anything_runs(digits_spec, tmp_path, capsys):
-    data = yaml.safe_load((Path(__file__).parents[1] / "benchmarks/digits.yaml").read_text())
+    data = yaml.safe_load((FIXTURE_SPECS / "digits.yaml").read_text())
     data["metrics"] = [*data["metrics"], "epsilon"]
     spec_path = tmp_path / "eps.yaml"
     spec_path.write_text(yaml.safe_dump(data))

@@ -24,9 +24,9 @@ from unlearn.cli import main
 from unlearn.errors import StorageError
 from unlearn.leaderboard import AVG_GAP, format_text, summarize
 from unlearn.results import ResultRecord, read_record
-from unlearn.spec import REPO_ROOT, load_benchmark
+from unlearn.spec import load_benchmark
 
-from conftest import files_under
+from conftest import FIXTURE_SPECS, files_under
 
 KILL_METHODS = "retrain,grad-ascent,random-label,boundary-shrink,ssd"
 """Fast digits methods: 5 methods x 2 seeds = 10 cells."""
@@ -48,7 +48,7 @@ def quick(tmp_path_factory: pytest.TempPathFactory) -> Quick:
     """digits as it is (data, model, methods, tuned hyperparameters) but trained for 3 epochs and scored with the
     SalUn table's metrics only, so that a grid cell takes a fraction of a second: what is tested here is how a run
     survives crashes, which does not depend on the models' quality."""
-    data = yaml.safe_load((REPO_ROOT / "benchmarks" / "digits.yaml").read_text(encoding="utf-8"))
+    data = yaml.safe_load((FIXTURE_SPECS / "digits.yaml").read_text(encoding="utf-8"))
     data.update(name="digits-quick", description="digits trained for 3 epochs, SalUn metrics (crash-safety tests)",
                 metrics=["accuracy", "mia-efficacy"], report_metrics=[])
     data["train"]["epochs"] = 3

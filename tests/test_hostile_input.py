@@ -19,9 +19,9 @@ from unlearn.leaderboard.plots import tradeoff
 from unlearn.leaderboard.tables import Row, Stat, Table
 from unlearn.spec import REPO_ROOT
 
-from conftest import files_under
+from conftest import FIXTURE_RESULTS, FIXTURE_SPECS, files_under
 
-DIGITS = (REPO_ROOT / "benchmarks" / "digits.yaml").read_text()
+DIGITS = (FIXTURE_SPECS / "digits.yaml").read_text()
 
 
 def bomb(levels: int = 9) -> str:
@@ -173,7 +173,7 @@ def test_broken_records_and_manifests_are_named_and_skipped_or_set_aside(tmp_pat
     (results / "latin1.json").write_bytes('{"method": "é"}'.encode("latin-1"))
     (results / "deep.json").write_text("[" * 100_000 + "]" * 100_000)
     (results / "nan.json").write_text('{"metrics": {"UA": NaN}}')
-    long_name = json.loads(next((REPO_ROOT / "leaderboard" / "results").rglob("finetune/*.json")).read_text())
+    long_name = json.loads(next(FIXTURE_RESULTS.rglob("finetune/*.json")).read_text())
     long_name["method"] = "m" * 200_000
     (results / "long.json").write_text(json.dumps(long_name))
     code, _, err = run(capsys, "leaderboard", "--dir", str(tmp_path / "board"))
@@ -204,8 +204,8 @@ def test_a_submitter_name_that_is_not_one_short_line_is_refused(tmp_path, capsys
     import shutil
 
     runs, board = tmp_path / "runs", tmp_path / "board"
-    shutil.copytree(REPO_ROOT / "leaderboard" / "results", runs)
-    shutil.copytree(REPO_ROOT / "leaderboard" / "results", board / "results")
+    shutil.copytree(FIXTURE_RESULTS, runs)
+    shutil.copytree(FIXTURE_RESULTS, board / "results")
     before = {p: p.read_bytes() for p in files_under(board)}
     code, _, err = run(capsys, "submit", "--methods", "finetune", "--results-dir", str(runs), "--leaderboard",
                        str(board), "--submitter", name)

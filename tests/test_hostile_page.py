@@ -19,9 +19,10 @@ import pytest
 from unlearn.leaderboard.build import regenerate
 from unlearn.leaderboard.render import code, text
 from unlearn.leaderboard.store import collect
-from unlearn.spec import REPO_ROOT
 
-RESULTS = REPO_ROOT / "leaderboard" / "results"
+from conftest import FIXTURE_RESULTS
+
+RESULTS = FIXTURE_RESULTS
 
 
 def payload(tag: str) -> str:

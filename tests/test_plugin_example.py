@@ -12,6 +12,8 @@ from pathlib import Path
 from unlearn.results import read_record
 from unlearn.spec import REPO_ROOT
 
+from conftest import FIXTURE_RESULTS
+
 EXAMPLE = REPO_ROOT / "docs" / "example-plugin"
 GUIDE = REPO_ROOT / "docs" / "adding-a-method.md"
 
@@ -49,7 +51,7 @@ def test_example_plugin_installs_runs_submits_and_appears_on_the_leaderboard(tmp
     assert all(r.metrics["UA"] > r.original_metrics["UA"] + 50 for r in classwise)
 
     board = tmp_path / "leaderboard"
-    shutil.copytree(REPO_ROOT / "leaderboard" / "results", board / "results")
+    shutil.copytree(FIXTURE_RESULTS, board / "results")
     submitted = unlearn(env, "submit", "--methods", "uniform-forget", "--results-dir", str(work / "data" / "runs"),
                         "--leaderboard", str(board), "--submitter", "example", cwd=tmp_path)
     assert submitted.returncode == 0, submitted.stderr

@@ -4,7 +4,8 @@ COMMITTED lists one cheap committed cell per classification benchmark: a cold re
 model and oracle (about 10 s for digits on one core). digits-ddpm is left out: a cold cell of it trains a DDPM
 twice, a judge and a method (14 minutes for diffusion-finetune on 2 busy cores); `unlearn reproduce --benchmark
 digits-ddpm` checks it.
-The committed records are read as a fixed reference and never written to.
+The records are frozen copies of committed leaderboard cells (tests/fixtures/board), read as a fixed reference and
+never written to.
 """
 
 from __future__ import annotations
@@ -18,16 +19,15 @@ import torch
 from unlearn.cli import main
 from unlearn.reproduce import Picked, compare, environment_differences, pick
 from unlearn.results import read_record
-from unlearn.spec import REPO_ROOT
 
-from conftest import files_under
+from conftest import FIXTURE_RESULTS, files_under
 
-BOARD = REPO_ROOT / "leaderboard" / "results"
+BOARD = FIXTURE_RESULTS
 COMMITTED = [
     ("digits", "digits/class_3/ssd/seed0-d46761529eaa.json"),
     ("mnist1d", "mnist1d/class_3/grad-ascent/seed0-eef890bf6d5a.json"),
 ]
-"""(benchmark, record under leaderboard/results) of the cells the suite reruns: one cheap cell per benchmark (ssd and
+"""(benchmark, record under the fixture board's results: tests/fixtures/README.md) of the cells the suite reruns: one cheap cell per benchmark (ssd and
 grad-ascent train little themselves, so the cell costs its original model and oracle)."""
 DDPM = "digits-ddpm/class_3/esd/seed0-3fc5324833e7.json"
 
@@ -45,9 +45,9 @@ def snapshot(root: Path) -> dict[Path, tuple[int, int]]:
 @pytest.mark.parametrize(("name", "record"), COMMITTED, ids=[name for name, _ in COMMITTED])
 def test_committed_cell_reproduces_exactly(name, record, capsys):
     """The leaderboard's numbers are what this code and the pinned environment (constraints.txt) give."""
-    before = snapshot(REPO_ROOT / "leaderboard")
+    before = snapshot(BOARD)
     code, out, err = run(capsys, "reproduce", "--cell", record, "--results-dir", str(BOARD), "--no-progress")
-    assert snapshot(REPO_ROOT / "leaderboard") == before
+    assert snapshot(BOARD) == before
     assert code == 0, out + err
     assert f"reproduced   {record}" in out and record.startswith(f"{name}/")
     assert out.splitlines()[-1] == "1 cells: 1 reproduced, 0 differ (tolerance: exact)"

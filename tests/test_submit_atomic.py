@@ -19,7 +19,9 @@ from unlearn.leaderboard.store import collect
 from unlearn.results import read_record
 from unlearn.spec import REPO_ROOT
 
-RESULTS = REPO_ROOT / "leaderboard" / "results"
+from conftest import FIXTURE_RESULTS
+
+RESULTS = FIXTURE_RESULTS
 FINETUNE = "digits/*/finetune/*.json"
 STAGING = ".staging-0123456789abcdef"
 
@@ -52,7 +54,7 @@ def _revised(data: dict) -> dict:
 
 @pytest.fixture
 def runs(tmp_path: Path) -> Path:
-    """Run records: the committed ones (and their files) without their submission block; finetune and esd
+    """Run records: the fixture board's (and their files) without their submission block; finetune and esd
     rerun with other hparams, whose records have new names and name files that keep theirs."""
     target = tmp_path / "runs"
     shutil.copytree(RESULTS, target)
