@@ -6,7 +6,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from sklearn.datasets import load_digits
 
 from unlearn.data.base import DATASETS, Dataset, images_to_tensor, stratified_hash_split
 from unlearn.data.tensors import TensorData
@@ -26,6 +25,8 @@ def load(data_root: Path, download: bool) -> Dataset:
     0..16 are scaled to [0, 1]. `data_root` and `download` are unused (the data ships
     with scikit-learn).
     """
+    from sklearn.datasets import load_digits  # here, not at import: listing commands need no scikit-learn
+
     bunch = load_digits()
     images = np.asarray(bunch.images, dtype=np.float32)
     labels = np.asarray(bunch.target, dtype=np.int64)

@@ -22,8 +22,6 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
-from sklearn.linear_model import LogisticRegression
-from sklearn.svm import SVC
 from torch import Tensor
 
 from unlearn.metrics.base import Evaluation, Scores, SplitOutputs, metric
@@ -113,6 +111,8 @@ def svc_mia_efficacy(members: np.ndarray, non_members: np.ndarray, targets: np.n
     """Fit SVC(C=3, gamma='auto', rbf) on member (1) vs non-member (0) features; % of targets called non-member."""
     x = np.concatenate([members, non_members]).reshape(len(members) + len(non_members), -1)
     y = np.concatenate([np.ones(len(members)), np.zeros(len(non_members))])
+    from sklearn.svm import SVC  # scikit-learn loads when an attack runs, not with the metric registry
+
     clf = SVC(C=3, gamma="auto", kernel="rbf")
     clf.fit(x, y)
     predicted_member = clf.predict(np.asarray(targets).reshape(len(targets), -1))
@@ -134,6 +134,8 @@ def lr_member_rate(members: np.ndarray, non_members: np.ndarray, targets: np.nda
     """
     x = np.concatenate([members, non_members]).reshape(len(members) + len(non_members), -1)
     y = np.concatenate([np.ones(len(members)), np.zeros(len(non_members))])
+    from sklearn.linear_model import LogisticRegression
+
     clf = LogisticRegression(C=LR_C, class_weight="balanced", solver="lbfgs")
     clf.fit(x, y)
     return 100.0 * float(clf.predict(np.asarray(targets).reshape(len(targets), -1)).mean())

@@ -30,9 +30,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from sklearn.linear_model import LogisticRegression
-from sklearn.pipeline import make_pipeline
-from sklearn.preprocessing import StandardScaler
 from torch import Tensor, nn
 
 from unlearn.data.tensors import TensorData
@@ -153,6 +150,10 @@ def probe_accuracy(ev: Evaluation, point: str) -> float:
         x_used = features(ev.model, train.subset(used.tolist()), point, ev.batch_size)
         y_used = train.y.cpu().numpy()[used]
         x_held, y_held = features(ev.model, held, point, ev.batch_size), held.y.cpu().numpy()
+        from sklearn.linear_model import LogisticRegression  # loaded when a probe runs, not with the registry
+        from sklearn.pipeline import make_pipeline
+        from sklearn.preprocessing import StandardScaler
+
         accuracies = []
         for rows in draws:
             at = np.searchsorted(used, rows)
