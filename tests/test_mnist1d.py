@@ -101,9 +101,9 @@ def test_impossible_forget_splits_exit_2_with_one_line(tmp_path, root, capsys, f
 
 
 def test_a_benchmark_grid_with_one_seed_is_refused(tmp_path, capsys):
-    from unlearn.spec import REPO_ROOT
+    from conftest import FIXTURE_SPECS
 
-    text = (REPO_ROOT / "benchmarks" / "mnist1d.yaml").read_text().replace("seeds: [0, 1, 2, 3]", "seeds: [3]")
+    text = (FIXTURE_SPECS / "mnist1d.yaml").read_text().replace("seeds: [0, 1, 2, 3]", "seeds: [3]")
     spec = tmp_path / "mnist1d-one.yaml"
     spec.write_text(text.replace("name: mnist1d", "name: mnist1d-one"))
     code = main(["run", "--benchmark", str(spec), "--workdir", str(tmp_path), "--no-progress"])

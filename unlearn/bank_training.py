@@ -43,6 +43,8 @@ from torch import Tensor, nn
 from torch.func import functional_call, grad_and_value, stack_module_state, vmap
 from tqdm.auto import tqdm
 
+from unlearn.progress import progress_bar
+
 from unlearn.data.tensors import TensorData
 from unlearn.errors import Diverged, UserError
 from unlearn.models.base import MODELS, Blueprint
@@ -120,7 +122,7 @@ def train_models(
         result.mode, result.step_seconds = choose_mode(blueprint, data, recipe, len(seed_list), device, jobs)
         result.calibration_seconds = time.perf_counter() - start
     if result.mode == "sequential":
-        bar = tqdm(seed_list, desc=progress, leave=False, disable=progress is None)
+        bar = progress_bar(seed_list, desc=progress, leave=False, disable=progress is None)
         result.models = [train_with_recipe(blueprint.build(s, device=device), data, recipe, s) for s in bar]
         bar.close()
     elif result.mode == "process":
@@ -387,7 +389,7 @@ def _train_vmap(
     bs = min(recipe.batch_size, len(data))
     chunk = min(len(seeds), chunk_size or _vmap_chunk_size(first, data.x[:bs], device))
     chunks = [seeds[i : i + chunk] for i in range(0, len(seeds), chunk)]
-    bar = tqdm(total=recipe.epochs * len(chunks), desc=progress, leave=False, disable=progress is None)
+    bar = progress_bar(total=recipe.epochs * len(chunks), desc=progress, leave=False, disable=progress is None)
     models: list[nn.Module] = []
     for part in chunks:
         models.extend(_train_vmap_chunk(blueprint, data, recipe, part, device, bar))
@@ -474,7 +476,7 @@ def _train_process(
     factory_module = MODELS.get(blueprint.model).__module__
     states: list[bytes | None] = [None] * len(seeds)
     seen: dict[int, dict[str, Any]] = {}
-    bar = tqdm(total=len(seeds), desc=progress, leave=False, disable=progress is None)
+    bar = progress_bar(total=len(seeds), desc=progress, leave=False, disable=progress is None)
     context = multiprocessing.get_context("spawn")
     workers = min(jobs, len(seeds))
     with tempfile.TemporaryDirectory(prefix="unlearn-bank-") as tmp:

@@ -30,7 +30,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
+
+from unlearn.progress import progress_bar
 
 from unlearn.bank_training import train_models
 from unlearn.data.tensors import TensorData
@@ -163,7 +164,7 @@ class CellBanks:
         originals = self.original_bank().evaluations if independent else None
         start = time.perf_counter()
         evaluations = []
-        for i, s in enumerate(tqdm(seeds, desc=f"{choice.name} bank", leave=False, disable=not runner.progress)):
+        for i, s in enumerate(progress_bar(seeds, desc=f"{choice.name} bank", leave=False, disable=not runner.progress)):
             original = originals[i].model if originals else group.original
             original_key = runner.task.original_key(s if originals else group.seed)
             model, *_ = runner.unlearned(choice, original, original_key, group.manifest.sha256, group.splits, s)
@@ -200,7 +201,7 @@ class CellBanks:
         start = time.perf_counter()
         evaluations, unlearned = [], []
         label = "original" if name is None else name
-        for k in tqdm(range(self.size), desc=f"{label} shadows", leave=False, disable=not runner.progress):
+        for k in progress_bar(range(self.size), desc=f"{label} shadows", leave=False, disable=not runner.progress):
             original, key, half = self._shadow_original(k)
             inside = np.isin(forget_idx, half)
             if not inside.any():

@@ -193,9 +193,16 @@ def _runtime_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data-root", type=Path,
                         help="dataset files for torchvision datasets (default: WORKDIR/data/datasets)")
     parser.add_argument("--download", action="store_true", help="allow downloading a missing torchvision dataset")
-    bar = parser.add_mutually_exclusive_group()
-    bar.add_argument("--progress", dest="progress", action="store_true", default=None, help="show progress bars")
-    bar.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bars")
+    _progress_options(parser)
+
+
+def _progress_options(parser: argparse.ArgumentParser) -> None:
+    """--progress / --no-progress: bars on a terminal, a heartbeat line in a log (see unlearn.progress)."""
+    shown = parser.add_mutually_exclusive_group()
+    shown.add_argument("--progress", dest="progress", action="store_true", default=True,
+                       help="report progress (the default): bars on a terminal; when stderr is a file, one "
+                            "timestamped line at least every 30 s of a long phase (training, banks, cells)")
+    shown.add_argument("--no-progress", dest="progress", action="store_false", help="report no progress")
 
 
 def _cell_options(parser: argparse.ArgumentParser) -> None:
@@ -367,9 +374,7 @@ def build_parser() -> argparse.ArgumentParser:
     repro.add_argument("--data-root", type=Path, help="dataset files for torchvision datasets (default: ./data/datasets)")
     repro.add_argument("--download", action="store_true", help="allow downloading a missing torchvision dataset")
     repro.add_argument("--verbose", action="store_true", help="list every differing number (default: the first 8)")
-    shown = repro.add_mutually_exclusive_group()
-    shown.add_argument("--progress", dest="progress", action="store_true", default=None, help="show progress bars")
-    shown.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bars")
+    _progress_options(repro)
     repro.set_defaults(handler=cmd_reproduce)
 
     forget_set = sub.add_parser(
@@ -441,8 +446,7 @@ def _runtime(args: argparse.Namespace, spec: Any) -> tuple[Any, Any, bool]:
         download=args.download,
     )
     workspace.check_writable()
-    progress = sys.stderr.isatty() if args.progress is None else args.progress
-    return device, workspace, progress
+    return device, workspace, args.progress
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -574,7 +578,8 @@ def cmd_mask(args: argparse.Namespace) -> int:
 
 
 def cmd_tune(args: argparse.Namespace) -> int:
-    from tqdm.auto import tqdm
+
+    from unlearn.progress import progress_bar
 
     from unlearn import tune as tuning
     from unlearn.harness import load_task, make_runner, plan_grid
@@ -594,7 +599,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
         task.check(plan)
     print(f"unlearn: tuning {args.method} on {spec.name}: {len(trials)} trials x {plans[0].size} cells on {device}",
           file=sys.stderr)
-    bar = tqdm(total=len(trials), desc=f"tune {args.method}", unit="trial", disable=not progress)
+    bar = progress_bar(total=len(trials), desc=f"tune {args.method}", unit="trial", disable=not progress)
 
     def run_trial(values: dict[str, Any]) -> list[Any]:
         records = make_runner(plans[trials.index(values)], task, workspace).run().records

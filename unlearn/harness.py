@@ -23,6 +23,8 @@ import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
+from unlearn.progress import progress_bar
+
 from unlearn.atomic import ensure_writable
 from unlearn.banks import CellBanks
 from unlearn.cache import KINDS as CACHE_KINDS
@@ -646,7 +648,7 @@ class Runner:
         for seed in self.plan.seeds:
             for forget in self.plan.forgets:  # a split too small for a metric is refused before anything trains
                 self.for_forget(forget, seed).task.check_splits(manifests[(seed, forget.text)])
-        bar = tqdm(total=self.plan.size, desc=self.spec.name, unit="cell", disable=not self.progress)
+        bar = progress_bar(total=self.plan.size, desc=self.spec.name, unit="cell", disable=not self.progress)
         records: list[ResultRecord | None] = [None] * self.plan.size
         labels: list[str] = []
 

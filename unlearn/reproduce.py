@@ -313,6 +313,8 @@ def reproduce(
     """Tell how this environment differs from each record's, then rerun every picked cell and report it."""
     from tqdm.auto import tqdm
 
+    from unlearn.progress import progress_bar
+
     rerunner.check(picked)
     groups: dict[tuple[str, ...], list[Picked]] = {}
     for p in picked:
@@ -325,7 +327,7 @@ def reproduce(
     say(f"comparing every metric, gap, oracle and original metric (timings aside) "
         f"{'exactly' if tolerance == 0 else f'within an absolute tolerance of {tolerance:g} metric points'}")
     verdicts = []
-    bar = tqdm(picked, desc="reproduce", unit="cell", disable=not progress)
+    bar = progress_bar(picked, desc="reproduce", unit="cell", disable=not progress)
     for p in bar:
         bar.set_postfix_str(p.name)
         verdict = rerunner.rerun(p)
@@ -355,7 +357,7 @@ def command(args: Any) -> int:
     if not picked:
         where = f" of {', '.join(specs)}" if specs else ""
         raise UserError(f"no records{where} to rerun under {args.results_dir}")
-    progress = sys.stderr.isatty() if args.progress is None else args.progress
+    progress = args.progress
     with tempfile.TemporaryDirectory(prefix="unlearn-reproduce-") as scratch:
         rerunner = Rerunner(args.workdir or Path(scratch), device=args.device, threads=args.threads,
                             tolerance=args.tolerance, specs=specs, data_root=args.data_root, download=args.download,

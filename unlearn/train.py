@@ -13,7 +13,8 @@ from typing import Callable, Iterable, Sequence
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from tqdm.auto import tqdm
+
+from unlearn.progress import progress_bar
 
 from unlearn.data.tensors import TensorData
 from unlearn.errors import Diverged
@@ -194,7 +195,7 @@ def fit(
     model.train()
     device = next(model.parameters()).device
     precision = _MixedPrecision(model) if use_mixed_precision(device, mixed_precision) else _Float32()
-    bar = tqdm(range(epochs), desc=progress, leave=False, disable=progress is None)
+    bar = progress_bar(range(epochs), desc=progress, leave=False, disable=progress is None)
     steps = 0
     with precision:
         for epoch in bar:

@@ -27,7 +27,8 @@ import torch
 import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, NonNegativeFloat, PositiveFloat, PositiveInt
 from torch import Tensor, nn
-from tqdm.auto import tqdm
+
+from unlearn.progress import progress_bar
 
 from unlearn.data.tensors import TensorData
 from unlearn.seeding import derive_seed
@@ -138,7 +139,7 @@ def select(
     positions = data.with_labels(torch.arange(len(data), device=device))  # the loss looks labels and weights up
     trajectory: list[dict[str, float]] = []
     chosen = top_groups(w, budget)
-    bar = tqdm(range(settings.upper_iters), desc=f"{settings.objective} set", unit="iter", disable=not progress)
+    bar = progress_bar(range(settings.upper_iters), desc=f"{settings.objective} set", unit="iter", disable=not progress)
     for it in bar:
         keep = torch.as_tensor(1.0 - w, dtype=torch.float32, device=device)[group_of]
 

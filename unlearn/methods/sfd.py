@@ -39,7 +39,8 @@ from typing import Annotated
 import torch
 from pydantic import Field
 from torch import Tensor, nn
-from tqdm.auto import tqdm
+
+from unlearn.progress import progress_bar
 
 from unlearn.errors import Diverged, UserError
 from unlearn.methods.base import (
@@ -241,7 +242,7 @@ class SFD(Method):
         cuda = [request.device.index or 0] if request.device.type == "cuda" else []
         with torch.random.fork_rng(devices=cuda):
             torch.manual_seed(derive_seed(request.seed, "method", "sfd", "dropout"))
-            for it in tqdm(range(hp.iterations), desc="sfd", leave=False, disable=not request.progress):
+            for it in progress_bar(range(hp.iterations), desc="sfd", leave=False, disable=not request.progress):
                 c_r, c_f = draws.labels(remaining), draws.labels(forget)
                 fr, ff, gr, gf = (draws.term() for _ in range(4))  # (z, ε, t) of each term, drawn in every case
                 # Fake-score step: DSM on detached generator samples.
