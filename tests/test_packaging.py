@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from unlearn.cli import main
 from unlearn.forget import ForgetManifest, ForgetSpec, load_or_build, manifest_path
 from unlearn.results import read_record
 from unlearn.shipped import BENCHMARKS, FORGET_SETS, shipped_dir
@@ -56,7 +57,8 @@ def test_an_installed_wheel_lists_and_runs_the_shipped_benchmarks_away_from_the_
     project = tmp_path / "project"  # an installation inside some other git repository, as a project's venv is
     git = ["git", "-C", str(project), "-c", "user.name=t", "-c", "user.email=t@example.org"]
     subprocess.run(["git", "init", "-q", str(project)], check=True, timeout=60)
-    subprocess.run([*git, "commit", "-q", "--allow-empty", "-m", "a project"], check=True, timeout=60)
+    subprocess.run([*git, "-c", "commit.gpgsign=false", "commit", "-q", "--allow-empty", "-m", "a project"],
+                   check=True, timeout=60)
     target = project / "site-packages"
     done = subprocess.run([sys.executable, "-m", "pip", "--disable-pip-version-check", "-q", "install", "--no-deps",
                            "--no-index", "--target", str(target), str(wheel)], capture_output=True, text=True,
@@ -132,7 +134,16 @@ def test_a_committed_manifest_is_copied_into_the_workdir_and_never_written(tmp_p
     assert load_or_build(work, CLASS_3, digits_task.dataset, 0, committed=committed) == stored
     assert manifest_path(work, "digits", CLASS_3, 0).read_bytes() == before[0]
     assert (source.read_bytes(), source.stat().st_mtime_ns) == before
-    assert load_or_build(work, CLASS_3, digits_task.dataset, 0, committed=tmp_path / "none") == stored
+    with pytest.raises(AssertionError, match="built a set"):  # no committed folder: the set is built
+        load_or_build(tmp_path / "other", CLASS_3, digits_task.dataset, 0, committed=tmp_path / "none")
+
+
+def test_the_commands_take_a_missing_manifest_from_the_shipped_ones(tmp_path, monkeypatch, capsys):
+    refuse_building(monkeypatch)
+    code = main(["forget-set", "build", "class:3", "--workdir", str(tmp_path), "--device", "cpu", "--no-progress"])
+    assert code == 0, capsys.readouterr().err
+    copied = manifest_path(tmp_path / "data" / "forget-sets", "digits", CLASS_3, 0)
+    assert copied.read_bytes() == manifest_path(shipped_dir(FORGET_SETS), "digits", CLASS_3, 0).read_bytes()
 
 
 @pytest.mark.parametrize("flaw", ["other data", "corrupt"])
