@@ -21,7 +21,16 @@ _OS_ERROR_IN_TEXT = re.compile(r"\(os error (\d+)\)")
 
 
 def _umask() -> int:
-    mask = os.umask(0)
+    """The process's umask, read without changing it where the OS tells it (Linux: /proc/self/status): setting and
+    restoring it would, for that instant, give files other threads create the permissions of a zero umask."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o077)
     os.umask(mask)
     return mask
 
@@ -90,8 +99,10 @@ def atomic_write(path: Path, write: Callable[[Path], None], label: str = "file")
         fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
         os.close(fd)
         tmp = Path(tmp_name)
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp creates 0600; give the file the usual permissions
         write(tmp)
+        # mkstemp creates 0600, and a writer may replace tmp with its own file (safetensors' save_file does, also
+        # 0600): give the file the permissions an ordinary open() would, 0666 less the umask.
+        os.chmod(tmp, 0o666 & ~_umask())
         with open(tmp, "rb") as fh:
             os.fsync(fh.fileno())
         os.replace(tmp, path)

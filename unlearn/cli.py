@@ -71,7 +71,7 @@ tuned values (the `hparams:` section of its spec) override them, and
 Outputs (under --workdir, default the current directory):
   data/runs/<benchmark>/<forget>/<method>/seed<S>-<hash>.json   one record per cell
   data/cache/                       original models and oracles (safetensors), reused
-  data/forget-sets/<dataset>/       forget-set index manifests, reused
+  data/forget-sets/<dataset>/       forget-set index manifests, reused (or copied from those shipped)
 A rerun skips every cell whose record exists (use --retry-failed to rerun failed ones).
 
 Executors: --executor process --jobs N runs the (forget set, seed) groups in N local worker
@@ -380,7 +380,8 @@ def build_parser() -> argparse.ArgumentParser:
     forget_set = sub.add_parser(
         "forget-set", help="build or inspect forget-set manifests (worst-case, corrective, random, class)",
         description="Forget sets are stored as manifests under WORKDIR/data/forget-sets/ (indices, sha256, "
-        "provenance, checksum) and reused by every run; `unlearn run --forget SPEC` builds a missing one too.",
+        "provenance, checksum) and reused by every run; a missing one is copied from the manifests shipped with unlearn "
+        "if they hold it, else built (by `unlearn run --forget SPEC` too).",
         formatter_class=argparse.RawDescriptionHelpFormatter, epilog=FORGET_FORMS)
     forget_sub = forget_set.add_subparsers(dest="action", metavar="ACTION", parser_class=_Parser, required=True)
     build = forget_sub.add_parser(
@@ -435,6 +436,7 @@ def _runtime(args: argparse.Namespace, spec: Any) -> tuple[Any, Any, bool]:
     """Resolve the device, set torch's threads, and check the workspace: (device, workspace, progress)."""
     from unlearn.device import configure_threads, resolve_device
     from unlearn.harness import Workspace
+    from unlearn.shipped import FORGET_SETS, shipped_dir
 
     device = resolve_device(args.device)
     configure_threads(device, args.threads or spec.cpu_threads)
@@ -444,6 +446,7 @@ def _runtime(args: argparse.Namespace, spec: Any) -> tuple[Any, Any, bool]:
         cache_dir=args.cache_dir,
         data_root=args.data_root,
         download=args.download,
+        committed_forget_dir=shipped_dir(FORGET_SETS),
     )
     workspace.check_writable()
     return device, workspace, args.progress

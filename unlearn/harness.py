@@ -70,6 +70,8 @@ class Workspace:
     forget_dir: Path
     data_root: Path
     download: bool = False
+    committed_forget_dir: Path | None = None
+    """Manifests used, read only, where `forget_dir` has none (the CLI: those shipped with the package); None: none."""
 
     @classmethod
     def at(cls, root: Path | str = ".", **overrides: Any) -> "Workspace":
@@ -540,7 +542,8 @@ class Runner:
     def manifest(self, forget: ForgetSpec, seed: int) -> ForgetManifest:
         """The forget set's manifest for `seed` (built on first use, with this benchmark's models if it needs them)."""
         return load_or_build(
-            self.workspace.forget_dir, forget, self.task.dataset, seed, self.model_source, progress=self.progress
+            self.workspace.forget_dir, forget, self.task.dataset, seed, self.model_source, progress=self.progress,
+            committed=self.workspace.committed_forget_dir,
         )
 
     def for_forget(self, forget: ForgetSpec, seed: int) -> "Runner":

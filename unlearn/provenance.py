@@ -17,6 +17,10 @@ PACKAGES = ("unlearn", "torch", "torchvision", "numpy", "scikit-learn", "pandas"
 
 
 def _git(*args: str) -> str | None:
+    """git's answer about the checkout unlearn runs from; None for an installed package (whose site-packages may
+    lie inside some other repository, whose commit is not unlearn's) or when git fails."""
+    if not (REPO_ROOT / ".git").exists():  # a folder in a clone, a file in a worktree
+        return None
     try:
         out = subprocess.run(
             ["git", "-C", str(REPO_ROOT), *args], capture_output=True, text=True, timeout=10, check=True

@@ -23,9 +23,12 @@ from pydantic import (
 from unlearn.errors import UserError, validation_problem
 from unlearn.names import BENCHMARK_NAME, name_problem
 from unlearn.registry import did_you_mean
+from unlearn.shipped import BENCHMARKS, shipped_dir
 from unlearn.yaml_input import load_document
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+"""The folder holding the package: a checkout's root, or site-packages when installed (see unlearn.shipped for the
+files that ship with the package)."""
 MAX_THREADS = 1024
 """The most CPU threads a run may ask for (`--threads`, `cpu_threads`): torch crashes the process without a message
 on `set_num_threads(100000)`; 1024 was checked to run, and is more than any single machine's hardware threads."""
@@ -278,11 +281,12 @@ class BenchmarkSpec(BaseModel):
 
 
 def benchmark_dirs() -> list[Path]:
-    """Where benchmark specs are looked up: $UNLEARN_BENCHMARK_PATH, ./benchmarks, the repository's benchmarks/."""
+    """Where benchmark specs are looked up: $UNLEARN_BENCHMARK_PATH, ./benchmarks, then the shipped specs (a
+    checkout's own benchmarks/, or the copy in an installed wheel)."""
     extra = [Path(p) for p in os.environ.get("UNLEARN_BENCHMARK_PATH", "").split(os.pathsep) if p]
     dirs: list[Path] = []
-    for d in [*extra, Path.cwd() / "benchmarks", REPO_ROOT / "benchmarks"]:
-        if d.is_dir() and d.resolve() not in [x.resolve() for x in dirs]:
+    for d in [*extra, Path.cwd() / "benchmarks", shipped_dir(BENCHMARKS)]:
+        if d is not None and d.is_dir() and d.resolve() not in [x.resolve() for x in dirs]:
             dirs.append(d)
     return dirs
 

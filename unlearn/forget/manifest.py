@@ -115,13 +115,15 @@ def read_manifest(path: Path) -> ForgetManifest:
 
 def load_or_build(
     directory: Path, spec: ForgetSpec, dataset: Dataset, seed: int,
-    models: ModelSource | None = None, *, progress: bool = False,
+    models: ModelSource | None = None, *, progress: bool = False, committed: Path | None = None,
 ) -> ForgetManifest:
     """Return the stored manifest for (spec, seed), building and storing it on first use.
 
     Sets selected with a model (`builder.needs_model`) need the benchmark's `models`. A stored
     manifest of other data, or of another original model, is refused (nothing is written); a
-    corrupt one is set aside and rebuilt.
+    corrupt one is set aside and rebuilt. When `directory` has none, a manifest of the same set in
+    `committed` (read only: the manifests shipped with the package) is copied into `directory` instead
+    of building it, if it fits this data and original model; one that does not is passed over with a note.
     """
     builder = spec.builder
     if builder.needs_model and models is None:
@@ -132,6 +134,16 @@ def load_or_build(
     path = manifest_path(directory, dataset.name, spec, seed, benchmark)
     want_seed = seed if builder.seeded else None
     original_key = models.original_key(seed) if benchmark is not None and models is not None else None
+
+    def misfit(manifest: ForgetManifest, where: Path) -> str | None:
+        if manifest.dataset_fingerprint != dataset.fingerprint:
+            return f"{where} was built from different {dataset.name} data"
+        if manifest.spec != spec.text or manifest.seed != want_seed:
+            return f"{where} holds {manifest.spec} seed {manifest.seed}, not {spec.text} seed {want_seed}"
+        if original_key is not None and manifest.provenance.get("original_model") != original_key:
+            return f"{where} was selected with a different original model of {benchmark} (its model or recipe changed)"
+        return None
+
     if path.exists():
         try:
             manifest = read_manifest(path)
@@ -140,14 +152,20 @@ def load_or_build(
             path.replace(aside)
             print(f"unlearn: warning: {exc}; moved it to {aside.name} and rebuilding", file=sys.stderr)
         else:
-            if manifest.dataset_fingerprint != dataset.fingerprint:
-                raise UserError(f"{path} was built from different {dataset.name} data; delete it to rebuild")
-            if manifest.spec != spec.text or manifest.seed != want_seed:
-                raise UserError(f"{path} holds {manifest.spec} seed {manifest.seed}, not {spec.text} seed {want_seed}")
-            if original_key is not None and manifest.provenance.get("original_model") != original_key:
-                raise UserError(f"{path} was selected with a different original model of {benchmark} (its model or "
-                                "recipe changed); delete it to rebuild")
+            problem = misfit(manifest, path)
+            if problem is not None:
+                raise UserError(f"{problem}; delete it to rebuild")
             return manifest
+    elif committed is not None and (shipped := manifest_path(committed, dataset.name, spec, seed, benchmark)).is_file():
+        try:
+            manifest = read_manifest(shipped)
+            problem = misfit(manifest, shipped)
+        except UserError as exc:
+            problem = str(exc).removesuffix("; delete it to rebuild")
+        if problem is None:
+            atomic_write_text(path, manifest.to_json(), "forget-set manifest")
+            return manifest
+        print(f"unlearn: note: not using the committed manifest: {problem}; building {path}", file=sys.stderr)
     built = builder.build(spec.params, BuildContext(dataset, seed, models, progress))
     indices = [int(i) for i in built.indices]
     provenance = {**built.provenance, **({"original_model": original_key} if original_key is not None else {})}
