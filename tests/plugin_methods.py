@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from unlearn.methods import Method, Track, UnlearnRequest
+from unlearn.methods.base import AnyReal, PositiveFloat
 
 SEEN: list[UnlearnRequest] = []
 
@@ -43,7 +44,7 @@ class WrongShape(Method):
 
 @dataclass(frozen=True)
 class SpyHParams:
-    scale: float = 1.0
+    scale: PositiveFloat = 1.0
 
 
 class Spy(Method):
@@ -132,7 +133,7 @@ class Gate(Method):
 
 @dataclass(frozen=True)
 class HeadZeroHParams:
-    bias: float = -10.0
+    bias: AnyReal = -10.0  # a logit bias: any finite number
 
 
 class HeadZero(Method):

@@ -65,8 +65,10 @@ methods (--methods, comma-separated): a name from `unlearn methods`, a plugin
 registered in the `unlearn.methods` entry-point group, or `package.module:Class`.
 
 Hyperparameters: each method starts from its reference defaults, the benchmark's
-tuned values (the `hparams:` section of its spec) override them, and
---hparam METHOD.NAME=VALUE overrides both, e.g. --hparam finetune.lr=0.05.
+tuned values (the `hparams:` section of its spec) override them, the workdir's overlay
+hparams/<benchmark>.yaml (or --hparams-file; `unlearn tune` writes it for plugin
+methods) overrides those, and --hparam METHOD.NAME=VALUE overrides all, e.g.
+--hparam finetune.lr=0.05. Records hold the values used.
 
 Outputs (under --workdir, default the current directory):
   data/runs/<benchmark>/<forget>/<method>/seed<S>-<hash>.json   one record per cell
@@ -170,6 +172,13 @@ Each trial is a normal grid run (records under data/tune/, reused on a rerun); a
 with any failed cell (e.g. a diverged run) is out. Ties go to the earlier trial. The
 trials and the choice are saved in data/tune/<benchmark>/tuning/<method>.json.
 
+Where the choice goes: a built-in method's into the spec's `hparams:` entry for it (only
+that line changes). A method that is not built in (a plugin's entry point, or
+package.module:Class) never writes into the spec unless --write-spec is given: its choice
+goes to an overlay file you own, WORKDIR/hparams/<benchmark>.yaml (or --hparams-file
+PATH), which `unlearn run` with the same --workdir (or --hparams-file) merges over the
+spec's `hparams:`. The file written is printed.
+
 Exit codes: 0 chosen (and written unless --no-write), 2 bad input or every trial failed.
 """
 
@@ -230,6 +239,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--seeds", type=_seeds, help="comma-separated seeds, e.g. 0,1,2")
     run.add_argument("--hparam", type=_hparam, action="append", default=[], metavar="METHOD.NAME=VALUE",
                      help="override one hyperparameter (repeatable)")
+    run.add_argument("--hparams-file", type=Path, metavar="PATH",
+                     help="tuned values merged over the spec's `hparams:` (default: WORKDIR/hparams/BENCHMARK.yaml "
+                     "when it exists, where `unlearn tune` writes a plugin method's choice)")
     run.add_argument("--results-dir", type=Path, help="where records go (default: WORKDIR/data/runs)")
     run.add_argument("--retry-failed", action="store_true", help="rerun cells whose record says failed")
     run.add_argument("--executor", default="serial", metavar="NAME",
@@ -297,8 +309,8 @@ def build_parser() -> argparse.ArgumentParser:
         description=textwrap.fill(
             "Search a small grid of one method's hyperparameters (its learning rate and one or two key knobs; "
             "`unlearn methods NAME` lists them) on the given forget sets and seeds, and write the values with the "
-            "smallest mean gap to the oracle into the benchmark spec's `hparams:` section, where every later run "
-            "and every forget set picks them up. The gap uses the benchmark's gap metrics with each test-set metric "
+            "smallest mean gap to the oracle into the benchmark spec's `hparams:` section (a plugin method's into an "
+            "overlay file; see below), where every later run and every forget set picks them up. The gap uses the benchmark's gap metrics with each test-set metric "
             "replaced by its validation twin (TA -> VA, MIA-Efficacy -> MIA-Efficacy-val, which uses validation "
             "images as the attack's non-members): the test set is never used to choose.", 88),
         epilog=TUNE_EPILOG,
@@ -311,7 +323,13 @@ def build_parser() -> argparse.ArgumentParser:
     tune.add_argument("--seeds", type=_seeds, help="comma-separated seeds (default: the benchmark's grid seeds)")
     tune.add_argument("--grid", action="append", default=[], metavar="NAME=V1,V2,...",
                       help="search these values for NAME instead of the method's own grid (repeatable)")
-    tune.add_argument("--no-write", action="store_true", help="report the choice, leave the spec unchanged")
+    where = tune.add_mutually_exclusive_group()
+    where.add_argument("--no-write", action="store_true", help="report the choice, write no spec or overlay")
+    where.add_argument("--write-spec", action="store_true",
+                       help="write the choice into the spec file even for a method that is not built in")
+    where.add_argument("--hparams-file", type=Path, metavar="PATH",
+                       help="the overlay file to read tuned values from and write the choice to (default: "
+                       "WORKDIR/hparams/BENCHMARK.yaml, read when it exists, written for a method that is not built in)")
     tune.add_argument("--results-dir", type=Path, help="where trial records go (default: WORKDIR/data/tune)")
     _runtime_options(tune)
     tune.set_defaults(handler=cmd_tune)
@@ -432,6 +450,16 @@ def _hparam_overrides(items: Sequence[tuple[str, str, str]]) -> dict[str, dict[s
     return out
 
 
+def _overlaid(args: argparse.Namespace, spec: Any) -> Any:
+    """The spec with the tuned-value overlay (--hparams-file, or the workdir's) merged in; says which file it used."""
+    from unlearn.overlay import with_overlay
+
+    spec, path = with_overlay(spec, args.workdir, args.hparams_file)
+    if path is not None:
+        print(f"unlearn: tuned hyperparameters from {path} (merged over the spec's)", file=sys.stderr)
+    return spec
+
+
 def _runtime(args: argparse.Namespace, spec: Any) -> tuple[Any, Any, bool]:
     """Resolve the device, set torch's threads, and check the workspace: (device, workspace, progress)."""
     from unlearn.device import configure_threads, resolve_device
@@ -460,7 +488,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from unlearn.spec import load_benchmark
 
     executor = make_executor(args.executor, args.jobs, args.address, dict(args.slurm))
-    spec = load_benchmark(args.benchmark)
+    spec = _overlaid(args, load_benchmark(args.benchmark))
     plan = plan_grid(spec, args.methods, args.forget, args.seeds, _hparam_overrides(args.hparam))
     device, workspace, progress = _runtime(args, spec)
     task = load_task(spec, workspace, device)
@@ -586,10 +614,16 @@ def cmd_tune(args: argparse.Namespace) -> int:
 
     from unlearn import tune as tuning
     from unlearn.harness import load_task, make_runner, plan_grid
+    from unlearn.methods import METHODS
+    from unlearn.overlay import overlay_path
     from unlearn.spec import find_spec, read_spec
 
     spec_path = find_spec(args.benchmark)
-    spec = read_spec(spec_path)
+    given_file = args.hparams_file
+    if given_file is not None and not given_file.is_file():  # the overlay to create: nothing to read from it yet
+        spec = read_spec(spec_path)
+    else:
+        spec = _overlaid(args, read_spec(spec_path))
     trials = tuning.search_grid(args.method, tuning.parse_grid(args.grid))
     seeds = args.seeds if args.seeds is not None else spec.grid.seeds
     trial_spec = tuning.tuning_spec(spec)
@@ -629,9 +663,14 @@ def cmd_tune(args: argparse.Namespace) -> int:
           f"trials in {report}", file=sys.stderr)
     if args.no_write:
         print(f"unlearn: --no-write: {spec_path} unchanged", file=sys.stderr)
-    else:
+    elif args.write_spec or (given_file is None and METHODS.origin(args.method) == "builtin"):
         tuning.write_to_spec(spec_path, result)
         print(f"unlearn: wrote hparams.{args.method} to {spec_path}", file=sys.stderr)
+    else:
+        overlay = given_file or overlay_path(args.workdir, spec.name)
+        tuning.write_to_overlay(overlay, spec, result)
+        print(f"unlearn: wrote hparams.{args.method} to {overlay}, merged over {spec_path} by `unlearn run` with this "
+              "workdir or --hparams-file (the spec is unchanged; --write-spec writes there)", file=sys.stderr)
     return 0
 
 

@@ -1,5 +1,6 @@
 """`unlearn tune`: choose a method's learning rate (and one or two key knobs) by the gap to the oracle on
-validation data, and write the choice into the benchmark's spec.
+validation data, and write the choice into the benchmark's spec (a built-in method) or into an overlay file the
+user owns (a plugin's method; see unlearn.overlay).
 
 The field tunes unlearning methods by their Avg. Gap on the test set, which leaks the
 test set into the table. Here each trial is an ordinary grid run (records under
@@ -16,7 +17,6 @@ import itertools
 import json
 import math
 from dataclasses import asdict, dataclass, field
-from io import StringIO
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
@@ -24,9 +24,11 @@ from unlearn.atomic import atomic_write_text
 from unlearn.errors import UserError
 from unlearn.methods import make_hparams, resolve_method
 from unlearn.metrics import METRICS, gaps
+from unlearn.overlay import new_overlay, parse_overlay
 from unlearn.provenance import git_commit
 from unlearn.results import slug
 from unlearn.spec import BenchmarkSpec, parse_spec
+from unlearn.yaml_edit import set_entry
 
 VALIDATION_TWIN = {"TA": ("VA", "accuracy"), "MIA-Efficacy": ("MIA-Efficacy-val", "mia-efficacy-val")}
 """Gap metrics that read the test set -> (the validation twin that replaces each when tuning, its metric)."""
@@ -151,41 +153,35 @@ def write_report(result: TuneResult, results_dir: Path) -> Path:
     return path
 
 
+def tuned_comment(result: TuneResult) -> str:
+    """The comment written next to the chosen values: how and where they were chosen."""
+    return (f"tuned: validation gap {result.best.gap:.2f} on {','.join(result.forgets)}, "
+            f"seeds {','.join(str(s) for s in result.seeds)}")
+
+
 def write_to_spec(spec_path: Path, result: TuneResult) -> None:
-    """Write the chosen values into the spec's `hparams:` section, keeping its comments and layout.
+    """Write the chosen values into the spec's `hparams:` entry of the method; every other byte stays as it was.
 
     Other hyperparameters already set for the method are kept. The file is rewritten
     atomically and must still validate as a benchmark spec.
     """
-    from ruamel.yaml import YAML
-    from ruamel.yaml.comments import CommentedMap
-
-    yaml = YAML()
-    yaml.preserve_quotes = True
-    yaml.width = 120
-    doc = yaml.load(spec_path.read_text(encoding="utf-8"))
-    if doc.get("hparams") is None:
-        doc["hparams"] = CommentedMap()
-    section = doc["hparams"]
-    entry = section.get(result.method)
-    if entry is None:
-        entry = CommentedMap()
-        entry.fa.set_flow_style()
-        section[result.method] = entry
-    for key, value in result.best.values.items():
-        entry[key] = value
-    where = ",".join(result.forgets)
-    seeds = ",".join(str(s) for s in result.seeds)
-    section.yaml_add_eol_comment(
-        f"tuned: validation gap {result.best.gap:.2f} on {where}, seeds {seeds}", result.method
-    )
-    out = StringIO()
-    yaml.dump(doc, out)
-    text = out.getvalue()
+    text = set_entry(spec_path.read_text(encoding="utf-8"), "hparams", result.method, result.best.values,
+                     tuned_comment(result), str(spec_path))
     written = parse_spec(text, spec_path).hparams.get(result.method, {})
     if any(written.get(k) != v for k, v in result.best.values.items()):
         raise RuntimeError("the rewritten spec does not hold the chosen values")  # a bug, never user input
     atomic_write_text(spec_path, text)
+
+
+def write_to_overlay(path: Path, spec: BenchmarkSpec, result: TuneResult) -> None:
+    """Write the chosen values into the overlay file `path` (created when missing; see unlearn.overlay), which
+    must still validate as an overlay of `spec`."""
+    text = path.read_text(encoding="utf-8") if path.is_file() else new_overlay(spec.name)
+    text = set_entry(text, "hparams", result.method, result.best.values, tuned_comment(result), str(path))
+    written = parse_overlay(text, path, spec).get(result.method, {})
+    if any(written.get(k) != v for k, v in result.best.values.items()):
+        raise RuntimeError("the rewritten overlay does not hold the chosen values")  # a bug, never user input
+    atomic_write_text(path, text, "hyperparameter overlay")
 
 
 def parse_grid(items: Sequence[str]) -> dict[str, list[Any]]:

@@ -21,6 +21,8 @@ from torch import nn
 
 from unlearn.data.tensors import TensorData
 from unlearn.errors import UserError, validation_problem
+from unlearn.methods.ranges import AnyReal as AnyReal  # the range rule's opt-out, importable with the range types
+from unlearn.methods.ranges import check_ranges
 from unlearn.names import brief, check_method_name
 from unlearn.registry import Registry, did_you_mean
 from unlearn.seeding import generator as seeded_generator
@@ -106,6 +108,11 @@ class Method:
     kinds: ClassVar[tuple[str, ...]] = ("classification",)
     """The benchmark kinds (`BenchmarkSpec.kind`) whose models this method unlearns: classifiers, or
     class-conditional diffusion models ("generation")."""
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        """Refuse, when the class is defined, hyperparameters with a number that declares no range (see ranges.py)."""
+        super().__init_subclass__(**kwargs)
+        check_ranges(cls)
 
     def __init__(self, hparams: Any = None):
         self.hparams = hparams if hparams is not None else self.HParams()

@@ -8,6 +8,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from unlearn.methods import Method, SGDHParams, Track, UnlearnRequest, sgd_fit
+from unlearn.methods.base import NonNegativeFloat, PositiveFloat, PositiveInt
 from unlearn.train import Phase, cross_entropy
 
 
@@ -15,10 +16,10 @@ from unlearn.train import Phase, cross_entropy
 class UniformForgetHParams(SGDHParams):
     """Defaults of this example; the benchmark's `hparams:` section or --hparam override them."""
 
-    epochs: int = 5
-    lr: float = 0.01
-    batch_size: int = 64
-    forget_weight: float = 1.0
+    epochs: PositiveInt = 5
+    lr: PositiveFloat = 0.01
+    batch_size: PositiveInt = 64
+    forget_weight: NonNegativeFloat = 1.0
 
 
 class UniformForget(Method):
