@@ -29,6 +29,8 @@ from unlearn.yaml_input import load_document
 REPO_ROOT = Path(__file__).resolve().parents[1]
 """The folder holding the package: a checkout's root, or site-packages when installed (see unlearn.shipped for the
 files that ship with the package)."""
+DEFAULT_BENCHMARK = "digits"
+"""The benchmark commands run when none is named; the leaderboard shows it first."""
 MAX_THREADS = 1024
 """The most CPU threads a run may ask for (`--threads`, `cpu_threads`): torch crashes the process without a message
 on `set_num_threads(100000)`; 1024 was checked to run, and is more than any single machine's hardware threads."""

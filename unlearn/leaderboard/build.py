@@ -13,9 +13,10 @@ from pathlib import Path
 
 from unlearn.atomic import atomic_write
 from unlearn.leaderboard import plots as figures
+from unlearn.leaderboard.references import method_references
 from unlearn.leaderboard.render import csv_text, html_page, markdown_page, plot_name
 from unlearn.leaderboard.store import Collection, collect
-from unlearn.leaderboard.tables import summarize
+from unlearn.leaderboard.tables import Table, summarize
 
 PLOTS_DIR = "plots"
 _DATA_URI = re.compile(rb"data:image/png;base64,[A-Za-z0-9+/=]+")
@@ -44,19 +45,28 @@ def _descriptions(names: list[str]) -> dict[str, str]:
     return out
 
 
+def board_order(tables: list[Table]) -> list[Table]:
+    """The tables with the default benchmark's first, then the other benchmarks' by name (each benchmark's
+    tables keep their order)."""
+    from unlearn.spec import DEFAULT_BENCHMARK
+
+    return sorted(tables, key=lambda t: (t.benchmark != DEFAULT_BENCHMARK, t.benchmark))
+
+
 def render(leaderboard_dir: Path, results_dir: Path | None = None) -> Build:
     """Compute every output in memory from the records under `results_dir` (default: LEADERBOARD/results)."""
     leaderboard_dir = Path(leaderboard_dir)
     results_dir = Path(results_dir) if results_dir is not None else leaderboard_dir / "results"
     collection = collect(results_dir)
-    tables = summarize(collection.records)
+    tables = board_order(summarize(collection.records))
+    styles = figures.method_styles(r.method for t in tables for r in t.methods)
     plots: dict[str, bytes] = {}
     for table in tables:
-        png = figures.tradeoff(table)
+        png = figures.tradeoff(table, styles)
         if png is not None:
             plots[plot_name(table.benchmark, table.forget)] = png
     for benchmark in dict.fromkeys(t.benchmark for t in tables):
-        png = figures.gap_bars(benchmark, [t for t in tables if t.benchmark == benchmark])
+        png = figures.gap_bars(benchmark, [t for t in tables if t.benchmark == benchmark], styles)
         if png is not None:
             plots[plot_name(benchmark)] = png
     try:
@@ -64,7 +74,8 @@ def render(leaderboard_dir: Path, results_dir: Path | None = None) -> Build:
     except ValueError:
         label = results_dir.as_posix()
     benchmarks = list(dict.fromkeys(t.benchmark for t in tables))
-    page = markdown_page(collection, tables, plots, _descriptions(benchmarks), label)
+    refs = method_references(r.method for r in collection.records)
+    page = markdown_page(collection, tables, plots, _descriptions(benchmarks), label, refs)
     outputs = {
         "README.md": page.encode("utf-8"),
         "leaderboard.csv": csv_text(tables).encode("utf-8"),

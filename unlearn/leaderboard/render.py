@@ -18,41 +18,49 @@ from collections.abc import Mapping, Sequence
 import markdown as md
 import pandas as pd
 
+from unlearn.leaderboard import glossary
 from unlearn.leaderboard.plots import bar_column
+from unlearn.leaderboard.references import Reference
+from unlearn.leaderboard.stats import ALPHA
 from unlearn.leaderboard.store import Collection
-from unlearn.leaderboard.tables import Table
+from unlearn.leaderboard.tables import HIGHER_IS_BETTER, LOWER_IS_BETTER, ROBUST_GAP, Table
 from unlearn.names import control_free
 from unlearn.results import ResultRecord, slug
 
 ROLE_LABEL = {"oracle": " (oracle)", "original": " (before unlearning)", "ideal": " (ideal oracle)"}
 
-LEGEND = """\
+REPO_FROM_BOARD = "../"
+"""The repository root as seen from the leaderboard directory: links to docs/ start here."""
+
+
+def legend() -> str:
+    """How to read every table of the page; the bold rule is written from the columns' directions in tables.py."""
+    lower = ", ".join(LOWER_IS_BETTER)
+    higher = ", ".join(HIGHER_IS_BETTER)
+    return f"""\
 Each table is one benchmark and forget set. Rows are methods; each cell is the mean over seeds ± the
-half-width of its 95 % confidence interval (Student t with n − 1 degrees of freedom; no longer the
-standard deviation, which stays in `leaderboard.csv`). A row with one seed has no interval, and its
-table says so. UA is 100 − forget accuracy, RA and TA are retain and test accuracy, and MIA-Efficacy
-is SalUn's membership-inference efficacy, all in %. Avg. Gap is the mean absolute difference from the
-oracle over those gap metrics. Robust Gap is the same mean over the gap metrics plus two attacks on
-what the model still knows: Probe-F, a few-shot linear probe's accuracy on held-out forgotten samples
-from frozen features, and Relearn-FA, forget accuracy after a few fine-tuning steps on a little of the
-forget set. A method that only hides the class behind its output layer keeps the original's features,
-so the probe and the relearning find the class again and its Robust Gap stays high. RTE is the run
-time in seconds. Recovery-Gap is the probe's difference from the oracle's probe and Relearn-Steps the
-fine-tuning steps until forget accuracy is back (docs/metrics.md defines every metric). The oracle
-(retrain) is the model retrained without the forget set: the closer a method is to it, the better.
+half-width of its 95 % confidence interval (Student t with n − 1 degrees of freedom; the standard
+deviation stays in `leaderboard.csv`). A row with one seed has no interval, and its table says so. The
+oracle (retrain) is the model retrained without the forget set: the closer a method is to it, the better.
+Avg. Gap is the mean absolute difference from the oracle over a benchmark's gap metrics. Robust Gap adds
+two attacks on what the model still knows, a linear probe on its frozen features and a few steps of
+relearning, so a method that only hides the class behind its output layer keeps a high Robust Gap. Each
+benchmark's section names the metrics its gaps average and explains every column;
+[docs/metrics.md]({doc_target("docs/metrics.md")}) defines them all. A method's name
+links to its documentation, and "paper" to the paper it comes from.
 
 Methods are compared seed by seed with a paired t test (each seed's records share their original
-model, oracle and forget set), at α = 0.05 with Holm's correction over the methods of a table.
+model, oracle and forget set), at α = {ALPHA:g} with Holm's correction over the methods of a table.
 **Rank** orders the methods on Robust Gap (on Avg. Gap where a benchmark's records have no probe and
 relearn scores): rank 1 is the method with the lowest mean and every method not significantly
 different from it; any other method ranks 1 + the number of methods with a lower mean. Rank 1 says
 the seeds cannot tell a method from the best, not that it is as good: with three seeds the test sees
 only large, steady differences, so read the intervals too. Rows follow the rank, then the mean.
-**Bold** marks, per column, the method closest to the oracle (lowest, for the gaps and RTE; highest
-where more is better) and every method not significantly different from it, testing the per-seed
-distance to the oracle. **vs original** compares each method with the original model, doing nothing,
-on the ranking column: ≈ original means the seeds cannot tell the method from doing nothing at all.
-Seeds counts the seeds that finished out of those run; failed seeds are left out of the means."""
+**Bold** marks, per column, the best method and every method not significantly different from it,
+testing per-seed scores: the lowest value in {lower}; the highest in {higher}; in every other column
+the value closest to the oracle's. **vs original** compares each method with the original model, doing
+nothing, on the ranking column: ≈ original means the seeds cannot tell the method from doing nothing at
+all. Seeds counts the seeds that finished out of those run; failed seeds are left out of the means."""
 
 
 _MARKDOWN_SPECIAL = re.compile(r"([\\`*_\[\]|~])")
@@ -88,6 +96,12 @@ def link_target(path: str) -> str:
     return urllib.parse.quote(path, safe="/._-+")
 
 
+def doc_target(path: str) -> str:
+    """The link from the leaderboard directory to a doc given relative to the repository root, `#anchor` kept."""
+    file, hashmark, anchor = path.partition("#")
+    return link_target(REPO_FROM_BOARD + file) + hashmark + link_target(anchor)
+
+
 def plot_name(benchmark: str, forget: str | None = None) -> str:
     """File name under plots/ of a table's trade-off plot, or of a benchmark's gap bars."""
     if forget is None:
@@ -95,9 +109,20 @@ def plot_name(benchmark: str, forget: str | None = None) -> str:
     return f"{slug(benchmark)}--{slug(forget)}-tradeoff.png"
 
 
-def markdown_table(table: Table) -> str:
-    """A GitHub-flavoured markdown table of `table`: rank, method, the columns (rank-1 values in bold), seeds and
-    the comparison with the original model, then the table's notes."""
+def method_cell(method: str, refs: Mapping[str, Reference] | None = None) -> str:
+    """A method's name as Markdown: a link to its documentation, then a link to its paper, where known."""
+    ref = (refs or {}).get(method)
+    name = text(method)
+    if ref is None:
+        return name
+    if ref.docs is not None:
+        name = f"[{name}]({doc_target(ref.docs)})"
+    return f"{name} ([paper]({ref.paper}))" if ref.paper is not None else name
+
+
+def markdown_table(table: Table, refs: Mapping[str, Reference] | None = None) -> str:
+    """A GitHub-flavoured markdown table of `table`: rank, method (linked to its `refs`), the columns (rank-1 values
+    in bold), seeds and the comparison with the original model, then the table's notes."""
     ranked = table.headline is not None
     header = [*(["Rank"] if ranked else []), "Method", *(text(c) for c in table.columns), "Seeds",
               *(["vs original"] if ranked else [])]
@@ -105,7 +130,7 @@ def markdown_table(table: Table) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + align]
     for row in table.rows:
         cells = [str(row.rank) if row.rank is not None else "—"] if ranked else []
-        cells.append(f"{text(row.method)}{ROLE_LABEL.get(row.role, '')}")
+        cells.append(f"{method_cell(row.method, refs)}{ROLE_LABEL.get(row.role, '')}")
         for col in table.columns:
             shown = row.stats[col].text()
             cells.append(f"**{shown}**" if col in row.best else shown)
@@ -119,7 +144,28 @@ def markdown_table(table: Table) -> str:
     return "\n".join(lines)
 
 
-def _methods_table(records: Sequence[ResultRecord]) -> str:
+def columns_legend(records: Sequence[ResultRecord], tables: Sequence[Table]) -> str:
+    """What a benchmark's gaps average (from its records' gap metrics) and what each of its columns means."""
+    gap, deep = glossary.gap_keys(records)
+    out = []
+    if gap:
+        line = f"**Avg. Gap** averages \\|method − oracle\\| over {', '.join(text(k) for k in gap)}"
+        if deep and any(ROBUST_GAP in t.columns for t in tables):
+            line += f"; **Robust Gap** over those and {', '.join(text(k) for k in deep)}"
+        out += [line + ". The columns:", ""]
+    metrics = glossary.metric_names(records)
+    for column in dict.fromkeys(c for t in tables for c in t.columns):
+        found = glossary.describe(column, metrics)
+        meaning = text(found[0], 500) if found else "no description (a metric this page does not know)"
+        if found and found[1]:
+            meaning += f" ([docs]({doc_target(found[1])}))"
+        rule = glossary.bold_rule(column)
+        bold = f"; bold: the {rule}" if rule != "closest to the oracle" else ""
+        out.append(f"- **{text(column)}**: {meaning}{bold}.")
+    return "\n".join(out)
+
+
+def _methods_table(records: Sequence[ResultRecord], refs: Mapping[str, Reference] | None = None) -> str:
     """Per method of one benchmark: track, hyperparameters, where the code came from, who submitted it."""
     first: dict[str, ResultRecord] = {}
     for r in records:
@@ -130,7 +176,7 @@ def _methods_table(records: Sequence[ResultRecord]) -> str:
         hparams = json.dumps(r.hparams, sort_keys=True)
         by = r.submission.submitted_by if r.submission is not None else "—"
         lines.append(
-            f"| {text(method)} | {text(r.track)} | {code(hparams, 1000)} | {text(r.method_origin)} | {text(by)} |"
+            f"| {method_cell(method, refs)} | {text(r.track)} | {code(hparams, 1000)} | {text(r.method_origin)} | {text(by)} |"
         )
     return "\n".join(lines)
 
@@ -155,8 +201,10 @@ def markdown_page(
     plots: Mapping[str, bytes],
     descriptions: Mapping[str, str],
     results_label: str,
+    refs: Mapping[str, Reference] | None = None,
 ) -> str:
-    """The whole README.md: legend, then per benchmark its tables, plots, methods and provenance."""
+    """The whole README.md: legend, then per benchmark (in the order of `tables`) what its columns mean, its
+    tables, plots, methods (linked to their `refs`) and provenance."""
     out = [
         "# Leaderboard",
         "",
@@ -164,7 +212,7 @@ def markdown_page(
         f"`{results_label}`. Do not edit by hand: submit records with `unlearn submit` and regenerate. "
         "The same tables are in `leaderboard.csv`, and `index.html` is a self-contained page with the plots.",
         "",
-        LEGEND,
+        legend(),
     ]
     benchmarks = list(dict.fromkeys(t.benchmark for t in tables))
     for benchmark in benchmarks:
@@ -172,8 +220,9 @@ def markdown_page(
         out += ["", f"## {text(benchmark)}", ""]
         if benchmark in descriptions:
             out += [text(descriptions[benchmark], 1000), ""]
+        out += [columns_legend(records, [t for t in tables if t.benchmark == benchmark]), ""]
         for table in (t for t in tables if t.benchmark == benchmark):
-            out += [f"### {text(benchmark)} · forget {code(table.forget)}", "", markdown_table(table), ""]
+            out += [f"### {text(benchmark)} · forget {code(table.forget)}", "", markdown_table(table, refs), ""]
             links = _sample_links(collection, table)
             if links:
                 out += [links, ""]
@@ -185,7 +234,7 @@ def markdown_page(
         if name in plots and column is not None:
             out += [f"### {text(benchmark)} · {text(column)} per method", "",
                     f"![{text(column)} per method]({link_target('plots/' + name)})", ""]
-        out += [f"### {text(benchmark)} · methods", "", _methods_table(records), "", _provenance(records)]
+        out += [f"### {text(benchmark)} · methods", "", _methods_table(records, refs), "", _provenance(records)]
     if collection.skipped:
         out += ["", "## Skipped records", "", "These files were not used:", ""]
         out += [f"- {code(s.path)}: {text(s.reason, 500)}" for s in collection.skipped]
@@ -239,30 +288,35 @@ def csv_text(tables: Sequence[Table]) -> str:
 
 
 STYLE = """
-body { font-family: system-ui, sans-serif; max-width: 1100px; margin: 2em auto; padding: 0 1em; color: #222; }
-table { border-collapse: collapse; margin: 1em 0; font-variant-numeric: tabular-nums; }
+body { font-family: system-ui, sans-serif; max-width: 1100px; margin: 2em auto; padding: 0 1em; color: #222;
+       overflow-wrap: anywhere; }
+.scroll { overflow-x: auto; margin: 1em 0; }
+table { border-collapse: collapse; font-variant-numeric: tabular-nums; overflow-wrap: normal; }
 th, td { border: 1px solid #ccc; padding: 0.3em 0.6em; }
 td { white-space: nowrap; }
 th { background: #f3f3f3; }
 tbody tr:nth-child(-n+2) { background: #fafafa; }
 strong { color: #0a5; }
-img { max-width: 100%; }
+img { max-width: 100%; height: auto; }
 code { background: #f3f3f3; padding: 0 0.2em; }
 """
 
 
 def html_page(page_markdown: str, plots: Mapping[str, bytes]) -> str:
-    """The README as a standalone HTML page, with plots inlined as data URIs and inline CSS only."""
+    """The README as a standalone HTML page, with plots inlined as data URIs and inline CSS only; each table sits
+    in its own horizontal scroll box, so a wide table never widens the page."""
     converter = md.Markdown(extensions=["tables"])
     converter.preprocessors.deregister("html_block")  # raw HTML in the text stays text, never markup
     converter.inlinePatterns.deregister("html")
     body = converter.convert(page_markdown)
+    # raw HTML is off, so every <table> tag here came from the converter, never from a record
+    body = body.replace("<table>", '<div class="scroll"><table>').replace("</table>", "</table></div>")
     for name in sorted(plots):
         uri = "data:image/png;base64," + base64.b64encode(plots[name]).decode("ascii")
         body = body.replace(f'src="{html.escape(link_target("plots/" + name))}"', f'src="{uri}"')
     return (
         "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
+        "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n"
         f"<title>{html.escape('unlearn leaderboard')}</title>\n<style>{STYLE}</style>\n</head>\n"
         f"<body>\n{body}\n</body>\n</html>\n"
     )
-

@@ -53,6 +53,7 @@ class Amnesiac(Method):
     subtracts per-batch parameter updates, is not what the benchmarks run.)
     """
 
+    paper = "https://arxiv.org/abs/2010.10981"
     HParams = AmnesiacHParams
     search = {"lr": (1e-4, 1e-3, 1e-2), "epochs": (3, 10)}
 

@@ -68,6 +68,7 @@ class BadTeacher(Method):
     generators seeded by the cell seed instead of Python's global `random`.
     """
 
+    paper = "https://arxiv.org/abs/2205.08096"
     HParams = BadTeacherHParams
     search = {"lr": (1e-4, 1e-3, 1e-2), "epochs": (1, 5, 10)}
 

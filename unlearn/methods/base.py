@@ -108,6 +108,11 @@ class Method:
     kinds: ClassVar[tuple[str, ...]] = ("classification",)
     """The benchmark kinds (`BenchmarkSpec.kind`) whose models this method unlearns: classifiers, or
     class-conditional diffusion models ("generation")."""
+    paper: ClassVar[str | None] = None
+    """URL of the paper that introduced the method (for a generic baseline such as fine-tuning, of the benchmark
+    paper whose implementation it follows); None for the oracle. The leaderboard links the method's name to it."""
+    docs: ClassVar[str] = "README.md#methods"
+    """Where this repository documents a built-in method, relative to its root (the leaderboard links it)."""
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         """Refuse, when the class is defined, hyperparameters with a number that declares no range (see ranges.py)."""

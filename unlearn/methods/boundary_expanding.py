@@ -66,6 +66,7 @@ class BoundaryExpanding(Method):
     global RNG is used.
     """
 
+    paper = "https://arxiv.org/abs/2303.11570"
     HParams = BoundaryExpandingHParams
     search = {"lr": (1e-5, 1e-4, 1e-3, 1e-2), "epochs": (5, 10, 20)}
 

@@ -68,6 +68,7 @@ class BoundaryShrink(Method):
     (followed here) uses 5e-4.
     """
 
+    paper = "https://arxiv.org/abs/2303.11570"
     HParams = BoundaryShrinkHParams
     search = {"lr": (1e-5, 1e-4, 1e-3, 1e-2), "epochs": (5, 10, 20)}
 

@@ -30,6 +30,8 @@ class DiffusionFinetuneHParams(DiffusionHParams):
 class DiffusionFinetune(Method):
     """FT for diffusion: the DDPM loss (label dropout 0.1) on the retain set only, with Adam; never reads D_f."""
 
+    paper = "https://arxiv.org/abs/2310.12508"
+    docs = "docs/generation.md#methods"
     HParams = DiffusionFinetuneHParams
     search = {"lr": (3e-5, 1e-4, 3e-4), "iterations": (500, 1000, 2000)}
     kinds = ("generation",)

@@ -35,6 +35,8 @@ class DiffusionGradAscentHParams(DiffusionHParams):
 class DiffusionGradAscent(Method):
     """GA for diffusion: minimise −(ε-MSE of the forget images conditioned on their label), Adam, forget data only."""
 
+    paper = "https://arxiv.org/abs/2310.12508"
+    docs = "docs/generation.md#methods"
     HParams = DiffusionGradAscentHParams
     search = {"lr": (1e-6, 1e-5, 1e-4), "iterations": (100, 300, 1000)}
     kinds = ("generation",)

@@ -74,6 +74,8 @@ class DiffusionSalUn(Method):
     """SalUn for diffusion: mask the top γ of |∇ ε-MSE(c_f)| on D_f, then train ε_θ(·, c_f) towards ε_θ(·, c')
     plus α·DDPM loss on D_r with masked gradients (Adam, clip 1); masked-out weights never change."""
 
+    paper = "https://arxiv.org/abs/2310.12508"
+    docs = "docs/generation.md#methods"
     HParams = DiffusionSalUnHParams
     search = {"lr": (3e-5, 1e-4, 3e-4), "ratio": (0.3, 0.5, 0.7)}
     kinds = ("generation",)

@@ -59,6 +59,8 @@ class ESD(Method):
     """ESD: fine-tune ε_θ(·, c_f) towards the original's negatively guided ε*(∅) − η(ε*(c_f) − ε*(∅)), forget
     images only (noised at random steps), Adam lr 1e-5."""
 
+    paper = "https://arxiv.org/abs/2303.07345"
+    docs = "docs/generation.md#methods"
     HParams = ESDHParams
     search = {"lr": (3e-6, 1e-5, 3e-5), "eta": (0.5, 1.0, 2.0)}
     kinds = ("generation",)

@@ -33,6 +33,7 @@ class GradAscent(Method):
     record with the reason instead of a number.
     """
 
+    paper = "https://arxiv.org/abs/2109.13398"
     HParams = GradAscentHParams
     search = {"lr": (1e-3, 5e-3, 1e-2), "max_grad_norm": (None, 0.5)}
 

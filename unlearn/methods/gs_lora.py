@@ -151,6 +151,8 @@ class GSLoRA(Method):
     reference picks its checkpoint by H on the test set, here the last epoch's model is returned.
     """
 
+    paper = "https://arxiv.org/abs/2403.11530"
+    docs = "docs/continual.md#gs-lora-and-gs-lora"
     HParams = GSLoRAHParams
     search = {"lr": (3e-3, 1e-2, 3e-2), "beta": (0.05, 0.15, 0.5)}
     label = "gs-lora"

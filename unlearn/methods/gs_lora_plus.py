@@ -90,6 +90,7 @@ class GSLoRAPlus(GSLoRA):
     reference's values for a CosFace head; `request.info` also reports `bnd_pro`.
     """
 
+    paper = "https://arxiv.org/abs/2501.09705"
     HParams = GSLoRAPlusHParams
     label = "gs-lora-plus"
 

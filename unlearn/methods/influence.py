@@ -94,6 +94,7 @@ class Influence(Method):
     stored (e.g. sorted by class).
     """
 
+    paper = "https://arxiv.org/abs/2304.04934"
     HParams = InfluenceHParams
     search = {"alpha": (0.2, 1.0, 5.0, 20.0, 50.0, 100.0, 200.0, 500.0, 1000.0)}
 

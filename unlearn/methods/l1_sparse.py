@@ -62,6 +62,7 @@ class L1Sparse(Method):
     be tuned per benchmark. No other difference.
     """
 
+    paper = "https://arxiv.org/abs/2304.04934"
     HParams = L1SparseHParams
     search = {"lr": (0.01, 0.03, 0.1), "alpha": (5e-4, 2e-3, 5e-3, 2e-2)}
 

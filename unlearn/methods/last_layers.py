@@ -66,6 +66,7 @@ class LastLayers(Method):
     Subclasses set `reinit` and `name`.
     """
 
+    paper = "https://arxiv.org/abs/2201.06640"
     HParams = LastLayersHParams
     search = {"lr": (None, 0.01, 0.1, 1.0), "k": (1, 2, 3)}
     reinit: bool = False

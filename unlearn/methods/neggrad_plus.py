@@ -84,6 +84,7 @@ class NegGradPlus(Method):
     run is exactly fine-tuning on D_r).
     """
 
+    paper = "https://arxiv.org/abs/2302.09880"
     HParams = NegGradPlusHParams
     search = {"lr": (0.01, 0.03, 0.1, 0.3), "alpha": (0.9, 0.95, 0.99)}
 

@@ -35,6 +35,7 @@ class RandomLabel(Method):
     seeded by the cell seed instead of the global RNG.
     """
 
+    paper = "https://arxiv.org/abs/1911.04933"
     HParams = RandomLabelHParams
     search = {"lr": (0.002, 0.005, 0.013, 0.03), "epochs": (5, 10)}
 

@@ -60,6 +60,7 @@ class SalUn(Method):
     safetensors, never pickles; random labels come from the cell seed's generator.
     """
 
+    paper = "https://arxiv.org/abs/2310.12508"
     HParams = SalUnHParams
     search = {"lr": (0.002, 0.005, 0.013, 0.03), "ratio": (0.3, 0.5, 0.7)}
 

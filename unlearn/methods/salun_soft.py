@@ -87,6 +87,7 @@ class SalUnSoft(Method):
     - Random labels come from the cell seed's generator.
     """
 
+    paper = "https://arxiv.org/abs/2310.12508"
     HParams = SalUnSoftHParams
     search = {"lr": (0.002, 0.005, 0.013, 0.03), "ratio": (0.3, 0.5, 0.7)}
 

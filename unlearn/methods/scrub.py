@@ -99,6 +99,7 @@ class Scrub(Method):
     shuffled by a generator seeded from the cell seed instead of the global RNG.
     """
 
+    paper = "https://arxiv.org/abs/2302.09880"
     HParams = ScrubHParams
     search = {"lr": (5e-4, 5e-3, 1e-2, 2e-2), "msteps": (2, 3)}
 

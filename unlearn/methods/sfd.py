@@ -196,6 +196,8 @@ class SFD(Method):
     decay and the override class of each forgotten class.
     """
 
+    paper = "https://arxiv.org/abs/2409.11219"
+    docs = "docs/generation.md#methods"
     HParams = SFDHParams
     search = {"lr": (1e-5, 3e-5, 1e-4), "forget_weight": (0.01, 0.1, 1.0)}
     kinds = ("generation",)

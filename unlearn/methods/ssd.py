@@ -87,6 +87,7 @@ class SSD(Method):
     `.backward()`, so the model's `.grad` fields are untouched.
     """
 
+    paper = "https://arxiv.org/abs/2308.07707"
     HParams = SSDHParams
     search = {"alpha": (2.0, 5.0, 10.0, 25.0), "dampening": (0.1, 0.5, 1.0)}
 
