@@ -328,6 +328,9 @@ def build_parser() -> argparse.ArgumentParser:
     submit.add_argument("--submitter", help="name recorded in the provenance block (default: git user.name)")
     submit.add_argument("--allow-failed", action="store_true", help="submit failed cells as results")
     submit.add_argument("--dry-run", action="store_true", help="run every check, write nothing")
+    submit.add_argument("--strict", action="store_true",
+                        help="refuse records made with other package versions than the leaderboard's records of the "
+                        "benchmark (default: warn and name them)")
     submit.set_defaults(handler=cmd_submit)
 
     board = sub.add_parser(
@@ -673,9 +676,12 @@ def cmd_submit(args: argparse.Namespace) -> int:
     if not args.dry_run:
         ensure_writable(args.leaderboard / "results", "leaderboard results directory")
     report = submit(spec, args.results_dir, args.leaderboard / "results", args.methods,
-                    submitted_by=args.submitter, allow_failed=args.allow_failed, dry_run=args.dry_run)
+                    submitted_by=args.submitter, allow_failed=args.allow_failed, dry_run=args.dry_run,
+                    strict=args.strict)
     for note in report.notes:
         print(f"unlearn: note: {note}", file=sys.stderr)
+    for warning in report.warnings:
+        print(f"unlearn: warning: {warning}", file=sys.stderr)
     verb = "would copy" if args.dry_run else "copied"
     print(
         f"unlearn: {verb} {len(report.written)} records of {', '.join(report.methods)} to {args.leaderboard}/results"
