@@ -408,7 +408,7 @@ def build_parser() -> argparse.ArgumentParser:
     methods.add_argument("name", nargs="?", help="a method to describe")
     methods.add_argument("--benchmark", default="digits", help="whose tuned values to show (default: digits)")
     methods.set_defaults(handler=cmd_methods)
-    benchmarks = sub.add_parser("benchmarks", help="list benchmarks, one per line")
+    benchmarks = sub.add_parser("benchmarks", help="list benchmarks, one per line: name, scale (CPU or GPU), description")
     benchmarks.set_defaults(handler=cmd_benchmarks)
     metrics = sub.add_parser(
         "metrics", help="list metrics: what each needs and the keys it records",
@@ -761,7 +761,7 @@ def cmd_benchmarks(args: argparse.Namespace) -> int:
     found = available_benchmarks()
     for name in sorted(found):
         spec = read_spec(found[name])
-        print(f"{name:<16} {spec.description}")
+        print(f"{name:<16} {spec.scale.upper():<4} {spec.description}")
     return 0
 
 
