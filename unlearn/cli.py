@@ -156,10 +156,17 @@ a manifest of other data or of another original model).
 
 EVALUATE_EPILOG = """\
 Checkpoints are safetensors files holding the benchmark model's state dict (keys and
-shapes must match exactly). Pickle files (torch.save's .pt/.pth/.bin) can run code
-when loaded and are refused; convert one once, where you trust it:
-  python -c "import torch, safetensors.torch as st; st.save_file(torch.load('m.pt', weights_only=True), 'm.safetensors')"
-or pass --allow-pickle to load it with torch.load(weights_only=True).
+shapes must match exactly), e.g. safetensors.torch.save_file(model.state_dict(), 'm.safetensors').
+In Python, unlearn.load_model(BENCHMARK, CHECKPOINT) rebuilds the model with those weights.
+Pickle files (torch.save's .pt/.pth/.bin) can run code when loaded and are refused; convert
+a pickled state dict once, where you trust it (this never overwrites an existing file):
+  python -c "import torch, safetensors.torch as st; sd = torch.load('m.pt', weights_only=True); open('m.safetensors', 'xb').write(st.save(sd))"
+or pass --allow-pickle to load it with torch.load(weights_only=True). A whole model saved
+with torch.save(model) is not a state dict: save model.state_dict() where it was trained.
+
+--json prints, and --output writes (atomically), the scores with the provenance a result
+record has: config (benchmark, model, data, metrics, forget set, seed, checkpoint sha256),
+config_hash and env (package versions, commit, device).
 
 Exit codes: 0 scored, 2 bad input (unknown cell, unreadable or mismatched checkpoint).
 """
@@ -254,6 +261,8 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--allow-pickle", action="store_true",
                           help="accept a PyTorch pickle (.pt/.pth/.bin), loaded with torch.load(weights_only=True)")
     evaluate.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
+    evaluate.add_argument("--output", type=Path, metavar="PATH",
+                          help="also write that JSON object to PATH (atomically)")
     _runtime_options(evaluate)
     evaluate.set_defaults(handler=cmd_evaluate)
 
@@ -638,11 +647,22 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from unlearn.spec import load_benchmark
 
     spec = load_benchmark(args.benchmark)
+    if args.output is not None:  # said before the scoring, not after
+        from unlearn.atomic import ensure_writable, refuse_directory
+
+        refuse_directory(args.output, "evaluation output")
+        ensure_writable(args.output.absolute().parent, "output directory")
     device, workspace, progress = _runtime(args, spec)
     score = evaluate_checkpoint(spec, workspace, device, args.forget, args.seed, args.checkpoint,
                                 allow_pickle=args.allow_pickle, progress=progress)
+    text = json.dumps(score.to_dict(), indent=1, sort_keys=True)
+    if args.output is not None:
+        from unlearn.atomic import atomic_write_text
+
+        atomic_write_text(args.output, text + "\n", "evaluation output")
+        print(f"unlearn: wrote {args.output}", file=sys.stderr)
     if args.json:
-        print(json.dumps(score.to_dict(), indent=1, sort_keys=True))
+        print(text)
         return 0
     columns = [*spec.gap_metrics, AVG_GAP, *spec.report_metrics]
     rows = [("checkpoint", {**score.metrics, AVG_GAP: score.gaps[AVG_GAP]}),
