@@ -10,3 +10,12 @@ import os
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str) -> object:
+    """`unlearn.load_model`, imported on first use so that `import unlearn` stays free of torch."""
+    if name == "load_model":
+        from unlearn.evaluate import load_model
+
+        return load_model
+    raise AttributeError(f"module 'unlearn' has no attribute {name!r}")

@@ -180,15 +180,32 @@ def _zip_may_be_torch(path: Path) -> bool:
         return True
 
 
+def _conversion_target(path: Path) -> Path:
+    """A .safetensors path next to `path` that does not exist yet (m.pt -> m.safetensors, else m-2.safetensors...)."""
+    base = path.with_name(path.stem + (".converted" if path.suffix == ".safetensors" else "") + ".safetensors")
+    out, n = base, 2
+    while out.exists() or out.is_symlink():
+        out, n = base.with_name(f"{base.stem}-{n}.safetensors"), n + 1
+    return out
+
+
 def _conversion_command(path: Path) -> str:
-    """A shell-quoted one-line python -c that converts the pickle at `path` to safetensors next to it."""
-    out = path.with_name(path.stem + (".converted" if path.suffix == ".safetensors" else "") + ".safetensors")
+    """A shell-quoted one-line python -c that converts the pickled state dict at `path` to safetensors next to it;
+    it creates its output with open(..., 'xb'), so it fails rather than overwrite a file made in the meantime."""
+    out = _conversion_target(path)
     code = (
         "import torch, safetensors.torch as st; "
         f'sd = torch.load(open({json.dumps(str(path))}, "rb"), map_location="cpu", weights_only=True); '
-        f"st.save_file({{k: v.detach().clone().contiguous() for k, v in sd.items()}}, {json.dumps(str(out))})"
+        f'open({json.dumps(str(out))}, "xb").write(st.save({{k: v.detach().clone().contiguous() for k, v in sd.items()}}))'
     )
     return f"python -c {shlex.quote(code)}"
+
+
+STATE_DICT_ADVICE = ("where the model was trained, save model.state_dict() instead of the model: "
+                     "torch.save(model.state_dict(), 'm.pt'), or safetensors.torch.save_file(model.state_dict(), "
+                     "'m.safetensors')")
+"""What to do with a whole model pickled by torch.save(model), which the weights-only loader cannot read."""
+_UNSUPPORTED_GLOBAL = re.compile(r"Unsupported global: GLOBAL ([\w.]+)")
 
 
 SAFE_WEIGHTS_ONLY = (2, 6)
@@ -205,8 +222,9 @@ def _read_pickle(path: Path, allow_pickle: bool) -> dict[str, torch.Tensor]:
     if not allow_pickle:
         raise UserError(
             f"{path}: is a PyTorch pickle file; loading a pickle can run arbitrary code, so unlearn refuses it. "
-            f"Convert it once, in a trusted environment: {_conversion_command(path)} "
-            "-- or pass --allow-pickle to load it with torch.load(weights_only=True)."
+            f"Convert a pickled state dict once, in a trusted environment: {_conversion_command(path)} "
+            "-- or pass --allow-pickle to load it with torch.load(weights_only=True). A whole model saved with "
+            f"torch.save(model) is not a state dict: {STATE_DICT_ADVICE}."
         )
     if _torch_release() < SAFE_WEIGHTS_ONLY:
         raise UserError(
@@ -221,6 +239,12 @@ def _read_pickle(path: Path, allow_pickle: bool) -> dict[str, torch.Tensor]:
             obj = torch.load(fh, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
         text = str(exc)
+        found = _UNSUPPORTED_GLOBAL.search(text)
+        if found and found.group(1).rsplit(".", 1)[-1][:1].isupper():  # a class, as torch.save(model) pickles
+            raise UserError(
+                f"{path}: the weights-only loader refused this pickle: it holds an object of class {found.group(1)}, "
+                f"not only tensors, as a whole model saved with torch.save(model) does; {STATE_DICT_ADVICE}"
+            ) from None
         reason = _one_line(text.split("WeightsUnpickler error:", 1)[-1])
         reason = reason.split(". ", 1)[0].rstrip(".") + "."  # drop torch's advice on allowlisting the global
         raise UserError(f"{path}: the weights-only loader refused this pickle: {reason}") from None

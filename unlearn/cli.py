@@ -158,10 +158,17 @@ a manifest of other data or of another original model).
 
 EVALUATE_EPILOG = """\
 Checkpoints are safetensors files holding the benchmark model's state dict (keys and
-shapes must match exactly). Pickle files (torch.save's .pt/.pth/.bin) can run code
-when loaded and are refused; convert one once, where you trust it:
-  python -c "import torch, safetensors.torch as st; st.save_file(torch.load('m.pt', weights_only=True), 'm.safetensors')"
-or pass --allow-pickle to load it with torch.load(weights_only=True).
+shapes must match exactly), e.g. safetensors.torch.save_file(model.state_dict(), 'm.safetensors').
+In Python, unlearn.load_model(BENCHMARK, CHECKPOINT) rebuilds the model with those weights.
+Pickle files (torch.save's .pt/.pth/.bin) can run code when loaded and are refused; convert
+a pickled state dict once, where you trust it (this never overwrites an existing file):
+  python -c "import torch, safetensors.torch as st; sd = torch.load('m.pt', weights_only=True); open('m.safetensors', 'xb').write(st.save(sd))"
+or pass --allow-pickle to load it with torch.load(weights_only=True). A whole model saved
+with torch.save(model) is not a state dict: save model.state_dict() where it was trained.
+
+--json prints, and --output writes (atomically), the scores with the provenance a result
+record has: config (benchmark, model, data, metrics, forget set, seed, checkpoint sha256),
+config_hash and env (package versions, commit, device).
 
 Exit codes: 0 scored, 2 bad input (unknown cell, unreadable or mismatched checkpoint).
 """
@@ -273,6 +280,8 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--allow-pickle", action="store_true",
                           help="accept a PyTorch pickle (.pt/.pth/.bin), loaded with torch.load(weights_only=True)")
     evaluate.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
+    evaluate.add_argument("--output", type=Path, metavar="PATH",
+                          help="also write that JSON object to PATH (atomically)")
     _runtime_options(evaluate)
     evaluate.set_defaults(handler=cmd_evaluate)
 
@@ -353,6 +362,9 @@ def build_parser() -> argparse.ArgumentParser:
     submit.add_argument("--submitter", help="name recorded in the provenance block (default: git user.name)")
     submit.add_argument("--allow-failed", action="store_true", help="submit failed cells as results")
     submit.add_argument("--dry-run", action="store_true", help="run every check, write nothing")
+    submit.add_argument("--strict", action="store_true",
+                        help="refuse records made with other package versions than the leaderboard's records of the "
+                        "benchmark (default: warn and name them)")
     submit.set_defaults(handler=cmd_submit)
 
     board = sub.add_parser(
@@ -429,7 +441,7 @@ def build_parser() -> argparse.ArgumentParser:
     methods.add_argument("name", nargs="?", help="a method to describe")
     methods.add_argument("--benchmark", default="digits", help="whose tuned values to show (default: digits)")
     methods.set_defaults(handler=cmd_methods)
-    benchmarks = sub.add_parser("benchmarks", help="list benchmarks, one per line")
+    benchmarks = sub.add_parser("benchmarks", help="list benchmarks, one per line: name, scale (CPU or GPU), description")
     benchmarks.set_defaults(handler=cmd_benchmarks)
     metrics = sub.add_parser(
         "metrics", help="list metrics: what each needs and the keys it records",
@@ -682,11 +694,22 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from unlearn.spec import load_benchmark
 
     spec = load_benchmark(args.benchmark)
+    if args.output is not None:  # said before the scoring, not after
+        from unlearn.atomic import ensure_writable, refuse_directory
+
+        refuse_directory(args.output, "evaluation output")
+        ensure_writable(args.output.absolute().parent, "output directory")
     device, workspace, progress = _runtime(args, spec)
     score = evaluate_checkpoint(spec, workspace, device, args.forget, args.seed, args.checkpoint,
                                 allow_pickle=args.allow_pickle, progress=progress)
+    text = json.dumps(score.to_dict(), indent=1, sort_keys=True)
+    if args.output is not None:
+        from unlearn.atomic import atomic_write_text
+
+        atomic_write_text(args.output, text + "\n", "evaluation output")
+        print(f"unlearn: wrote {args.output}", file=sys.stderr)
     if args.json:
-        print(json.dumps(score.to_dict(), indent=1, sort_keys=True))
+        print(text)
         return 0
     columns = [*spec.gap_metrics, AVG_GAP, *spec.report_metrics]
     rows = [("checkpoint", {**score.metrics, AVG_GAP: score.gaps[AVG_GAP]}),
@@ -720,9 +743,12 @@ def cmd_submit(args: argparse.Namespace) -> int:
     if not args.dry_run:
         ensure_writable(args.leaderboard / "results", "leaderboard results directory")
     report = submit(spec, args.results_dir, args.leaderboard / "results", args.methods,
-                    submitted_by=args.submitter, allow_failed=args.allow_failed, dry_run=args.dry_run)
+                    submitted_by=args.submitter, allow_failed=args.allow_failed, dry_run=args.dry_run,
+                    strict=args.strict)
     for note in report.notes:
         print(f"unlearn: note: {note}", file=sys.stderr)
+    for warning in report.warnings:
+        print(f"unlearn: warning: {warning}", file=sys.stderr)
     verb = "would copy" if args.dry_run else "copied"
     print(
         f"unlearn: {verb} {len(report.written)} records of {', '.join(report.methods)} to {args.leaderboard}/results"
@@ -802,7 +828,7 @@ def cmd_benchmarks(args: argparse.Namespace) -> int:
     found = available_benchmarks()
     for name in sorted(found):
         spec = read_spec(found[name])
-        print(f"{name:<16} {spec.description}")
+        print(f"{name:<16} {spec.scale.upper():<4} {spec.description}")
     return 0
 
 

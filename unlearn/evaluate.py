@@ -19,7 +19,7 @@ from unlearn.checkpoints import load_weights_into, read_checkpoint, save_weights
 from unlearn.errors import Diverged, UserError
 from unlearn.forget import ForgetManifest, ForgetSpec
 from unlearn.harness import Runner, Task, Workspace, choose_method, load_task, make_runner, plan_grid, provides
-from unlearn.hashing import sha256_hex
+from unlearn.hashing import sha256_hex, stable_hash
 from unlearn.metrics import check_dependencies, gaps
 from unlearn.results import ORACLE
 from unlearn.saliency import SaliencyMask
@@ -41,6 +41,12 @@ class CheckpointScore:
     original_metrics: dict[str, float]
     ideal_oracle_metrics: dict[str, float] | None
     models: dict[str, str]
+    config: dict[str, Any]
+    """What the scores depend on, as a record's config: benchmark, model and recipe, data, metrics, evaluation
+    settings, forget set, seed; and the checkpoint's sha256 instead of a method."""
+    config_hash: str
+    env: dict[str, Any]
+    """Package versions, commit, device and platform: a record's `env` block."""
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -105,19 +111,54 @@ def evaluate_checkpoint(
         metrics = runner.score(runner.evaluation(model, group, None)).values
     except Diverged as exc:
         raise UserError(f"{checkpoint}: the model's outputs are not finite ({exc})") from None
+    digest = sha256_hex(Path(checkpoint).read_bytes())
+    config = {**runner.scoring_config(), "forget": forget_spec.text, "forget_sha256": manifest.sha256, "seed": seed,
+              "checkpoint_sha256": digest}
     return CheckpointScore(
         benchmark=spec.name,
         forget=forget_spec.text,
         seed=seed,
         checkpoint=str(checkpoint),
-        checkpoint_sha256=sha256_hex(Path(checkpoint).read_bytes()),
+        checkpoint_sha256=digest,
         metrics=metrics,
         gaps=gaps(metrics, group.oracle_metrics, spec.gap_metrics),
         oracle_metrics=group.oracle_metrics,
         original_metrics=group.original_metrics,
         ideal_oracle_metrics=group.ideal_oracle_scores.values if group.ideal_oracle_scores else None,
         models={"original": group.original_key, "oracle": group.oracle_key},
+        config=config,
+        config_hash=stable_hash(config),
+        env=dict(runner.env),
     )
+
+
+def load_model(
+    benchmark: str | BenchmarkSpec,
+    checkpoint: str | Path | None = None,
+    *,
+    seed: int = 0,
+    data_root: str | Path | None = None,
+    download: bool = False,
+    device: str | torch.device = "cpu",
+    allow_pickle: bool = False,
+) -> torch.nn.Module:
+    """The benchmark's model (its architecture, built for its dataset), holding the weights of `checkpoint`.
+
+    `benchmark` is a name (see `unlearn benchmarks`), a spec file or a spec. `checkpoint` is read as `unlearn
+    evaluate` reads it (safetensors; a pickle only with `allow_pickle`), and must fit exactly; without it, the
+    model keeps the initialisation of the cell's original model at `seed`. Datasets come from `data_root`
+    (default: ./data/datasets), as with --data-root. The model is returned in training mode, as built.
+    """
+    from unlearn.spec import load_benchmark
+
+    spec = benchmark if isinstance(benchmark, BenchmarkSpec) else load_benchmark(str(benchmark))
+    device = torch.device(device)
+    state = read_checkpoint(Path(checkpoint), allow_pickle=allow_pickle) if checkpoint is not None else None
+    task = load_task(spec, Workspace.at(".", data_root=data_root, download=download), device)
+    model = task.new_model(seed)
+    if state is not None:
+        load_weights_into(model, {k: v.to(device) for k, v in state.items()}, str(checkpoint))
+    return model
 
 
 def export_original(

@@ -408,13 +408,7 @@ class Runner:
     def cell(self, method: MethodChoice, forget: ForgetSpec, manifest: ForgetManifest, seed: int) -> Cell:
         """Describe one cell; its config determines its result, and its hash names the record file."""
         config = {
-            "benchmark": self.spec.name,
-            "benchmark_model": self.spec.model_key(),
-            "data": self.task.dataset.fingerprint,
-            "metrics": self.metrics,
-            "gap_metrics": list(self.spec.gap_metrics),
-            "report_metrics": list(self.spec.report_metrics),
-            "evaluation": self.evaluation_settings,
+            **self.scoring_config(),
             "method": method.name,
             "method_origin": method.origin,
             "hparams": hparams_dict(method.hparams),
@@ -426,6 +420,19 @@ class Runner:
         config_hash = stable_hash(config)
         path = record_path(self.workspace.results_dir, self.spec.name, method.name, forget.text, seed, config_hash)
         return Cell(method, forget, manifest, seed, config, config_hash, path)
+
+    def scoring_config(self) -> dict[str, Any]:
+        """What every cell's scores depend on besides its method, forget set and seed: the benchmark, its model,
+        data, metrics and evaluation settings (the first keys of a record's config)."""
+        return {
+            "benchmark": self.spec.name,
+            "benchmark_model": self.spec.model_key(),
+            "data": self.task.dataset.fingerprint,
+            "metrics": self.metrics,
+            "gap_metrics": list(self.spec.gap_metrics),
+            "report_metrics": list(self.spec.report_metrics),
+            "evaluation": self.evaluation_settings,
+        }
 
     def track_of(self, method: MethodChoice, manifest: ForgetManifest) -> str:
         """The data-access track the method runs under in this cell (recorded with its result)."""

@@ -241,6 +241,8 @@ class BenchmarkSpec(BaseModel):
     diffusion model, scored by `evaluation.generation.judge`)."""
     dataset: str
     model: str
+    scale: Literal["cpu", "gpu"] = "cpu"
+    """`gpu`: sized for a GPU (a CPU takes seconds per training step); `unlearn benchmarks` says so."""
     train: Recipe
     eval_batch_size: PositiveInt = 1024
     cpu_threads: int | None = Field(None, ge=1, le=MAX_THREADS)

@@ -5,8 +5,10 @@ record per cell of the benchmark's grid (its forget sets × its seeds), made und
 benchmark's current spec, with one hyperparameter configuration, every cell finished
 (unless failures are submitted on purpose), package versions recorded, and scores
 taken against the same original model and oracle as the leaderboard's retrain
-records. Accepted records get a `submission` provenance block and replace the
-method's previous leaderboard records. Nothing is written when a check fails.
+records. Records made with package versions that the board's other records of the benchmark
+were not made with are accepted with a warning naming each difference, or refused with
+`strict`. Accepted records get a `submission` provenance block and replace the method's
+previous leaderboard records. Nothing is written when a check fails.
 
 The replacement is one transaction (unlearn.transaction) under the leaderboard's lock,
 which `unlearn leaderboard` honours: a full disk or a kill leaves either the old records
@@ -49,6 +51,7 @@ class SubmitReport:
     removed: list[Path] = field(default_factory=list)
     methods: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
 
 
 def _listing(items: list[str], limit: int = 6) -> str:
@@ -104,6 +107,7 @@ def submit(
     submitted_by: str | None = None,
     allow_failed: bool = False,
     dry_run: bool = False,
+    strict: bool = False,
 ) -> SubmitReport:
     """Validate the records of `methods` (default: every method with records) and copy them; see module doc."""
     results_dir, leaderboard_results = Path(results_dir), Path(leaderboard_results)
@@ -169,6 +173,7 @@ def submit(
     with board_lock(leaderboard_results):  # the board read, checked and replaced as one transaction
         on_board = [(p, r) for p, r in _read_all(leaderboard_results, "the leaderboard") if r.benchmark == spec.name]
         _check_oracles(spec.name, grid, names, chosen, on_board, report)
+        _check_versions(spec.name, chosen, [r for _, r in on_board if r.method not in names], strict, report)
         keep = set()
         for _, r in chosen:
             dest = record_path(leaderboard_results, r.benchmark, r.method, r.forget.spec, r.seed, r.config_hash)
@@ -206,6 +211,41 @@ def _check_oracles(benchmark: str, grid: set[tuple[str, int]], names: list[str],
         if orphans:
             report.notes.append(f"{orphans} leaderboard records of other methods now disagree with the new oracle "
                                 "and will be skipped until they are resubmitted")
+
+
+def version_differences(submitted: Iterable[ResultRecord], board: Iterable[ResultRecord]) -> list[str]:
+    """Each package whose version in `submitted` is not one of the `board` records' versions of it, as
+    'torch 2.14.1 (submitted) vs 2.15.0 (board)'; empty when the board has no records."""
+    on_board: dict[str, set[str]] = defaultdict(set)
+    for r in board:
+        for package, version in r.env.packages.items():
+            on_board[package].add(version)
+    if not on_board:
+        return []
+    theirs: dict[str, set[str]] = defaultdict(set)
+    for r in submitted:
+        for package in {*r.env.packages, *on_board}:
+            theirs[package].add(r.env.packages.get(package, "not recorded"))
+    out = []
+    for package in sorted(theirs):
+        other = sorted(theirs[package] - on_board.get(package, set()))
+        if other:
+            board_side = ", ".join(sorted(on_board.get(package, set()))) or "not recorded"
+            out.append(f"{package} {', '.join(other)} (submitted) vs {board_side} (board)")
+    return out
+
+
+def _check_versions(benchmark: str, chosen: list[tuple[Path, ResultRecord]], board: list[ResultRecord],
+                    strict: bool, report: SubmitReport) -> None:
+    """Warn about (or, `strict`, refuse) records made with package versions the board's other records were not."""
+    differences = version_differences([r for _, r in chosen], board)
+    if not differences:
+        return
+    if strict:
+        raise SubmissionRefused(f"submission to {benchmark} refused (--strict): package versions differ from the "
+                                f"leaderboard's: {_listing(differences)}")
+    report.warnings.append(f"package versions differ from the leaderboard's {benchmark} records: "
+                           f"{_listing(differences)}; its tables will mix them (pass --strict to refuse)")
 
 
 def _stamp(submitted_by: str | None, forgets: int, seeds: int, benchmark: str) -> dict:
