@@ -53,22 +53,27 @@ def board_order(tables: list[Table]) -> list[Table]:
     return sorted(tables, key=lambda t: (t.benchmark != DEFAULT_BENCHMARK, t.benchmark))
 
 
-def render(leaderboard_dir: Path, results_dir: Path | None = None) -> Build:
-    """Compute every output in memory from the records under `results_dir` (default: LEADERBOARD/results)."""
+UNDRAWN = b"undrawn"
+"""What stands for a plot's PNG when `render` is asked not to draw (`stale_outputs` compares plots by presence
+and index.html with its images masked, so neither needs the pixels)."""
+
+
+def render(leaderboard_dir: Path, results_dir: Path | None = None, draw: bool = True) -> Build:
+    """Compute every output in memory from the records under `results_dir` (default: LEADERBOARD/results); with
+    `draw` False every plot's bytes are UNDRAWN (the same plots exist, none is drawn)."""
     leaderboard_dir = Path(leaderboard_dir)
     results_dir = Path(results_dir) if results_dir is not None else leaderboard_dir / "results"
     collection = collect(results_dir)
     tables = board_order(summarize(collection.records))
-    styles = figures.method_styles(r.method for t in tables for r in t.methods)
+    styles = figures.method_styles(r.method for t in tables for r in t.methods) if draw else {}
     plots: dict[str, bytes] = {}
     for table in tables:
-        png = figures.tradeoff(table, styles)
-        if png is not None:
-            plots[plot_name(table.benchmark, table.forget)] = png
+        if figures.tradeoff_pairs(table):
+            plots[plot_name(table.benchmark, table.forget)] = figures.tradeoff(table, styles) if draw else UNDRAWN
     for benchmark in dict.fromkeys(t.benchmark for t in tables):
-        png = figures.gap_bars(benchmark, [t for t in tables if t.benchmark == benchmark], styles)
-        if png is not None:
-            plots[plot_name(benchmark)] = png
+        own = [t for t in tables if t.benchmark == benchmark]
+        if any(figures.gap_panels(own).values()):
+            plots[plot_name(benchmark)] = figures.gap_bars(benchmark, own, styles) if draw else UNDRAWN
     try:
         label = results_dir.resolve().relative_to(leaderboard_dir.resolve()).as_posix() + "/"
     except ValueError:
@@ -108,7 +113,7 @@ def stale_outputs(leaderboard_dir: Path, results_dir: Path | None = None) -> lis
     presence, and index.html with its embedded images masked; README.md and the CSV
     are compared byte for byte.
     """
-    build = render(leaderboard_dir, results_dir)
+    build = render(leaderboard_dir, results_dir, draw=False)
     leaderboard_dir = Path(leaderboard_dir)
     stale = []
     for name, content in build.outputs.items():

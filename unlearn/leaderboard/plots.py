@@ -4,7 +4,9 @@ Figures are drawn on matplotlib's Agg canvas without pyplot (no global state, no
 display needed) and saved without the 'Software' metadata entry, so the same tables
 give the same bytes with the same matplotlib build. Each method keeps one (colour,
 marker) pair in every figure of a board (`method_styles`), legends sit outside the
-axes, and intervals are clipped to the range their metric can take.
+axes, and intervals are clipped to the range their metric can take. matplotlib is imported
+only when a figure is drawn: `unlearn leaderboard --check` asks which figures exist (`tradeoff_pairs`,
+`gap_panels`) without drawing any.
 """
 
 from __future__ import annotations
@@ -12,14 +14,14 @@ from __future__ import annotations
 import io
 import math
 from collections.abc import Iterable, Mapping, Sequence
-
-from matplotlib import colormaps
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
+from typing import TYPE_CHECKING
 
 from unlearn.leaderboard.stats import Stat
 from unlearn.leaderboard.tables import HEADLINES, Table
 from unlearn.names import control_free
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 TRADEOFF_AXES = (("UA", "TA"), ("MIA-Efficacy", "RA"), ("UA", "Acc-r"))
 """(efficacy, specificity) pairs drawn when a table has both columns; the last is the generation track's
@@ -47,6 +49,8 @@ def plain(label: object) -> str:
 
 def png_bytes(fig: Figure) -> bytes:
     """A figure as PNG bytes, rendered without a display and without the 'Software' metadata entry."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
     FigureCanvasAgg(fig)
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=100, metadata={"Software": None})
@@ -55,6 +59,8 @@ def png_bytes(fig: Figure) -> bytes:
 
 def palette() -> list[tuple[float, float, float]]:
     """tab20's 20 colours, the ten dark ones first: no colour repeats among the first 20 methods."""
+    from matplotlib import colormaps
+
     colours = list(colormaps["tab20"].colors)
     return colours[0::2] + colours[1::2]
 
@@ -91,6 +97,19 @@ def tradeoff(table: Table, styles: Mapping[str, tuple] | None = None) -> bytes |
     return None if fig is None else png_bytes(fig)
 
 
+def tradeoff_pairs(table: Table) -> list[tuple[str, str]]:
+    """The (efficacy, specificity) panels `table` has both columns of: its trade-off figure exists when any."""
+    return [(x, y) for x, y in TRADEOFF_AXES if x in table.columns and y in table.columns]
+
+
+def gap_panels(tables: Sequence[Table]) -> dict[str, list]:
+    """Forget set -> the method rows with a finished `bar_column` mean: the gap figure exists when any has rows."""
+    column = bar_column(tables)
+    if column is None:
+        return {}
+    return {t.forget: [r for r in t.methods if r.stats[column].mean is not None] for t in tables}
+
+
 def tradeoff_figure(table: Table, styles: Mapping[str, tuple] | None = None) -> Figure | None:
     """One panel per (efficacy, specificity) pair: each method's mean with its 95 % CI over seeds (clipped to
     0–100), the oracle as a star, the original model as a cross; the legend under the panels.
@@ -98,9 +117,11 @@ def tradeoff_figure(table: Table, styles: Mapping[str, tuple] | None = None) -> 
     The closer a method sits to the star, the closer it behaves to retraining. None
     when the table has none of the pairs. `styles`: the board's `method_styles`.
     """
-    pairs = [(x, y) for x, y in TRADEOFF_AXES if x in table.columns and y in table.columns]
+    pairs = tradeoff_pairs(table)
     if not pairs:
         return None
+    from matplotlib.figure import Figure
+
     styles = styles if styles is not None else method_styles(r.method for r in table.methods)
     fig = Figure(figsize=(PANEL_WIDTH * len(pairs), 5.4), layout="constrained")
     axes = []
@@ -146,10 +167,11 @@ def gap_figure(benchmark: str, tables: Sequence[Table], styles: Mapping[str, tup
     set, best (lowest mean) on top, each bar with its 95 % CI over seeds (never below 0; cut at the axis, which
     ends at 1.5 × the largest mean) and its value written out. Methods without a finished seed in a table have no
     bar there."""
-    column = bar_column(tables)
-    rows = {t.forget: [r for r in t.methods if r.stats[column].mean is not None] for t in tables} if column else {}
-    if column is None or not any(rows.values()):
+    column, rows = bar_column(tables), gap_panels(tables)
+    if not any(rows.values()):
         return None
+    from matplotlib.figure import Figure
+
     styles = styles if styles is not None else method_styles(r.method for t in tables for r in t.methods)
     shown = [t for t in tables if rows[t.forget]]
     ncols = min(GAP_COLUMNS, len(shown))
