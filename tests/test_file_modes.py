@@ -11,13 +11,14 @@ import pytest
 import yaml
 
 from unlearn.cli import main
-from unlearn.spec import REPO_ROOT
+
+from conftest import FIXTURE_SPECS
 
 
 def tiny_spec(directory: Path) -> Path:
     """digits trained for one epoch and scored with accuracy and MIA-Efficacy only: permissions do not depend on
     how good the models are."""
-    data = yaml.safe_load((REPO_ROOT / "benchmarks" / "digits.yaml").read_text(encoding="utf-8"))
+    data = yaml.safe_load((FIXTURE_SPECS / "digits.yaml").read_text(encoding="utf-8"))
     data.update(name="digits-tiny", metrics=["accuracy", "mia-efficacy"], report_metrics=[])
     data["train"]["epochs"] = 1
     data.pop("evaluation", None)

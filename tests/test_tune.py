@@ -13,7 +13,9 @@ from unlearn import tune as tuning
 from unlearn.cli import main
 from unlearn.data.tensors import TensorData
 from unlearn.harness import Runner, Task, Workspace, choose_method, plan_grid
-from unlearn.spec import REPO_ROOT, load_benchmark, read_spec
+from unlearn.spec import load_benchmark, read_spec
+
+from conftest import FIXTURE_SPECS
 
 FAST = ["--grid", "lr=0.005,0.07", "--grid", "epochs=3", "--forget", "class:3", "--seeds", "0", "--no-progress"]
 
@@ -56,7 +58,7 @@ def test_the_choice_never_depends_on_the_test_set(tmp_path, digits_spec, digits_
 
 def test_tune_writes_the_choice_into_the_spec_keeping_its_comments(tmp_path, shared_cache, capsys):
     spec_path = tmp_path / "digits.yaml"
-    shutil.copy(REPO_ROOT / "benchmarks" / "digits.yaml", spec_path)
+    shutil.copy(FIXTURE_SPECS / "digits.yaml", spec_path)
     before = spec_path.read_text()
     code, out, err = run(capsys, "tune", "--method", "finetune", "--benchmark", str(spec_path), *FAST,
                          "--workdir", str(tmp_path), "--cache-dir", str(shared_cache))
@@ -81,7 +83,7 @@ def test_tune_writes_the_choice_into_the_spec_keeping_its_comments(tmp_path, sha
 
 def test_no_write_leaves_the_spec_alone(tmp_path, shared_cache, capsys):
     spec_path = tmp_path / "digits.yaml"
-    shutil.copy(REPO_ROOT / "benchmarks" / "digits.yaml", spec_path)
+    shutil.copy(FIXTURE_SPECS / "digits.yaml", spec_path)
     before = spec_path.read_bytes()
     code, _, err = run(capsys, "tune", "--method", "finetune", "--benchmark", str(spec_path), *FAST, "--no-write",
                        "--workdir", str(tmp_path), "--cache-dir", str(shared_cache))
@@ -102,7 +104,7 @@ def test_no_write_leaves_the_spec_alone(tmp_path, shared_cache, capsys):
 )
 def test_bad_tuning_requests_are_one_line_errors(tmp_path, shared_cache, capsys, args, message):
     spec_path = tmp_path / "digits.yaml"
-    shutil.copy(REPO_ROOT / "benchmarks" / "digits.yaml", spec_path)
+    shutil.copy(FIXTURE_SPECS / "digits.yaml", spec_path)
     before = spec_path.read_bytes()
     code, _, err = run(capsys, "tune", *args, "--benchmark", str(spec_path), "--workdir", str(tmp_path),
                        "--cache-dir", str(shared_cache), "--no-progress")
