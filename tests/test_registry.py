@@ -24,6 +24,7 @@ def test_unknown_method_suggests_the_closest_names():
 def test_import_path_methods_load():
     cls = resolve_method("plugin_methods:Spy")
     assert cls.__name__ == "Spy" and METHODS.origin("plugin_methods:Spy") == "import-path"
+    assert "plugin_methods:Spy" not in METHODS.names()  # resolved once, still not a listed name
 
 
 def test_bad_import_paths_are_user_errors():

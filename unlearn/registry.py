@@ -59,7 +59,8 @@ class Registry(Generic[T]):
 
     def names(self) -> list[str]:
         """All names available without an import path: built-ins and installed plugins."""
-        return sorted(set(self._items) | set(self._entry_points()))
+        listed = {name for name, origin in self._origins.items() if origin != "import-path"}  # not ones resolved
+        return sorted(listed | set(self._entry_points()))
 
     def origin(self, name: str) -> str:
         """Where `name` came from: 'builtin', 'entry-point <dist> <version>' or 'import-path'."""
