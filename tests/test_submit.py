@@ -51,7 +51,7 @@ def test_complete_grid_is_copied_with_provenance_and_replaces_earlier_records(ca
 @pytest.mark.parametrize(
     ("damage", "message"),
     [
-        (lambda runs: next(runs.rglob("finetune/seed2-*.json")).unlink(), "finetune: missing"),
+        (lambda runs: next((runs / "digits").rglob("finetune/seed2-*.json")).unlink(), "finetune: missing"),
         (lambda runs: _edit(runs, "finetune", lambda d: d.update(status="failed", error="boom", metrics={}, gaps={})),
          "failed (boom)"),
         (lambda runs: _edit(runs, "finetune", lambda d: d["hparams"].update(lr=0.5)),
@@ -106,8 +106,9 @@ def test_dry_run_checks_and_writes_nothing(capsys, runs, board):
 
 
 def _edit(runs: Path, method: str, change) -> None:
-    """Apply `change` to the JSON of one record of `method` (the first in path order)."""
-    path = sorted(runs.rglob(f"{method}/*.json"))[0]
+    """Apply `change` to the JSON of one digits record of `method` (the first in path order): the benchmark these
+    tests submit (finetune also has digits-vit records)."""
+    path = sorted((runs / "digits").rglob(f"{method}/*.json"))[0]
     data = json.loads(path.read_text())
     change(data)
     path.write_text(json.dumps(data))

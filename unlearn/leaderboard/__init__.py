@@ -1,6 +1,7 @@
 """The leaderboard: summary tables (tables), their statistics (stats), record collection (store), rendering
 (render), plots, build."""
 
+from unlearn.leaderboard import continual_table  # noqa: F401  (registers the continual table layout)
 from unlearn.leaderboard.stats import Stat
 from unlearn.leaderboard.tables import (
     AVG_GAP,

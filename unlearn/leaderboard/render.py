@@ -52,7 +52,8 @@ links to its documentation, and "paper" to the paper it comes from.
 Methods are compared seed by seed with a paired t test (each seed's records share their original
 model, oracle and forget set), at α = {ALPHA:g} with Holm's correction over the methods of a table.
 **Rank** orders the methods on Robust Gap (on Avg. Gap where a benchmark's records have no probe and
-relearn scores): rank 1 is the method with the lowest mean and every method not significantly
+relearn scores; a continual sequence's table, explained below it, on H after the last task, where higher
+is better): rank 1 is the method with the lowest mean and every method not significantly
 different from it; any other method ranks 1 + the number of methods with a lower mean. Rank 1 says
 the seeds cannot tell a method from the best, not that it is as good: with three seeds the test sees
 only large, steady differences, so read the intervals too. Rows follow the rank, then the mean.

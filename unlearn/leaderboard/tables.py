@@ -7,13 +7,18 @@ oracle (retrain) comes first, the original model second, then methods by rank on
 table's headline column (Robust Gap where the records have the probe and relearn scores,
 else Avg. Gap), then by its mean, then by name, so the order is stable. Ranks, bold and the
 comparison with the original model come from paired tests over seeds (unlearn.leaderboard.stats).
+
+A table's `Layout` chooses its columns, its headline, which columns are better higher or
+lower and the notes that explain them. The gap layout here is the default; a layout
+registered in LAYOUTS takes the tables whose records it claims (the continual sequences:
+unlearn.leaderboard.continual_table).
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Mapping, Sequence
+from typing import Callable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -75,13 +80,15 @@ class Row:
 
 @dataclass(frozen=True)
 class Table:
-    """Methods × columns for one (benchmark, forget set), ranked by `headline` (None: no gap column)."""
+    """Methods × columns for one (benchmark, forget set), ranked by `headline` (None: no gap column), laid out by
+    the layout registered as `layout`."""
 
     benchmark: str
     forget: str
     columns: tuple[str, ...]
     rows: tuple[Row, ...]
     headline: str | None = None
+    layout: str = "gap"
 
     def row(self, method: str) -> Row:
         return next(r for r in self.rows if r.method == method)
@@ -98,10 +105,7 @@ class Table:
     def notes(self) -> list[str]:
         """One-line notes that a reader of the table needs: what ± is, what it is ranked by, and why a row
         has no interval."""
-        out = []
-        if self.headline is not None:
-            why = "" if self.headline == ROBUST_GAP else " (these records have no probe and relearn scores)"
-            out.append(f"Ranked by {self.headline}{why}.")
+        out = layout_named(self.layout).notes(self)
         counts = [r.ok for r in self.methods] or [r.ok for r in self.rows]
         if counts and max(counts) <= 1:
             out.append("One seed: no interval and no test; rank and bold follow the means as shown.")
@@ -203,43 +207,107 @@ def _role(method: str) -> str:
     return {ORACLE: "oracle", ORIGINAL: "original", IDEAL_ORACLE: "ideal"}.get(method, "method")
 
 
-def column_scores(rows: Sequence[Row], column: str) -> Scores:
-    """Per method row, its per-seed score in `column`, lower is better: the value itself for Avg. Gap, Robust
-    Gap and run time, its negative where more is better, else the distance |value − oracle| to the oracle of
-    the same seed (seeds the oracle lacks are left out)."""
+class Layout:
+    """How a kind of table is laid out: the default, gap tables (a subclass registered in LAYOUTS lays out the
+    tables whose records it claims)."""
+
+    def claims(self, records: Sequence[ResultRecord]) -> bool:
+        """Whether the records of one (benchmark, forget set) take this layout."""
+        return True
+
+    def columns(self, records: Sequence[ResultRecord], benchmark_records: Sequence[ResultRecord],
+                fixed: Sequence[str] | None) -> list[str]:
+        """The table's columns: `fixed` when given, else the benchmark's `default_columns` (optional ones that no
+        row has are left out afterwards)."""
+        return list(fixed) if fixed else default_columns(benchmark_records)
+
+    def headline(self, shown: Sequence[str]) -> str | None:
+        """The column the table ranks by: the first of HEADLINES it shows."""
+        return next((c for c in HEADLINES if c in shown), None)
+
+    def direction(self, column: str) -> int:
+        """-1 where lower is better whatever the oracle does, +1 where higher is, 0 where closer to the oracle is."""
+        return -1 if column in LOWER_IS_BETTER else 1 if column in HIGHER_IS_BETTER else 0
+
+    def notes(self, table: Table) -> list[str]:
+        """Notes on the table's columns and ranking."""
+        if table.headline is None:
+            return []
+        why = "" if table.headline == ROBUST_GAP else " (these records have no probe and relearn scores)"
+        return [f"Ranked by {table.headline}{why}."]
+
+
+GAP_LAYOUT = Layout()
+LAYOUTS: dict[str, Layout] = {}
+"""Layouts other than the gap layout, by name, tried in registration order (`layout_for`)."""
+
+
+def register_layout(name: str) -> Callable[[type[Layout]], type[Layout]]:
+    """Class decorator: register an instance of a Layout subclass under `name`."""
+
+    def decorate(cls: type[Layout]) -> type[Layout]:
+        if name in LAYOUTS or name == "gap":
+            raise ValueError(f"table layout {name!r} is registered twice")
+        LAYOUTS[name] = cls()
+        return cls
+
+    return decorate
+
+
+def layout_for(records: Sequence[ResultRecord]) -> str:
+    """The name of the first registered layout that claims `records`, else 'gap'."""
+    return next((name for name, layout in LAYOUTS.items() if layout.claims(records)), "gap")
+
+
+def layout_named(name: str) -> Layout:
+    return LAYOUTS.get(name, GAP_LAYOUT)
+
+
+def column_scores(rows: Sequence[Row], column: str, layout: Layout = GAP_LAYOUT) -> Scores:
+    """Per method row, its per-seed score in `column`, lower is better: the value itself where lower is better
+    (Avg. Gap, Robust Gap, run time), its negative where higher is (`Layout.direction`), else the distance
+    |value − oracle| to the oracle of the same seed (seeds the oracle lacks are left out)."""
     oracle = next((r for r in rows if r.role == "oracle"), None)
     reference = oracle.values.get(column, {}) if oracle is not None else {}
+    direction = layout.direction(column)
     scores: dict[str, dict[int, float]] = {}
     for r in rows:
         values = r.values.get(column, {})
         if r.role != "method" or not values:
             continue
-        if column in LOWER_IS_BETTER:
+        if direction < 0:
             scores[r.method] = dict(values)
-        elif column in HIGHER_IS_BETTER:
+        elif direction > 0:
             scores[r.method] = {s: -v for s, v in values.items()}
         elif reference:
             scores[r.method] = {s: abs(v - reference[s]) for s, v in values.items() if s in reference}
     return {m: v for m, v in scores.items() if v}
 
 
-def _judge(rows: list[Row], columns: Sequence[str], headline: str | None) -> list[Row]:
+def _judge(rows: list[Row], columns: Sequence[str], headline: str | None, layout: Layout) -> list[Row]:
     """Bold, per column, the best method and every method not significantly different from it; rank the
-    methods on the headline and compare each with the original model there. Reference rows are never marked."""
+    methods on the headline and compare each with the original model there (on values turned lower-is-better
+    where the headline is better higher). Reference rows are never marked."""
     best: dict[str, set[str]] = {r.method: set() for r in rows}
     for col in columns:
-        for method, rank in ranks(column_scores(rows, col)).items():
+        for method, rank in ranks(column_scores(rows, col, layout)).items():
             if rank == 1:
                 best[method].add(col)
     rank: dict[str, int] = {}
     to_best: dict[str, Comparison] = {}
     versus: dict[str, Comparison] = {}
     if headline is not None:
-        rank, to_best = ranking(column_scores(rows, headline))
+        rank, to_best = ranking(column_scores(rows, headline, layout))
         original = next((r for r in rows if r.role == "original"), None)
         if original is not None and original.values.get(headline):
-            methods = {r.method: r.values[headline] for r in rows if r.role == "method" and r.values.get(headline)}
-            versus = compare(methods, original.values[headline])
+            sign = -1.0 if layout.direction(headline) > 0 else 1.0
+
+            def lower_better(values: Mapping[int, float]) -> dict[int, float]:
+                return {s: sign * v for s, v in values.items()}
+
+            methods = {r.method: lower_better(r.values[headline])
+                       for r in rows if r.role == "method" and r.values.get(headline)}
+            versus = compare(methods, lower_better(original.values[headline]))
     return [Row(r.method, r.role, r.stats, r.ok, r.runs, frozenset(best[r.method]), r.values, rank.get(r.method),
                 to_best.get(r.method), versus.get(r.method)) for r in rows]
 
@@ -263,7 +331,8 @@ def summarize(records: Sequence[ResultRecord], columns: Sequence[str] | None = N
 
     `ok` counts the seeds that finished out of those run; failed seeds are left out
     of the statistics. Robust Gap, its attacks and a forget set's own metrics are left
-    out of a table none of whose rows has them.
+    out of a table none of whose rows has them. Each table's layout (`layout_for` its
+    records) chooses its columns from `columns` and its records, and its headline.
     """
     if not records:
         return []
@@ -273,20 +342,24 @@ def summarize(records: Sequence[ResultRecord], columns: Sequence[str] | None = N
     frame = pd.concat([records_frame(records), pd.DataFrame(_reference_rows(records))], ignore_index=True)
     tables = []
     for (benchmark, forget), part in frame.groupby(["benchmark", "forget"], sort=False):
-        columns = fixed or default_columns([r for r in records if r.benchmark == benchmark])  # its own metrics
+        mine = [r for r in records if r.benchmark == benchmark and r.forget.spec == forget]
+        name = layout_for(mine)
+        layout = layout_named(name)
+        columns = layout.columns(mine, [r for r in records if r.benchmark == benchmark], fixed)  # its own metrics
         rows = [_row(method, part[part["method"] == method], columns) for method in dict.fromkeys(part["method"])]
         shown = tuple(c for c in columns if c not in optional or any(row.stats[c].mean is not None for row in rows))
-        headline = next((c for c in HEADLINES if c in shown), None)
-        rows = _judge(rows, shown, headline)
+        headline = layout.headline(shown)
+        rows = _judge(rows, shown, headline, layout)
+        sign = -1.0 if headline is not None and layout.direction(headline) > 0 else 1.0
 
-        def order(row: Row, headline: str | None = headline) -> tuple:
+        def order(row: Row, headline: str | None = headline, sign: float = sign) -> tuple:
             mean = row.stats[headline].mean if headline is not None else None
             return ({"oracle": 0, "ideal": 1, "original": 2}.get(row.role, 3),
                     row.rank if row.rank is not None else math.inf,
-                    mean if mean is not None else math.inf, row.method)
+                    sign * mean if mean is not None else math.inf, row.method)
 
         rows.sort(key=order)
-        tables.append(Table(str(benchmark), str(forget), shown, tuple(rows), headline))
+        tables.append(Table(str(benchmark), str(forget), shown, tuple(rows), headline, name))
     return tables
 
 
