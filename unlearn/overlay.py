@@ -22,7 +22,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from unlearn.errors import UserError, validation_problem
 from unlearn.names import brief
 from unlearn.spec import BenchmarkSpec
-from unlearn.yaml_input import load_document
+from unlearn.yaml_input import load_document, read_text
 
 OVERLAY_DIR = "hparams"
 """The folder under a workdir that holds its overlays, one `<benchmark>.yaml` each (not under `benchmarks/`,
@@ -55,13 +55,7 @@ def new_overlay(benchmark: str) -> str:
 
 def read_overlay(path: Path, spec: BenchmarkSpec) -> dict[str, dict[str, Any]]:
     """The tuned values of the overlay file `path` for `spec` (see `parse_overlay`)."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise UserError(f"{path}: cannot read hyperparameter overlay ({exc.strerror or exc})") from None
-    except UnicodeDecodeError as exc:
-        raise UserError(f"{path}: not a hyperparameter overlay (not UTF-8 text: byte {exc.start})") from None
-    return parse_overlay(text, path, spec)
+    return parse_overlay(read_text(path, "hyperparameter overlay"), path, spec)
 
 
 def parse_overlay(text: str, where: Path | str, spec: BenchmarkSpec) -> dict[str, dict[str, Any]]:

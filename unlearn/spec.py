@@ -24,7 +24,7 @@ from unlearn.errors import UserError, validation_problem
 from unlearn.names import BENCHMARK_NAME, name_problem
 from unlearn.registry import did_you_mean
 from unlearn.shipped import BENCHMARKS, shipped_dir
-from unlearn.yaml_input import load_document
+from unlearn.yaml_input import load_document, read_text
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 """The folder holding the package: a checkout's root, or site-packages when installed (see unlearn.shipped for the
@@ -306,13 +306,7 @@ def available_benchmarks() -> dict[str, Path]:
 
 def read_spec(path: Path) -> BenchmarkSpec:
     """Parse and validate one spec file; raise UserError with the file and the first problem."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise UserError(f"{path}: cannot read benchmark spec ({exc.strerror or exc})") from None
-    except UnicodeDecodeError as exc:
-        raise UserError(f"{path}: not a benchmark spec (not UTF-8 text: byte {exc.start})") from None
-    spec = parse_spec(text, path)
+    spec = parse_spec(read_text(path, "benchmark spec"), path)
     spec._source_dir = path.resolve().parent
     return spec
 

@@ -10,6 +10,7 @@ scalars only: numbers, booleans, null or strings, never a collection, alias or t
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import yaml
@@ -97,3 +98,13 @@ def parse_scalar(text: str, where: str) -> Any:
     if node.tag.endswith((":binary", ":set", ":omap", ":pairs")) or not isinstance(value, SCALARS):
         return text
     return value
+
+
+def read_text(path: Path, what: str) -> str:
+    """The UTF-8 text of the file `path`, a `what` (e.g. "benchmark spec"); one-line UserError when unreadable."""
+    try:
+        return Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise UserError(f"{path}: cannot read {what} ({exc.strerror or exc})") from None
+    except UnicodeDecodeError as exc:
+        raise UserError(f"{path}: not a {what} (not UTF-8 text: byte {exc.start})") from None
