@@ -139,10 +139,10 @@ def test_every_built_in_metric_key_and_method_is_described():
     from unlearn.methods import METHODS
     from unlearn.metrics import METRICS
 
-    for name in [n for n in METRICS.names() if METRICS.origin(n) == "builtin"]:  # not plugins other tests loaded
+    for name in METRICS.builtin_names():  # not plugins installed or loaded by other tests
         missing = [k for k in METRICS.get(name).produces if k not in glossary.COLUMNS.get(name, {})]
         assert not missing, f"metric {name!r}: no glossary entry for {missing}"
-    for name in [n for n in METHODS.names() if METHODS.origin(n) == "builtin"]:
+    for name in METHODS.builtin_names():
         cls = METHODS.get(name)
         assert cls.paper is not None or name == "retrain", f"method {name!r} has no paper URL"
         doc, _, anchor = cls.docs.partition("#")

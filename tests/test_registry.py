@@ -39,7 +39,7 @@ def test_bad_import_paths_are_user_errors():
 def test_entry_point_plugins_are_found(monkeypatch):
     ep = EntryPoint(name="spy-plugin", value="plugin_methods:ForgetOnlySpy", group="unlearn.methods")
     monkeypatch.setattr(unlearn.registry, "entry_points", lambda group: [ep] if group == "unlearn.methods" else [])
-    assert "spy-plugin" in METHODS.names()
+    assert "spy-plugin" in METHODS.names() and "spy-plugin" not in METHODS.builtin_names()
     assert resolve_method("spy-plugin").__name__ == "ForgetOnlySpy"
     assert METHODS.origin("spy-plugin").startswith("entry-point")
 

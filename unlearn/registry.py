@@ -62,6 +62,10 @@ class Registry(Generic[T]):
         listed = {name for name, origin in self._origins.items() if origin != "import-path"}  # not ones resolved
         return sorted(listed | set(self._entry_points()))
 
+    def builtin_names(self) -> list[str]:
+        """The names registered by this package itself (not installed plugins, not import paths)."""
+        return sorted(name for name, origin in self._origins.items() if origin == "builtin")
+
     def origin(self, name: str) -> str:
         """Where `name` came from: 'builtin', 'entry-point <dist> <version>' or 'import-path'."""
         self.get(name)
