@@ -52,7 +52,7 @@ def test_an_installed_wheel_lists_and_runs_the_shipped_benchmarks_away_from_the_
     wheel = build_wheel(tmp_path)
     with zipfile.ZipFile(wheel) as archive:
         shipped = {n for n in archive.namelist() if n.startswith(SHIPPED)}
-    assert shipped == committed_files()  # every spec and manifest, and not benchmarks/'s scripts
+    assert shipped == committed_files()  # every spec and manifest, and nothing else
 
     project = tmp_path / "project"  # an installation inside some other git repository, as a project's venv is
     git = ["git", "-C", str(project), "-c", "user.name=t", "-c", "user.email=t@example.org"]

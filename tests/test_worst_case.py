@@ -173,7 +173,7 @@ def test_committed_digits_worst_case_sets_belong_to_the_current_original_models(
     from unlearn.spec import REPO_ROOT
 
     committed = sorted((REPO_ROOT / "data/forget-sets/digits/digits").glob("*.json"))
-    assert committed, "benchmarks/worst_case.py's sets are committed"
+    assert committed, "scripts/worst_case.py's sets are committed"
     monkeypatch.setattr(worst_case_module, "select", lambda *a, **k: pytest.fail("a committed set was rebuilt"))
     shutil.copytree(REPO_ROOT / "data/forget-sets", tmp_path / "forget-sets")  # a failure never touches the repo
     workspace = Workspace.at(tmp_path, forget_dir=tmp_path / "forget-sets")

@@ -127,7 +127,7 @@ class UnitDone:
 
 @dataclass
 class ExecutorStats:
-    """Where a run's time went, for `benchmarks/executor_speedup.py` (seconds; per-worker lists)."""
+    """Where a run's time went, for `scripts/executor_speedup.py` (seconds; per-worker lists)."""
 
     startup: float = 0.0
     """Starting the pool or connecting to Ray, in the parent."""

@@ -2,7 +2,7 @@
 
 They live where the repository keeps them, benchmarks/*.yaml and data/forget-sets/**.json; `unlearn/_shipped/`
 holds two relative symbolic links to those folders, and pyproject.toml's package data copies the YAML and JSON
-files behind them (never the benchmark scripts) into a wheel. So a checkout (editable or on PYTHONPATH) and an
+files behind them (nothing else; scripts/ stays out) into a wheel. So a checkout (editable or on PYTHONPATH) and an
 installed wheel find them at the same place, read through importlib.resources, and a checkout reads its own,
 current files. Shipped files are read, never written: a run's own manifests go to its workdir.
 """

@@ -1,6 +1,6 @@
 """Start-up time of the commands a user types most, against `python -c pass`.
 
-    python benchmarks/startup.py [--repeats 5]
+    python scripts/startup.py [--repeats 5]
 
 Each command runs in a fresh interpreter, as from the shell, `--repeats` times; the median wall
 time is printed with the interpreter's own start-up subtracted, and whether the command imported

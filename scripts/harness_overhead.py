@@ -1,6 +1,6 @@
 """Where does the default digits grid's wall time go, and how much of it is the harness's own?
 
-    python benchmarks/harness_overhead.py [--workdir DIR]
+    python scripts/harness_overhead.py [--workdir DIR]
 
 Runs the default `digits` grid in this process twice into fresh results directories: cold (an empty
 model cache: original models and oracles are trained) and warm (models cached, every method runs

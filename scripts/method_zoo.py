@@ -1,6 +1,6 @@
 """The method zoo on digits: every method of the grid, random 10 % and class-wise forgetting, 3 seeds.
 
-    python benchmarks/method_zoo.py [--workdir DIR] [--results DIR]
+    python scripts/method_zoo.py [--workdir DIR] [--results DIR]
 
 Runs (or reuses) the digits grid with the benchmark's tuned hyperparameters, prints
 UA, RA, TA, MIA-Efficacy, Avg. Gap and run time (mean ± 95 % CI half-width over seeds) next to the

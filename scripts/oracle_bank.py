@@ -6,8 +6,8 @@ split with the benchmark's recipe, at seeds derive_seed(0, "oracle-bank", str(i)
 cell's TA: the test set without class 3. Members of the same seed should agree across modes: exactly
 for the process pool (same kernels, one thread each), to rounding for vmap.
 
-    python benchmarks/oracle_bank.py                      # N=64, both models, 30 epochs
-    python benchmarks/oracle_bank.py --model mlp --n 16
+    python scripts/oracle_bank.py                      # N=64, both models, 30 epochs
+    python scripts/oracle_bank.py --model mlp --n 16
 """
 
 from __future__ import annotations

@@ -13,7 +13,7 @@ and is classified:
   event-handler attribute (skipped, and said, when no Chromium is installed).
 The sweep passes when tracebacks, hangs, stray files and page scripts are all zero.
 
-    python benchmarks/hostile_sweep.py [--jobs 2] [--timeout 120] [--only SUBSTRING] [--keep DIR]
+    python scripts/hostile_sweep.py [--jobs 2] [--timeout 120] [--only SUBSTRING] [--keep DIR]
 """
 
 from __future__ import annotations
@@ -143,7 +143,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{len(chosen)} hostile inputs, {args.jobs} at a time, {args.timeout:.0f} s each at most; sandbox {sandbox}",
           file=sys.stderr)
     start = time.perf_counter()
-    watched = {name: snapshot(REPO / name) for name in ("leaderboard", "benchmarks", "data", "unlearn")}
+    watched = {name: snapshot(REPO / name) for name in ("leaderboard", "benchmarks", "scripts", "data", "unlearn")}
     with ThreadPoolExecutor(args.jobs) as pool:
         outcomes = list(pool.map(lambda nc: run_case(*nc, sandbox, args.timeout), enumerate(chosen)))
     outside = [f"{name}/{path}" for name, before in watched.items() for path, stamp in snapshot(REPO / name).items()

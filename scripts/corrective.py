@@ -1,6 +1,6 @@
 """Corrective unlearning on digits: which methods remove a manipulation, at which identified fraction?
 
-    python benchmarks/corrective.py [--manipulation poison:0.1] [--identified 0.1,0.25,0.5,1]
+    python scripts/corrective.py [--manipulation poison:0.1] [--identified 0.1,0.25,0.5,1]
                                     [--methods retrain,finetune,...] [--seeds 0,1,2] [--workdir DIR]
                                     [--plot asr.png]
 

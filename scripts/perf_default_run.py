@@ -1,6 +1,6 @@
 """Time a benchmark's whole default grid with the real console command, in three states.
 
-    python benchmarks/perf_default_run.py [--benchmark digits|mnist1d] [-- extra `unlearn run` options]
+    python scripts/perf_default_run.py [--benchmark digits|mnist1d] [-- extra `unlearn run` options]
 
 1. cold: empty workspace, so original models, oracles and forget sets are built
    (targets on 2 CPU cores: digits, 17 methods × 2 forget sets × 3 seeds, < 2 min;

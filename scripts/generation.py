@@ -1,6 +1,6 @@
 """The generation track on digits-ddpm: does a class-conditional DDPM forget a class, and what does it cost?
 
-    python benchmarks/generation.py [--methods retrain,diffusion-salun,sfd,...] [--seeds 0,1,2]
+    python scripts/generation.py [--methods retrain,diffusion-salun,sfd,...] [--seeds 0,1,2]
                                     [--forget class:3] [--workdir DIR] [--keep DIR]
 
 Runs the digits-ddpm grid (default: its methods, class:3, seeds 0, 1, 2) and prints, per method,

@@ -1,7 +1,7 @@
 """Speed-up of the process pool and of Ray over a serial run of a digits grid, and where the time goes.
 
-    python benchmarks/executor_speedup.py                 # the default grid: 17 methods x 2 forget sets x 3 seeds
-    python benchmarks/executor_speedup.py --seeds 0 --cold
+    python scripts/executor_speedup.py                 # the default grid: 17 methods x 2 forget sets x 3 seeds
+    python scripts/executor_speedup.py --seeds 0 --cold
 
 Each run is a fresh Python process, as `unlearn run` is, writing into a fresh results directory; its wall
 time is that of `Runner.run` (the pool's or Ray's start and stop included; the interpreter's own imports and

@@ -1,7 +1,7 @@
 """Time per-example ε (the NeurIPS 2023 competition's forgetting score) in seconds per forget example.
 
-    python benchmarks/epsilon_speed.py                      # N = 64 and 512, 1000 examples each
-    python benchmarks/epsilon_speed.py --models 64 --examples 200 --literal-examples 3
+    python scripts/epsilon_speed.py                      # N = 64 and 512, 1000 examples each
+    python scripts/epsilon_speed.py --models 64 --examples 200 --literal-examples 3
 
 The issue's target is well under 0.06 s per example; the competition's own code took 0.6-1.1 s per example at
 N = 64. Confidences are random log-odds: the two sides are normal samples with random per-example means and

@@ -1,6 +1,6 @@
 """Is forgetting shallow? Random-label forgetting of a whole digits class, seen by probes and relearning.
 
-    python benchmarks/probe_recovery.py [--methods random-label,salun,...] [--seeds 0,1,2] [--workdir DIR]
+    python scripts/probe_recovery.py [--methods random-label,salun,...] [--seeds 0,1,2] [--workdir DIR]
 
 Runs the chosen methods on the class-wise digits forget set (class:3) and prints, next
 to the original model and the oracle (mean ± 95 % CI half-width over seeds):

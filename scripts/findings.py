@@ -1,6 +1,6 @@
 """The published findings this suite's methods come with, checked on seeds no spec was tuned on.
 
-    python benchmarks/findings.py [--workdir DIR] [--only CLAIM,...] [--markdown FILE]
+    python scripts/findings.py [--workdir DIR] [--only CLAIM,...] [--markdown FILE]
 
 Every claim names the cells it needs. They run through the ordinary harness into
 DIR/data/findings (resumable; the model cache is DIR/data/cache). A committed

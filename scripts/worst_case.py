@@ -1,6 +1,6 @@
 """Do worst-case forget sets challenge methods more than random ones? (digits)
 
-    python benchmarks/worst_case.py [--methods finetune,random-label] [--seeds 0,1,2] [--fraction 0.1]
+    python scripts/worst_case.py [--methods finetune,random-label] [--seeds 0,1,2] [--fraction 0.1]
                                     [--hparam METHOD.NAME=VALUE ...] [--workdir DIR]
 
 For each seed it builds (or reuses, from WORKDIR/data/forget-sets/digits/digits/) the

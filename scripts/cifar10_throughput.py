@@ -1,7 +1,7 @@
 """Throughput of the CIFAR-10 ResNet-18 training step (images per second), through `unlearn.train.fit`.
 
-    python benchmarks/cifar10_throughput.py                          # batch 128, 10 timed steps, --device auto
-    python benchmarks/cifar10_throughput.py --device cpu --steps 3 --batch 32
+    python scripts/cifar10_throughput.py                          # batch 128, 10 timed steps, --device auto
+    python scripts/cifar10_throughput.py --device cpu --steps 3 --batch 32
 
 Pipelines, each timed over the same number of optimiser steps after a warm-up:
 - on-device: the images live on the device and crop-flip (pad 4, random crop, random flip) runs there, as the

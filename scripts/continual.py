@@ -1,6 +1,6 @@
 """Continual forgetting on digits-vit: GS-LoRA, GS-LoRA++ and the comparison methods, task by task.
 
-    python benchmarks/continual.py [--methods gs-lora,gs-lora-plus,finetune,...] [--seeds 0,1,2]
+    python scripts/continual.py [--methods gs-lora,gs-lora-plus,finetune,...] [--seeds 0,1,2]
                                    [--forget continual:3x2,continual:3x2:shots=4] [--workdir DIR]
 
 Runs the digits-vit benchmark's continual sequences (3 tasks of 2 classes, class order

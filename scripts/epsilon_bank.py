@@ -1,6 +1,6 @@
 """Per-example scores on digits: the ε score (NeurIPS 2023 competition) and U-LiRA, from banks of N models.
 
-    python benchmarks/epsilon_bank.py [--n 64] [--forget random:0.1] [--seed 0] [--methods ...] [--workdir DIR]
+    python scripts/epsilon_bank.py [--n 64] [--forget random:0.1] [--seed 0] [--methods ...] [--workdir DIR]
 
 For one cell it trains (or loads from the workdir's cache) the oracle bank (N retrained
 oracles), a bank of N runs per method and N unlearned shadows per method, then prints per
