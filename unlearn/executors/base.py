@@ -37,7 +37,7 @@ import math
 import os
 import time
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Any, Iterable, Iterator
+from typing import TYPE_CHECKING, Any, ClassVar, Iterable, Iterator
 
 from unlearn.errors import UserError
 
@@ -232,16 +232,17 @@ class Executor:
     """Runs a grid's work units and yields a `CellDone` for each cell as its record is written."""
 
     name = ""
+    takes_address: ClassVar[bool] = False
+    """Whether it runs on a cluster named by `--address` (Ray)."""
+    takes_options: ClassVar[bool] = False
+    """Whether it takes `--slurm KEY=VALUE` options (SLURM)."""
 
     def __init__(self, jobs: int | None = None, address: str | None = None, options: dict[str, Any] | None = None):
-        from unlearn.executors.ray import RayExecutor
-        from unlearn.executors.slurm import SlurmExecutor
-
         if jobs is not None and jobs < 1:
             raise UserError(f"--jobs must be at least 1, not {jobs}")
-        if address is not None and type(self) is not RayExecutor:
+        if address is not None and not self.takes_address:
             raise UserError(f"--address names a Ray cluster; use it with --executor ray, not {self.name}")
-        if options and type(self) is not SlurmExecutor:
+        if options and not self.takes_options:
             raise UserError(f"--slurm sets options of SLURM jobs; use it with --executor slurm, not {self.name}")
         self.jobs = jobs
         self.address = address

@@ -40,6 +40,7 @@ class RayExecutor(_Parallel):
     instance of `jobs` CPUs (default: all) started for the run."""
 
     name = "ray"
+    takes_address = True
     worker = "Ray worker"
 
     def __init__(self, jobs: int | None = None, address: str | None = None, options: dict[str, Any] | None = None):

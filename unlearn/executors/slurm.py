@@ -46,6 +46,7 @@ class SlurmExecutor(_Parallel):
     """
 
     name = "slurm"
+    takes_options = True
     worker = "SLURM job"
     poll_seconds = 1.0
 
