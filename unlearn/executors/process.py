@@ -9,6 +9,7 @@ import time
 from collections import deque
 from typing import TYPE_CHECKING, Any, Iterable, Iterator
 
+from unlearn.device import cpu_count
 from unlearn.executors.base import CellDone, ExecutorStats, UnitDone, WorkUnit, split_units
 from unlearn.executors.worker import Payload, _Parallel, _pickled, _Running, exit_reason, pack, unit_events
 
@@ -34,14 +35,6 @@ def _process_main(payload: Payload, conn: Any) -> None:
             return
         for event in unit_events(payload, unit_blob):
             conn.send(event)
-
-
-def _cpu_count() -> int:
-    """CPUs this process may run on."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
 
 
 def _pool_context() -> Any:
@@ -77,7 +70,7 @@ class ProcessExecutor(_Parallel):
 
     def __init__(self, jobs: int | None = None, address: str | None = None, options: dict[str, Any] | None = None):
         super().__init__(jobs, address, options)
-        self.workers = jobs or _cpu_count()
+        self.workers = jobs or cpu_count()
 
     def describe(self) -> str:
         return f"a pool of {self.workers} worker processes"

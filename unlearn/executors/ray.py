@@ -7,9 +7,9 @@ import socket
 import time
 from typing import TYPE_CHECKING, Any, Iterable, Iterator
 
+from unlearn.device import cpu_count
 from unlearn.errors import UserError
 from unlearn.executors.base import CellDone, ExecutorStats, WorkUnit, split_units
-from unlearn.executors.process import _cpu_count
 from unlearn.executors.worker import Payload, _Parallel, _pickled, _Running, pack, unit_events
 
 if TYPE_CHECKING:
@@ -55,7 +55,7 @@ class RayExecutor(_Parallel):
     def describe(self) -> str:
         if self.address is not None:
             return f"Ray tasks on the cluster at {self.address}"
-        return f"Ray tasks on a local instance of {self.jobs or _cpu_count()} CPUs"
+        return f"Ray tasks on a local instance of {self.jobs or cpu_count()} CPUs"
 
     def _connect(self, ray: Any) -> bool:
         """Connect to the cluster or start a local instance, unless Ray is already initialised; True if we did."""
@@ -66,7 +66,7 @@ class RayExecutor(_Parallel):
             if self.address is not None:
                 ray.init(address=self.address, **options)
             else:
-                ray.init(address="local", num_cpus=self.jobs or _cpu_count(), **options)
+                ray.init(address="local", num_cpus=self.jobs or cpu_count(), **options)
         except Exception as exc:  # an unreachable address, a cluster without our token, a clash of versions
             where = f"connect to the Ray cluster at {self.address}" if self.address else "start a local Ray instance"
             raise UserError(f"cannot {where}: {type(exc).__name__}: {(str(exc) or '?').splitlines()[0]}") from None
