@@ -15,7 +15,8 @@ from typing import Any
 
 import torch
 
-from unlearn.executors import CellDeferred, ProcessExecutor, WorkUnit, _Running
+from unlearn.executors import CellDeferred, ProcessExecutor, WorkUnit
+from unlearn.executors.worker import _Running
 from unlearn.harness import Runner, Workspace, load_task, plan_grid
 from unlearn.leaderboard import summarize
 from unlearn.provenance import environment

@@ -1,4 +1,5 @@
-"""Resolve `--device auto|cpu|cuda[:N]|mps` to a torch.device, and size the process's CPU thread pools."""
+"""Resolve `--device auto|cpu|cuda[:N]|mps` to a torch.device, count the CPUs this process may use, and size its
+CPU thread pools."""
 
 from __future__ import annotations
 
@@ -23,6 +24,14 @@ def resolve_device(name: str = "auto") -> torch.device:
     if device.type == "mps" and not torch.backends.mps.is_available():
         raise UserError(f"device {name!r} requested but MPS is not available; use --device cpu or auto")
     return device
+
+
+def cpu_count() -> int:
+    """CPUs this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
 
 
 def configure_threads(device: torch.device, threads: int | None) -> None:
