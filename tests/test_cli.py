@@ -143,3 +143,25 @@ def test_console_script_runs_as_a_real_process(tmp_path):
     helped = subprocess.run([sys.executable, "-m", "unlearn", "run", "--help"], capture_output=True, text=True,
                             timeout=120)
     assert helped.returncode == 0 and "random:F" in helped.stdout and "--data-root" in helped.stdout
+
+
+def test_print_table_aligns_pads_and_refuses_a_row_of_the_wrong_length(capsys):
+    from unlearn.cli.options import print_table
+
+    print_table([("name", "n", "note"), ("a-long-name", 7, "free text")], [-6, 4, None], sep=("", "  "), indent="> ")
+    assert capsys.readouterr().out == "> name     n  note\n> a-long-name   7  free text\n"
+    print_table(iter([]), [-6, 4])
+    assert capsys.readouterr().out == ""  # no rows, not even an empty line
+    with pytest.raises(ValueError):
+        print_table([("only one cell",)], [-6, 4])
+
+
+def test_help_and_the_listings_of_specs_never_import_torch():
+    """`import unlearn.cli` stays cheap: each command imports what it needs when it runs."""
+    code = ("import sys\nfrom unlearn.cli import main\n"
+            "assert main(['benchmarks']) == 0 and main(['run', '--help']) == 0\n"
+            "heavy = {'torch', 'sklearn', 'matplotlib', 'unlearn.harness'} & set(sys.modules)\n"
+            "assert not heavy, heavy\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
+                          env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])})
+    assert done.returncode == 0, done.stderr[-2000:]
