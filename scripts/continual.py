@@ -28,7 +28,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import torch  # noqa: E402
 
-from unlearn.harness import Runner, Task, Workspace, plan_grid  # noqa: E402
+from unlearn.harness import Grid, Workspace, load_kind, plan_grid  # noqa: E402
 from unlearn.spec import load_benchmark  # noqa: E402
 
 KEYS = ("Acc_f", "Acc_r", "Acc_o", "H")
@@ -54,12 +54,12 @@ def main() -> None:
     methods = args.methods.split(",") if args.methods else None
     forgets = args.forget.split(",") if args.forget else None
     seeds = [int(s) for s in args.seeds.split(",")]
-    task = Task.load(spec, Workspace.at(args.workdir), torch.device("cpu"))
+    task = load_kind(spec, Workspace.at(args.workdir), torch.device("cpu"))
     began = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
         plan = plan_grid(spec, methods, forgets, seeds)
-        task.check(plan)
-        records = Runner(plan, task, Workspace.at(args.workdir, results_dir=Path(tmp) / "runs"), progress=True).run().records
+        task.check(plan.forgets, plan.methods)
+        records = Grid(plan, task, Workspace.at(args.workdir, results_dir=Path(tmp) / "runs"), progress=True).run().records
     wall = time.perf_counter() - began
     failed = [r for r in records if r.status != "ok"]
     ok = [r for r in records if r.status == "ok"]

@@ -30,7 +30,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import torch  # noqa: E402
 
-from unlearn.harness import Runner, Task, Workspace, plan_grid  # noqa: E402
+from unlearn.harness import Grid, Workspace, load_kind, plan_grid  # noqa: E402
 from unlearn.results import ORACLE  # noqa: E402
 from unlearn.spec import load_benchmark  # noqa: E402
 
@@ -57,12 +57,12 @@ def main() -> None:
     forgets = {f: f"corrective:{args.manipulation}:{f}" for f in fractions}
 
     spec = load_benchmark("digits")
-    task = Task.load(spec, Workspace.at(args.workdir), torch.device("cpu"))
+    task = load_kind(spec, Workspace.at(args.workdir), torch.device("cpu"))
     with tempfile.TemporaryDirectory() as tmp:
         workspace = Workspace.at(args.workdir, results_dir=Path(tmp) / "runs")
         plan = plan_grid(spec, methods, list(forgets.values()), seeds)
-        task.check(plan)
-        records = Runner(plan, task, workspace, progress=True).run().records
+        task.check(plan.forgets, plan.methods)
+        records = Grid(plan, task, workspace, progress=True).run().records
     forget_text = {f: plan.forgets[i].text for i, f in enumerate(fractions)}
 
     def mean(values: list[float]) -> float | None:

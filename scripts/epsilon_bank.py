@@ -25,7 +25,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import torch  # noqa: E402
 
-from unlearn.harness import Runner, Task, Workspace, plan_grid  # noqa: E402
+from unlearn.harness import Grid, Workspace, load_kind, plan_grid  # noqa: E402
 from unlearn.leaderboard import format_text, summarize  # noqa: E402
 from unlearn.spec import BankSettings, EvaluationSettings, load_benchmark  # noqa: E402
 
@@ -56,9 +56,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         workspace = Workspace.at(args.workdir, results_dir=Path(tmp))
         plan = plan_grid(spec, methods, [args.forget], [args.seed])
-        task = Task.load(spec, workspace, torch.device("cpu"))
-        task.check(plan)
-        records = Runner(plan, task, workspace, progress=True, log=print).run().records
+        task = load_kind(spec, workspace, torch.device("cpu"))
+        task.check(plan.forgets, plan.methods)
+        records = Grid(plan, task, workspace, progress=True, log=print).run().records
     failed = [r for r in records if r.status != "ok"]
     for r in failed:
         print(f"{r.method}: FAILED ({r.error})")

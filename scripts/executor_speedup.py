@@ -4,7 +4,7 @@
     python scripts/executor_speedup.py --seeds 0 --cold
 
 Each run is a fresh Python process, as `unlearn run` is, writing into a fresh results directory; its wall
-time is that of `Runner.run` (the pool's or Ray's start and stop included; the interpreter's own imports and
+time is that of `Grid.run` (the pool's or Ray's start and stop included; the interpreter's own imports and
 the parent's dataset loading, the same for every executor, are not). With models cached (trained by a first
 serial run into a cache the cached runs share) every cell's method runs again; --cold adds a serial run and
 a process-pool run on empty caches of their own (original models and oracles trained). Ray runs on a local
@@ -41,7 +41,7 @@ def one_run(args: argparse.Namespace) -> None:
 
     from unlearn.device import resolve_device
     from unlearn.executors import make_executor
-    from unlearn.harness import Workspace, load_task, make_runner, plan_grid
+    from unlearn.harness import Grid, Workspace, load_kind, plan_grid
     from unlearn.spec import load_benchmark
 
     torch.set_num_threads(1)  # as the CLI does for digits (cpu_threads: 1); workers get the same
@@ -50,11 +50,11 @@ def one_run(args: argparse.Namespace) -> None:
                      args.forget.split(",") if args.forget else None,
                      [int(s) for s in args.seeds.split(",")] if args.seeds else None)
     workspace = Workspace.at(args.results, cache_dir=args.cache)
-    task = load_task(spec, workspace, resolve_device("cpu"))
+    task = load_kind(spec, workspace, resolve_device("cpu"))
     executor = make_executor(args.run, None if args.run == "serial" else args.jobs)
     load_before = os.getloadavg()[0]
     start = time.perf_counter()
-    result = make_runner(plan, task, workspace).run(executor)
+    result = Grid(plan, task, workspace).run(executor)
     wall = time.perf_counter() - start
     records = [r.model_dump(mode="json", exclude={"run_time_s", "env"}) for r in result.records]
     s = executor.stats

@@ -35,7 +35,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 import torch  # noqa: E402
 
 from unlearn.leaderboard.stats import paired_p  # noqa: E402
-from unlearn.harness import Workspace, load_task, make_runner, plan_grid  # noqa: E402
+from unlearn.harness import Grid, Workspace, load_kind, plan_grid  # noqa: E402
 from unlearn.results import ORACLE, ResultRecord, record_dir  # noqa: E402
 from unlearn.spec import REPO_ROOT, load_benchmark  # noqa: E402
 
@@ -115,7 +115,7 @@ class Cells:
         spec = load_benchmark(benchmark)
         plan = plan_grid(spec, [ORACLE, *methods], list(forgets), list(SEEDS[benchmark]))
         workspace = Workspace.at(self.workdir, results_dir=self.results)
-        task = load_task(spec, workspace, torch.device("cpu"))
+        task = load_kind(spec, workspace, torch.device("cpu"))
         for choice in plan.methods:  # offer the committed records; the runner reuses those of the very same config
             for forget in plan.forgets:
                 folder = record_dir(self.results, benchmark, choice.name, forget.text)
@@ -125,8 +125,8 @@ class Cells:
                         if not (folder / path.name).exists():
                             folder.mkdir(parents=True, exist_ok=True)
                             shutil.copyfile(path, folder / path.name)
-        task.check(plan)
-        runner = make_runner(plan, task, workspace, progress=True)
+        task.check(plan.forgets, plan.methods)
+        runner = Grid(plan, task, workspace, progress=True)
         self.records += [r for r in runner.run().records if r.status == "ok"]
 
     def values(self, benchmark: str, forget: str, method: str, key: str, where: str = "metrics") -> dict[int, float]:

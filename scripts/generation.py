@@ -29,7 +29,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import torch  # noqa: E402
 
-from unlearn.harness import Workspace, load_task, make_runner, plan_grid  # noqa: E402
+from unlearn.harness import Grid, Workspace, load_kind, plan_grid  # noqa: E402
 from unlearn.results import ResultRecord  # noqa: E402
 from unlearn.spec import load_benchmark  # noqa: E402
 
@@ -58,13 +58,13 @@ def main() -> None:
     methods = args.methods.split(",") if args.methods else None
     seeds = [int(s) for s in args.seeds.split(",")]
     plan = plan_grid(spec, methods, [args.forget], seeds)
-    task = load_task(spec, Workspace.at(args.workdir), torch.device("cpu"))
-    task.check(plan)
+    task = load_kind(spec, Workspace.at(args.workdir), torch.device("cpu"))
+    task.check(plan.forgets, plan.methods)
     began = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
         out = args.keep or Path(tmp)
         workspace = Workspace.at(args.workdir, results_dir=out / "runs")
-        records = make_runner(plan, task, workspace, progress=True).run().records
+        records = Grid(plan, task, workspace, progress=True).run().records
         report(records, [m.name for m in plan.methods], time.perf_counter() - began)
         if args.keep:
             print(f"\nrecords and sample grids (*.samples.png) under {out / 'runs'}")

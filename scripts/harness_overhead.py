@@ -33,7 +33,7 @@ import torch  # noqa: E402
 
 from unlearn.checkpoints import read_weights  # noqa: E402
 from unlearn.device import configure_threads  # noqa: E402
-from unlearn.harness import Workspace, load_task, make_runner, plan_grid  # noqa: E402
+from unlearn.harness import Grid, Workspace, load_kind, plan_grid  # noqa: E402
 from unlearn.metrics.base import Metric  # noqa: E402
 from unlearn.spec import load_benchmark  # noqa: E402
 
@@ -78,8 +78,8 @@ def main() -> None:
             began = time.time()
             start = time.perf_counter()
             with metric_timer() as per_metric:
-                task = load_task(spec, workspace, torch.device("cpu"))
-                records = make_runner(plan, task, workspace).run().records
+                task = load_kind(spec, workspace, torch.device("cpu"))
+                records = Grid(plan, task, workspace).run().records
             wall = time.perf_counter() - start
             ran = [r for r in records if r.status == "ok" and not r.run_time_from_cache]
             methods = sum(r.run_time_s or 0.0 for r in ran if r.method != "retrain")

@@ -24,7 +24,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import torch  # noqa: E402
 
-from unlearn.harness import Runner, Task, Workspace, plan_grid  # noqa: E402
+from unlearn.harness import Grid, Workspace, load_kind, plan_grid  # noqa: E402
 from unlearn.leaderboard import format_text, summarize  # noqa: E402
 from unlearn.spec import EvaluationSettings, ProbeSettings, load_benchmark  # noqa: E402
 
@@ -32,11 +32,11 @@ METRICS = ["accuracy", "mia-efficacy", "probe", "relearn"]
 
 
 def run(spec, methods, seeds, workdir: Path, results: Path) -> list:
-    task = Task.load(spec, Workspace.at(workdir), torch.device("cpu"))
+    task = load_kind(spec, Workspace.at(workdir), torch.device("cpu"))
     workspace = Workspace.at(workdir, results_dir=results)
     plan = plan_grid(spec, methods, ["class:3"], seeds)
-    task.check(plan)
-    return Runner(plan, task, workspace, progress=True).run().records
+    task.check(plan.forgets, plan.methods)
+    return Grid(plan, task, workspace, progress=True).run().records
 
 
 def main() -> None:

@@ -38,7 +38,7 @@ import torch  # noqa: E402
 import yaml  # noqa: E402
 
 from unlearn.forget import ForgetSpec  # noqa: E402
-from unlearn.harness import Runner, Task, Workspace, plan_grid  # noqa: E402
+from unlearn.harness import Grid, Workspace, load_kind, plan_grid  # noqa: E402
 from unlearn.results import ORACLE  # noqa: E402
 from unlearn.spec import load_benchmark  # noqa: E402
 from unlearn.train import train_with_recipe  # noqa: E402
@@ -76,23 +76,23 @@ def main() -> None:
     sets = {**data_sets, **class_sets}
 
     spec = load_benchmark("digits")
-    task = Task.load(spec, Workspace.at(args.workdir), torch.device("cpu"))
+    task = load_kind(spec, Workspace.at(args.workdir), torch.device("cpu"))
     with tempfile.TemporaryDirectory() as tmp:
         workspace = Workspace.at(args.workdir, results_dir=Path(tmp) / "runs")
         plan = plan_grid(spec, [ORACLE, *methods], list(sets.values()), seeds, hparams)
-        task.check(plan)
-        runner = Runner(plan, task, workspace, progress=True)
+        task.check(plan.forgets, plan.methods)
+        runner = Grid(plan, task, workspace, progress=True)
 
         # Cost, measured here under the same conditions: a fresh build (into a scratch folder) against one
         # fresh training run of the original model.
-        scratch = Runner(plan, task, Workspace.at(args.workdir, results_dir=Path(tmp) / "runs",
+        scratch = Grid(plan, task, Workspace.at(args.workdir, results_dir=Path(tmp) / "runs",
                                                   forget_dir=Path(tmp) / "forget-sets"))
         began = time.perf_counter()
         train_with_recipe(task.new_model(seeds[0]), task.train, spec.train, seeds[0])
         training = time.perf_counter() - began
         print(f"\nCost of building a set, seed {seeds[0]} (x training the original model once: {training:.2f} s):")
         for name in ("worst-case", "easiest", "worst-case class"):
-            scratch.original(seeds[0])  # (loaded from the cache, not timed)
+            scratch.models.load_or_train_original(seeds[0])  # (loaded from the cache, not timed)
             began = time.perf_counter()
             manifest = scratch.manifest(ForgetSpec.parse(sets[name]), seeds[0])
             seconds = time.perf_counter() - began

@@ -1,4 +1,4 @@
-"""Shared fixtures: the digits task on CPU and a model cache shared by the whole session.
+"""Shared fixtures: the digits benchmark on CPU and a model cache shared by the whole session.
 
 The suite is hermetic: it never reads the checkout's leaderboard/, data/ or benchmarks/ as state that can change.
 Benchmarks named in tests resolve first to the frozen specs in tests/fixtures/benchmarks (so `unlearn tune` writing
@@ -19,7 +19,7 @@ import pytest
 import torch
 
 from unlearn.device import resolve_device
-from unlearn.harness import Runner, Task, Workspace, plan_grid
+from unlearn.harness import Classification, Grid, Workspace, plan_grid
 from unlearn.spec import load_benchmark
 
 torch.set_num_threads(1)
@@ -42,10 +42,10 @@ def digits_spec():
 
 
 @pytest.fixture(scope="session")
-def digits_task(digits_spec) -> Task:
+def digits_kind(digits_spec) -> Classification:
     """The digits benchmark on CPU with its data loaded once."""
     workspace = Workspace.at(".")
-    return Task.load(digits_spec, workspace, resolve_device("cpu"))
+    return Classification.load(digits_spec, workspace, resolve_device("cpu"))
 
 
 @pytest.fixture
@@ -54,9 +54,9 @@ def workspace(tmp_path: Path, shared_cache: Path) -> Workspace:
     return Workspace.at(tmp_path / "work", cache_dir=shared_cache)
 
 
-def make_runner(spec, task: Task, workspace: Workspace, methods, forgets, seeds, hparams=None) -> Runner:
-    """A Runner for a small grid of the digits benchmark."""
-    return Runner(plan_grid(spec, methods, forgets, seeds, hparams), task, workspace)
+def make_grid(spec, kind: Classification, workspace: Workspace, methods, forgets, seeds, hparams=None) -> Grid:
+    """A Grid for a small grid of the digits benchmark."""
+    return Grid(plan_grid(spec, methods, forgets, seeds, hparams), kind, workspace)
 
 
 def spy_oracle_training(monkeypatch) -> list:
@@ -102,7 +102,7 @@ def files_under(path: Path) -> list[Path]:
     return [p for p in Path(path).rglob("*") if p.is_file()] if Path(path).exists() else []
 
 
-def make_request(task: Task, model, forget, retain=None, seed: int = 0, num_classes: int | None = None,
+def make_request(kind: Classification, model, forget, retain=None, seed: int = 0, num_classes: int | None = None,
                  forget_classes: tuple[int, ...] = ()):
     """An UnlearnRequest on CPU for unit tests of a method (full track when `retain` is given; `forget_classes`
     as the harness passes for a class-wise set)."""
@@ -112,13 +112,13 @@ def make_request(task: Task, model, forget, retain=None, seed: int = 0, num_clas
         model=model,
         forget=forget,
         retain=retain,
-        num_classes=num_classes or task.dataset.num_classes,
+        num_classes=num_classes or kind.dataset.num_classes,
         device=torch.device("cpu"),
         seed=seed,
-        recipe=task.spec.train,
-        new_model=lambda *tags: task.new_model(seed, *tags),
+        recipe=kind.spec.train,
+        new_model=lambda *tags: kind.new_model(seed, *tags),
         track=Track.FULL if retain is not None else Track.FORGET_ONLY,
-        train_recipe=lambda model, data: task.train_recipe(model, data, seed),
+        train_recipe=lambda model, data: kind.train_recipe(model, data, seed),
         forget_classes=forget_classes,
     )
 
@@ -129,7 +129,7 @@ noise predictions, not for recognisable samples."""
 
 
 @pytest.fixture(scope="session")
-def tiny_ddpm(digits_task):
+def tiny_ddpm(digits_kind):
     """A class-conditional DDPM (the digits-ddpm architecture) trained briefly on the digits training split, on
     CPU; tests must copy it before changing it."""
     from unlearn.models.diffusion import DiffusionLoss, GeneratorBlueprint
@@ -137,7 +137,7 @@ def tiny_ddpm(digits_task):
     from unlearn.spec import Recipe
     from unlearn.train import train_with_recipe
 
-    ds = digits_task.dataset
+    ds = digits_kind.dataset
     model = GeneratorBlueprint("ddpm-unet", 1, (8, 8), ds.num_classes).build(0)
     recipe = Recipe(epochs=TINY_DDPM_EPOCHS, batch_size=64, lr=1e-3, optimizer="adam", weight_decay=0.0,
                     schedule="constant", max_grad_norm=1.0)

@@ -11,7 +11,8 @@ import yaml
 from unlearn.cli import main
 from unlearn.errors import UserError
 from unlearn.forget import load_or_build
-from unlearn.harness import Runner, Task, Workspace, plan_grid
+from unlearn.banks import cell_banks
+from unlearn.harness import Classification, Grid, Workspace, plan_grid
 from unlearn.spec import BankSettings, EvaluationSettings, parse_spec
 from unlearn.train import train_with_recipe
 
@@ -36,15 +37,15 @@ def bank_cache(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("bank-cache")
 
 
-def run_grid(spec, digits_task, tmp_path: Path, cache: Path, methods):
+def run_grid(spec, digits_kind, tmp_path: Path, cache: Path, methods):
     workspace = Workspace.at(tmp_path / "work", cache_dir=cache)
-    task = Task(spec, digits_task.dataset, torch.device("cpu"))
-    runner = Runner(plan_grid(spec, methods, ["random:0.1"], [0]), task, workspace)
+    kind = Classification(spec, digits_kind.dataset, torch.device("cpu"))
+    runner = Grid(plan_grid(spec, methods, ["random:0.1"], [0]), kind, workspace)
     return runner, runner.run().records
 
 
-def test_epsilon_and_ulira_run_on_banks_with_their_sizes_recorded(bank_spec, digits_task, tmp_path, bank_cache):
-    runner, records = run_grid(bank_spec, digits_task, tmp_path, bank_cache, ["retrain", "random-label"])
+def test_epsilon_and_ulira_run_on_banks_with_their_sizes_recorded(bank_spec, digits_kind, tmp_path, bank_cache):
+    runner, records = run_grid(bank_spec, digits_kind, tmp_path, bank_cache, ["retrain", "random-label"])
     retrain, rl = records
     assert retrain.status == rl.status == "ok"
     for r in records:
@@ -60,16 +61,16 @@ def test_epsilon_and_ulira_run_on_banks_with_their_sizes_recorded(bank_spec, dig
 
 
 def test_oracle_bank_members_are_retrain_at_derived_seeds_and_come_back_from_the_cache(
-    bank_spec, digits_task, tmp_path, bank_cache
+    bank_spec, digits_kind, tmp_path, bank_cache
 ):
-    runner, _ = run_grid(bank_spec, digits_task, tmp_path, bank_cache, ["retrain"])
-    manifest = load_or_build(runner.workspace.forget_dir, runner.plan.forgets[0], runner.task.dataset, 0)
-    group = runner.group(runner.plan.forgets[0], manifest, 0)
-    bank = group.banks.oracle_bank()
+    runner, _ = run_grid(bank_spec, digits_kind, tmp_path, bank_cache, ["retrain"])
+    manifest = load_or_build(runner.workspace.forget_dir, runner.plan.forgets[0], runner.kind.dataset, 0)
+    _, group = runner.prepare_group(runner.plan.forgets[0], manifest, 0)
+    bank = cell_banks(group, runner.models).oracle_bank()
     assert bank.how == "cache" and len(bank) == N and len(set(bank.seeds)) == N
     retain = group.splits["retain"]
     assert not set(retain.index.tolist()) & set(manifest.indices)  # the bank trains on D_r only
-    first = train_with_recipe(runner.task.new_model(bank.seeds[0]), retain, bank_spec.train, bank.seeds[0])
+    first = train_with_recipe(runner.kind.new_model(bank.seeds[0]), retain, bank_spec.train, bank.seeds[0])
     member = bank.evaluations[0].model.state_dict()
     assert all(torch.equal(v, member[k]) for k, v in first.state_dict().items())
 
@@ -113,19 +114,19 @@ def test_unlearn_metrics_lists_every_metric_with_what_it_needs(capsys):
     assert "needs: oracle-bank, method-bank" in epsilon_block and "Epsilon-N" in epsilon_block
 
 
-def test_independent_originals_bank_holds_the_originals_of_cells_with_those_seeds(bank_spec, digits_task, tmp_path,
+def test_independent_originals_bank_holds_the_originals_of_cells_with_those_seeds(bank_spec, digits_kind, tmp_path,
                                                                                      bank_cache):
     evaluation = bank_spec.evaluation.model_copy(
         update={"bank": BankSettings(size=3, mode="sequential", originals="independent")}
     )
     spec = bank_spec.model_copy(update={"evaluation": evaluation, "metrics": ["accuracy", "mia-efficacy", "epsilon"]})
-    runner, records = run_grid(spec, digits_task, tmp_path, bank_cache, ["grad-ascent"])
+    runner, records = run_grid(spec, digits_kind, tmp_path, bank_cache, ["grad-ascent"])
     assert records[0].status == "ok" and records[0].metrics["Epsilon-N"] == 3
     assert records[0].metric_info["epsilon"]["method_bank"]["how"] == "method runs from independent originals"
-    manifest = load_or_build(runner.workspace.forget_dir, runner.plan.forgets[0], runner.task.dataset, 0)
-    group = runner.group(runner.plan.forgets[0], manifest, 0)
-    bank = group.banks.method_bank(None)
+    manifest = load_or_build(runner.workspace.forget_dir, runner.plan.forgets[0], runner.kind.dataset, 0)
+    _, group = runner.prepare_group(runner.plan.forgets[0], manifest, 0)
+    bank = cell_banks(group, runner.models).method_bank(None)
     assert bank.how == "cache" and len(set(bank.seeds)) == 3
     for seed, member in zip(bank.seeds, bank.evaluations, strict=True):
-        original = runner.original(seed).model.state_dict()
+        original = runner.models.load_or_train_original(seed).model.state_dict()
         assert all(torch.equal(v, original[k]) for k, v in member.model.state_dict().items())

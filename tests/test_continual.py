@@ -13,13 +13,13 @@ from unlearn.forget import BuildContext, ForgetSpec
 from unlearn.forget.continual import few_shot
 from unlearn.harness import Workspace
 
-from conftest import files_under, make_runner, spy_oracle_training
+from conftest import files_under, make_grid, spy_oracle_training
 
 SEQUENCE = "continual:0+1/2+3:shots=4"
 
 
-def test_seeded_order_gives_disjoint_tasks_and_a_manifest_of_every_task_class(digits_task):
-    ds = digits_task.dataset
+def test_seeded_order_gives_disjoint_tasks_and_a_manifest_of_every_task_class(digits_kind):
+    ds = digits_kind.dataset
     spec = ForgetSpec.parse("continual:3x2")
     built = spec.builder.build(spec.params, BuildContext(ds, 0))
     tasks = built.provenance["tasks"]
@@ -56,15 +56,15 @@ def test_sequences_that_do_not_fit_exit_2_and_write_nothing(tmp_path, text, mess
     assert files_under(tmp_path / "data") == []
 
 
-def test_few_shot_draws_k_per_class_and_keeps_them_across_tasks(digits_task):
-    labels = digits_task.dataset.train.y.numpy()
+def test_few_shot_draws_k_per_class_and_keeps_them_across_tasks(digits_kind):
+    labels = digits_kind.dataset.train.y.numpy()
     a = few_shot(labels, [4, 5, 6], 4, seed=0)
     b = few_shot(labels, [5, 6], 4, seed=0)
     assert np.bincount(labels[a], minlength=10)[[4, 5, 6]].tolist() == [4, 4, 4]
     assert set(b) <= set(a)
 
 
-def test_each_task_starts_from_the_last_output_and_sees_only_its_track(tmp_path, digits_spec, digits_task,
+def test_each_task_starts_from_the_last_output_and_sees_only_its_track(tmp_path, digits_spec, digits_kind,
                                                                        shared_cache, monkeypatch):
     requests = []
     original_unlearn = random_label_module.RandomLabel.unlearn
@@ -78,7 +78,7 @@ def test_each_task_starts_from_the_last_output_and_sees_only_its_track(tmp_path,
     monkeypatch.setattr(random_label_module.RandomLabel, "unlearn", spy_method)
     oracle_data = spy_oracle_training(monkeypatch)
     workspace = Workspace.at(tmp_path, cache_dir=tmp_path / "cache")  # fresh: the task oracles really train
-    runner = make_runner(digits_spec, digits_task, workspace, ["retrain", "random-label"], [SEQUENCE], [0])
+    runner = make_grid(digits_spec, digits_kind, workspace, ["retrain", "random-label"], [SEQUENCE], [0])
     retrain, rl = runner.run().records
 
     (first, start1, out1), (second, start2, _) = requests
@@ -90,7 +90,7 @@ def test_each_task_starts_from_the_last_output_and_sees_only_its_track(tmp_path,
     assert all(torch.equal(start2[k], out1[k]) for k in out1), "task 2 starts from task 1's output"
     # the oracle of task t trains on the full data without every class forgotten so far
     assert [sorted(set(d.y.tolist())) for d in oracle_data] == [list(range(2, 10)), list(range(4, 10))]
-    assert retrain.track == "full" and len(oracle_data[0]) == int((digits_task.train.y >= 2).sum())
+    assert retrain.track == "full" and len(oracle_data[0]) == int((digits_kind.train.y >= 2).sum())
 
     m = rl.metrics
     assert {"Acc_f@1", "Acc_r@1", "Drop@1", "H@1", "Acc_f@2", "Acc_o@2", "H@2"} <= set(m) and "Acc_o@1" not in m

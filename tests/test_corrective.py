@@ -11,7 +11,7 @@ from unlearn.errors import UserError
 from unlearn.forget import BuildContext, ForgetSpec
 from unlearn.harness import Workspace
 
-from conftest import files_under, make_runner, spy_oracle_training
+from conftest import files_under, make_grid, spy_oracle_training
 
 POISON = "corrective:poison:0.1:0.1"
 
@@ -20,8 +20,8 @@ def manipulate(text: str, dataset, seed: int = 0):
     return ForgetSpec.parse(text).manipulation(dataset, seed)
 
 
-def test_poison_triggers_and_relabels_a_seeded_fraction_outside_the_target(digits_task):
-    clean = digits_task.dataset
+def test_poison_triggers_and_relabels_a_seeded_fraction_outside_the_target(digits_kind):
+    clean = digits_kind.dataset
     m = manipulate(POISON, clean)
     chosen = torch.as_tensor(m.indices)
     assert len(chosen) == round(0.1 * len(clean.train)) == 126
@@ -42,8 +42,8 @@ def test_poison_triggers_and_relabels_a_seeded_fraction_outside_the_target(digit
     assert not np.array_equal(manipulate(POISON, clean, seed=1).indices, m.indices)
 
 
-def test_interclass_swaps_half_of_each_class(digits_task):
-    clean = digits_task.dataset
+def test_interclass_swaps_half_of_each_class(digits_kind):
+    clean = digits_kind.dataset
     m = manipulate("corrective:interclass:3-5:1", clean)
     y0, y1 = clean.train.y, m.dataset.train.y
     for a, b in ((3, 5), (5, 3)):
@@ -54,8 +54,8 @@ def test_interclass_swaps_half_of_each_class(digits_task):
     assert set(true.y.tolist()) == {3, 5} and bool((true.y + target.y == 8).all())
 
 
-def test_identified_sets_are_nested_parts_of_the_manipulated_samples(digits_task):
-    ds = digits_task.dataset
+def test_identified_sets_are_nested_parts_of_the_manipulated_samples(digits_kind):
+    ds = digits_kind.dataset
     manipulated = set(manipulate(POISON, ds).indices.tolist())
     sets = []
     for identified in ("0.1", "0.25", "0.5", "1"):
@@ -93,16 +93,16 @@ def test_specs_that_do_not_fit_the_data_exit_2_and_write_nothing(tmp_path, text,
     assert files_under(tmp_path / "data") == []
 
 
-def test_corrective_cells_train_on_manipulated_data_with_two_oracles(tmp_path, digits_spec, digits_task, shared_cache,
+def test_corrective_cells_train_on_manipulated_data_with_two_oracles(tmp_path, digits_spec, digits_kind, shared_cache,
                                                                      monkeypatch):
     seen = spy_oracle_training(monkeypatch)
     workspace = Workspace.at(tmp_path)  # fresh cache: both oracles really train
     all_identified = "corrective:poison:0.1:1"
-    runner = make_runner(digits_spec, digits_task, workspace, ["retrain", "random-label"], [POISON, all_identified], [0])
+    runner = make_grid(digits_spec, digits_kind, workspace, ["retrain", "random-label"], [POISON, all_identified], [0])
     records = runner.run().records
     forget = ForgetSpec.parse(POISON)
-    manipulated = set(manipulate(POISON, digits_task.dataset).indices.tolist())
-    identified = set(runner.manifest(forget, 0).indices)
+    manipulated = set(manipulate(POISON, digits_kind.dataset).indices.tolist())
+    identified = set(runner.models.build_manifest(forget, 0).indices)
 
     # the oracle retrained without the identified samples, then without all manipulated; identifying all of them
     # gives the ideal oracle again (from the cache), and every cell shares one poisoned original
@@ -118,14 +118,14 @@ def test_corrective_cells_train_on_manipulated_data_with_two_oracles(tmp_path, d
     assert retrain_all.models["oracle"] == retrain.models["ideal_oracle"] == retrain_all.models["ideal_oracle"]
     for r in records:
         assert r.status == "ok" and r.config["metrics"][-1] == "corrective"
-        assert r.config["data"] == manipulate(POISON, digits_task.dataset).dataset.fingerprint != digits_task.dataset.fingerprint
+        assert r.config["data"] == manipulate(POISON, digits_kind.dataset).dataset.fingerprint != digits_kind.dataset.fingerprint
     assert retrain.original_metrics["ASR"] > 90, "the poisoned original follows the trigger"
     assert retrain.oracle_metrics["ASR"] > 50, "retraining without 10 % of the poison leaves the backdoor"
     assert retrain.ideal_oracle_metrics["ASR"] < 10 < retrain.ideal_oracle_metrics["Manip-Acc"]
     assert rl.metrics["ASR"] <= rl.original_metrics["ASR"]
-    clean = make_runner(digits_spec, digits_task, Workspace.at(tmp_path, cache_dir=shared_cache), ["retrain"],
+    clean = make_grid(digits_spec, digits_kind, Workspace.at(tmp_path, cache_dir=shared_cache), ["retrain"],
                         ["random:0.1"], [0])
-    assert retrain.models["original"] != clean.cache.key_hash(digits_task.original_key(0))
+    assert retrain.models["original"] != clean.models.cache.key_hash(digits_kind.original_key(0))
 
 
 def test_an_exported_poisoned_original_evaluates_as_the_cells_original(tmp_path, shared_cache, capsys):

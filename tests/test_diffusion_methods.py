@@ -24,8 +24,8 @@ SMALL = {"iterations": 2, "batch_size": 16}
 """Two steps: enough to compare runs bit for bit."""
 
 
-def request_for(name, model, digits_task, seed=0):
-    return make_diffusion_request(copy.deepcopy(model), digits_task.dataset.train, [FORGET], TRACKS[name], seed)
+def request_for(name, model, digits_kind, seed=0):
+    return make_diffusion_request(copy.deepcopy(model), digits_kind.dataset.train, [FORGET], TRACKS[name], seed)
 
 
 def run(name, request, **hparams):
@@ -33,17 +33,17 @@ def run(name, request, **hparams):
     return cls(make_hparams(cls, name, hparams)).unlearn(request)
 
 
-def images(digits_task, label, n=64):
-    train = digits_task.dataset.train
+def images(digits_kind, label, n=64):
+    train = digits_kind.dataset.train
     return train.x[train.y == label][:n]
 
 
 @pytest.fixture(scope="module")
-def probes(tiny_ddpm, digits_task):
+def probes(tiny_ddpm, digits_kind):
     """Fixed noised forget and retain images: (x_t, t) of class FORGET and of class RETAIN."""
     gen = torch.Generator().manual_seed(123)
-    forget = tiny_ddpm.noised(images(digits_task, FORGET), gen)[:2]
-    retain = tiny_ddpm.noised(images(digits_task, RETAIN), gen)[:2]
+    forget = tiny_ddpm.noised(images(digits_kind, FORGET), gen)[:2]
+    retain = tiny_ddpm.noised(images(digits_kind, RETAIN), gen)[:2]
     return forget, retain
 
 
@@ -55,9 +55,9 @@ def eps(model, probe, label):
 
 
 @torch.no_grad()
-def ddpm_loss(model, digits_task, label):
+def ddpm_loss(model, digits_kind, label):
     """The conditional DDPM loss of class `label` with fixed noise (no label dropout)."""
-    x = images(digits_task, label, n=128)
+    x = images(digits_kind, label, n=128)
     return model.loss(x, torch.full((len(x),), label), torch.Generator().manual_seed(7), 0.0).item()
 
 
@@ -66,14 +66,14 @@ def same_weights(a, b) -> bool:
 
 
 @pytest.fixture(scope="module")
-def salun_run(tiny_ddpm, digits_task):
+def salun_run(tiny_ddpm, digits_kind):
     """(request, unlearned model, hyperparameters) of one short diffusion-salun run forgetting class FORGET."""
     hp = make_hparams(DiffusionSalUn, "diffusion-salun", {"iterations": 15, "batch_size": 32, "lr": 3e-4, "alpha": 0.05})
-    request = request_for("diffusion-salun", tiny_ddpm, digits_task)
+    request = request_for("diffusion-salun", tiny_ddpm, digits_kind)
     return request, DiffusionSalUn(hp).unlearn(request), hp
 
 
-def test_salun_sends_the_forget_class_to_the_next_class_and_keeps_the_others(salun_run, tiny_ddpm, digits_task, probes):
+def test_salun_sends_the_forget_class_to_the_next_class_and_keeps_the_others(salun_run, tiny_ddpm, digits_kind, probes):
     _, model, _ = salun_run
     forget, retain = probes
     gap_before = F.mse_loss(eps(tiny_ddpm, forget, FORGET), eps(tiny_ddpm, forget, SUBSTITUTE)).item()
@@ -82,12 +82,12 @@ def test_salun_sends_the_forget_class_to_the_next_class_and_keeps_the_others(sal
     forget_moved = F.mse_loss(eps(model, forget, FORGET), eps(tiny_ddpm, forget, FORGET)).item()
     retain_moved = F.mse_loss(eps(model, retain, RETAIN), eps(tiny_ddpm, retain, RETAIN)).item()
     assert retain_moved < 0.6 * forget_moved
-    assert ddpm_loss(model, digits_task, RETAIN) < 1.1 * ddpm_loss(tiny_ddpm, digits_task, RETAIN)
+    assert ddpm_loss(model, digits_kind, RETAIN) < 1.1 * ddpm_loss(tiny_ddpm, digits_kind, RETAIN)
 
 
-def test_salun_leaves_masked_out_weights_exactly_unchanged_and_records_the_mask(salun_run, tiny_ddpm, digits_task):
+def test_salun_leaves_masked_out_weights_exactly_unchanged_and_records_the_mask(salun_run, tiny_ddpm, digits_kind):
     request, model, hp = salun_run
-    mask = DiffusionSalUn(hp).mask(request_for("diffusion-salun", tiny_ddpm, digits_task))
+    mask = DiffusionSalUn(hp).mask(request_for("diffusion-salun", tiny_ddpm, digits_kind))
     before, after = dict(tiny_ddpm.named_parameters()), dict(model.named_parameters())
     changed = 0
     for name, keep in mask.masks.items():
@@ -106,44 +106,44 @@ def test_substitute_classes_skip_forgotten_ones_and_wrap_around():
         substitute_classes(tuple(range(10)), 10)
 
 
-def test_grad_ascent_raises_the_forget_class_loss(tiny_ddpm, digits_task):
-    model = run("diffusion-grad-ascent", request_for("diffusion-grad-ascent", tiny_ddpm, digits_task),
+def test_grad_ascent_raises_the_forget_class_loss(tiny_ddpm, digits_kind):
+    model = run("diffusion-grad-ascent", request_for("diffusion-grad-ascent", tiny_ddpm, digits_kind),
                 iterations=10, batch_size=32)
-    assert ddpm_loss(model, digits_task, FORGET) > 1.5 * ddpm_loss(tiny_ddpm, digits_task, FORGET)
+    assert ddpm_loss(model, digits_kind, FORGET) > 1.5 * ddpm_loss(tiny_ddpm, digits_kind, FORGET)
 
 
-def test_grad_ascent_with_a_huge_learning_rate_is_diverged(tiny_ddpm, digits_task):
+def test_grad_ascent_with_a_huge_learning_rate_is_diverged(tiny_ddpm, digits_kind):
     with pytest.raises(Diverged):
-        run("diffusion-grad-ascent", request_for("diffusion-grad-ascent", tiny_ddpm, digits_task),
+        run("diffusion-grad-ascent", request_for("diffusion-grad-ascent", tiny_ddpm, digits_kind),
             iterations=3, batch_size=16, lr=1e6)
 
 
-def test_finetune_keeps_the_retain_loss_and_never_reads_the_forget_set(tiny_ddpm, digits_task):
+def test_finetune_keeps_the_retain_loss_and_never_reads_the_forget_set(tiny_ddpm, digits_kind):
     hp = {"iterations": 6, "batch_size": 32}
-    request = request_for("diffusion-finetune", tiny_ddpm, digits_task)
+    request = request_for("diffusion-finetune", tiny_ddpm, digits_kind)
     model = run("diffusion-finetune", request, **hp)
-    assert ddpm_loss(model, digits_task, RETAIN) < 1.05 * ddpm_loss(tiny_ddpm, digits_task, RETAIN)
+    assert ddpm_loss(model, digits_kind, RETAIN) < 1.05 * ddpm_loss(tiny_ddpm, digits_kind, RETAIN)
     blind = dataclasses.replace(request, model=copy.deepcopy(tiny_ddpm), forget=None)
     assert same_weights(run("diffusion-finetune", blind, **hp), model)
 
 
-def test_esd_moves_the_forget_class_towards_the_negatively_guided_target(tiny_ddpm, digits_task, probes):
+def test_esd_moves_the_forget_class_towards_the_negatively_guided_target(tiny_ddpm, digits_kind, probes):
     forget, _ = probes
     eta = 1.0
     cond, uncond = eps(tiny_ddpm, forget, FORGET), eps(tiny_ddpm, forget, tiny_ddpm.null_class)
     target = uncond - eta * (cond - uncond)
-    model = run("esd", request_for("esd", tiny_ddpm, digits_task), iterations=12, batch_size=32, lr=3e-4, eta=eta)
+    model = run("esd", request_for("esd", tiny_ddpm, digits_kind), iterations=12, batch_size=32, lr=3e-4, eta=eta)
     before = F.mse_loss(cond, target).item()
     assert F.mse_loss(eps(model, forget, FORGET), target).item() < 0.5 * before
 
 
 @pytest.mark.parametrize("name", NAMES)
-def test_each_method_is_deterministic_for_a_seed_and_declares_its_kind_and_track(name, tiny_ddpm, digits_task):
+def test_each_method_is_deterministic_for_a_seed_and_declares_its_kind_and_track(name, tiny_ddpm, digits_kind):
     cls = METHODS.get(name)
     assert cls.kinds == ("generation",) and cls().track is TRACKS[name]
-    first = run(name, request_for(name, tiny_ddpm, digits_task, seed=0), **SMALL)
-    again = run(name, request_for(name, tiny_ddpm, digits_task, seed=0), **SMALL)
-    other = run(name, request_for(name, tiny_ddpm, digits_task, seed=1), **SMALL)
+    first = run(name, request_for(name, tiny_ddpm, digits_kind, seed=0), **SMALL)
+    again = run(name, request_for(name, tiny_ddpm, digits_kind, seed=0), **SMALL)
+    other = run(name, request_for(name, tiny_ddpm, digits_kind, seed=1), **SMALL)
     assert same_weights(first, again)
     assert not same_weights(first, other)
     assert not same_weights(first, tiny_ddpm)

@@ -10,7 +10,7 @@ from collections import Counter
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import make_request, make_runner
+from conftest import make_request, make_grid
 
 import unlearn.methods.amnesiac as amnesiac_module
 import unlearn.methods.neggrad_plus as neggrad_module
@@ -30,22 +30,22 @@ NAMES = ["scrub", "bad-teacher", "neggrad-plus", "amnesiac"]
 
 
 @pytest.fixture
-def cell(digits_spec, digits_task, workspace):
+def cell(digits_spec, digits_kind, workspace):
     """(trained original digits model, splits of the class:3 forget set), seed 0."""
-    runner = make_runner(digits_spec, digits_task, workspace, ["finetune"], ["class:3"], [0])
-    original = runner.original(0).model
-    manifest = load_or_build(workspace.forget_dir, ForgetSpec.parse("class:3"), digits_task.dataset, 0)
-    return original, digits_task.splits(manifest)
+    runner = make_grid(digits_spec, digits_kind, workspace, ["finetune"], ["class:3"], [0])
+    original = runner.models.load_or_train_original(0).model
+    manifest = load_or_build(workspace.forget_dir, ForgetSpec.parse("class:3"), digits_kind.dataset, 0)
+    return original, digits_kind.splits(manifest)
 
 
 @pytest.fixture
-def small(cell, digits_task):
+def small(cell, digits_kind):
     """A request factory on small slices (20 forget, 200 retain samples) for the behavioural unit tests."""
     original, splits = cell
     forget, retain = splits["forget"].subset(range(20)), splits["retain"].subset(range(200))
 
     def request(seed: int = 0):
-        return make_request(digits_task, copy.deepcopy(original), forget, retain, seed=seed)
+        return make_request(digits_kind, copy.deepcopy(original), forget, retain, seed=seed)
 
     return original, request
 
@@ -188,18 +188,18 @@ def test_bad_teacher_data_is_the_forget_set_plus_a_seeded_30_percent_of_retain_w
     assert not torch.equal(data.index, unlearning_data(req.forget, req.retain, 0.3, generator(1, "a")).index)
 
 
-def test_bad_teacher_is_a_fresh_tagged_initialisation_and_the_student_moves_towards_it(small, digits_task):
+def test_bad_teacher_is_a_fresh_tagged_initialisation_and_the_student_moves_towards_it(small, digits_kind):
     original, request = small
     tags = []
     req = request()
 
     def new_model(*t):
         tags.append(t)
-        return digits_task.new_model(0, *t)
+        return digits_kind.new_model(0, *t)
 
     req = dataclasses.replace(req, new_model=new_model)
-    bad = digits_task.new_model(0, "bad-teacher")
-    assert not same_weights(bad, digits_task.new_model(0)) and not same_weights(bad, original)
+    bad = digits_kind.new_model(0, "bad-teacher")
+    assert not same_weights(bad, digits_kind.new_model(0)) and not same_weights(bad, original)
 
     def kl_to_bad(model):
         model.eval()
@@ -336,9 +336,9 @@ STRONGER = {
 
 
 @pytest.mark.parametrize("name", NAMES)
-def test_each_method_forgets_class_3_and_keeps_the_retain_set(name, cell, digits_task):
+def test_each_method_forgets_class_3_and_keeps_the_retain_set(name, cell, digits_kind):
     original, splits = cell
-    request = make_request(digits_task, copy.deepcopy(original), splits["forget"], splits["retain"])
+    request = make_request(digits_kind, copy.deepcopy(original), splits["forget"], splits["retain"])
     assert accuracy(original, splits["forget"]) > 0.95
     model = run(name, request, **STRONGER[name])
     assert accuracy(model, splits["forget"]) < 0.5

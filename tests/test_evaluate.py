@@ -12,7 +12,7 @@ from safetensors.torch import save_file
 
 from unlearn.checkpoints import save_weights
 from unlearn.cli import main
-from unlearn.harness import Runner, plan_grid
+from unlearn.harness import Grid, plan_grid
 
 from conftest import files_under
 
@@ -54,13 +54,13 @@ def test_exported_original_scores_as_the_original_model(capsys, tmp_path, worksp
     assert score["gaps"]["Avg. Gap"] > 20
 
 
-def test_the_oracle_itself_evaluates_to_zero_gap(capsys, tmp_path, digits_spec, digits_task, workspace):
+def test_the_oracle_itself_evaluates_to_zero_gap(capsys, tmp_path, digits_spec, digits_kind, workspace):
     plan = plan_grid(digits_spec, ["retrain"], ["class:3"], [0])
-    runner = Runner(plan, digits_task, workspace)
+    runner = Grid(plan, digits_kind, workspace)
     from unlearn.forget import load_or_build
 
-    manifest = load_or_build(workspace.forget_dir, plan.forgets[0], digits_task.dataset, 0)
-    group = runner.group(plan.forgets[0], manifest, 0)
+    manifest = load_or_build(workspace.forget_dir, plan.forgets[0], digits_kind.dataset, 0)
+    _, group = runner.prepare_group(plan.forgets[0], manifest, 0)
     oracle = group.oracle_eval.model  # the oracle the group loaded, saved as a checkpoint
     save_weights(oracle, tmp_path / "oracle.safetensors")
     code, out, err = run(capsys, "evaluate", *CELL, "--checkpoint", str(tmp_path / "oracle.safetensors"),
@@ -93,9 +93,9 @@ def test_a_pickle_that_runs_code_is_refused_and_nothing_runs(capsys, tmp_path, w
     assert target.exists()
 
 
-def test_allow_pickle_loads_a_plain_state_dict_with_weights_only(capsys, tmp_path, digits_task, workspace):
+def test_allow_pickle_loads_a_plain_state_dict_with_weights_only(capsys, tmp_path, digits_kind, workspace):
     path = tmp_path / "model.pt"
-    torch.save(digits_task.new_model(0).state_dict(), path)
+    torch.save(digits_kind.new_model(0).state_dict(), path)
     code, _, err = run(capsys, "evaluate", *CELL, "--checkpoint", str(path), *options(workspace))
     assert code == 2 and "--allow-pickle" in err
     code, out, err = run(capsys, "evaluate", *CELL, "--checkpoint", str(path), "--allow-pickle", "--json",
@@ -104,12 +104,12 @@ def test_allow_pickle_loads_a_plain_state_dict_with_weights_only(capsys, tmp_pat
     assert json.loads(out)["metrics"]["TA"] < 50  # an untrained model
 
 
-def test_checkpoint_of_another_model_names_the_first_mismatches(capsys, tmp_path, digits_task, workspace):
+def test_checkpoint_of_another_model_names_the_first_mismatches(capsys, tmp_path, digits_kind, workspace):
     save_file({"weight": torch.zeros(3, 3)}, str(tmp_path / "linear.safetensors"))
     code, _, err = run(capsys, "evaluate", *CELL, "--checkpoint", str(tmp_path / "linear.safetensors"),
                        *options(workspace))
     assert code == 2 and "missing" in err and "unexpected ['weight']" in err and err.count("\n") == 1
-    state = {k: v.clone() for k, v in digits_task.new_model(0).state_dict().items()}
+    state = {k: v.clone() for k, v in digits_kind.new_model(0).state_dict().items()}
     state["head.weight"] = torch.zeros(5, state["head.weight"].shape[1])
     save_file(state, str(tmp_path / "narrow.safetensors"))
     code, _, err = run(capsys, "evaluate", *CELL, "--checkpoint", str(tmp_path / "narrow.safetensors"),
@@ -117,8 +117,8 @@ def test_checkpoint_of_another_model_names_the_first_mismatches(capsys, tmp_path
     assert code == 2 and "shape of head.weight: (5," in err
 
 
-def test_non_finite_weights_are_refused(capsys, tmp_path, digits_task, workspace):
-    state = {k: v.clone() for k, v in digits_task.new_model(0).state_dict().items()}
+def test_non_finite_weights_are_refused(capsys, tmp_path, digits_kind, workspace):
+    state = {k: v.clone() for k, v in digits_kind.new_model(0).state_dict().items()}
     state["head.bias"][0] = float("nan")
     save_file(state, str(tmp_path / "nan.safetensors"))
     code, _, err = run(capsys, "evaluate", *CELL, "--checkpoint", str(tmp_path / "nan.safetensors"),
@@ -131,10 +131,10 @@ def test_non_finite_weights_are_refused(capsys, tmp_path, digits_task, workspace
     [(b"", "empty"), (b"hello, this is not a model\n", "not a checkpoint"), (None, "truncated")],
     ids=["empty", "text", "truncated"],
 )
-def test_unreadable_files_each_get_their_own_message(capsys, tmp_path, digits_task, workspace, content, word):
+def test_unreadable_files_each_get_their_own_message(capsys, tmp_path, digits_kind, workspace, content, word):
     path = tmp_path / "model.safetensors"
     if content is None:
-        save_weights(digits_task.new_model(0), path)
+        save_weights(digits_kind.new_model(0), path)
         path.write_bytes(path.read_bytes()[:-100])
     else:
         path.write_bytes(content)

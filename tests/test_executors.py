@@ -343,7 +343,7 @@ def test_units_are_split_only_to_keep_workers_busy_and_ordered_to_spread_the_see
     def unit(forget: str, seed: int, cells: int) -> WorkUnit:
         return WorkUnit(ForgetSpec.parse(forget), seed, None, tuple(range(cells)), tuple(range(cells)))  # type: ignore
 
-    grid = [unit(f, s, 8) for s in (0, 1) for f in ("random:0.1", "class:3")]  # as Runner.run lists them
+    grid = [unit(f, s, 8) for s in (0, 1) for f in ("random:0.1", "class:3")]  # as Grid.run lists them
     assert [(u.forget.text, u.seed) for u in split_units(grid, 2)] == [
         ("random:0.1", 0), ("random:0.1", 1), ("class:3", 0), ("class:3", 1)]  # 4 units keep 2 workers busy
     three = split_units(grid[:3], 2)  # 3 groups would leave a worker idle: 2 chunks of 4 cells each

@@ -16,8 +16,8 @@ def build(tmp_path: Path, text: str, dataset, seed: int):
     return load_or_build(tmp_path, ForgetSpec.parse(text), dataset, seed)
 
 
-def test_same_spec_and_seed_give_the_same_indices(tmp_path, digits_task):
-    ds = digits_task.dataset
+def test_same_spec_and_seed_give_the_same_indices(tmp_path, digits_kind):
+    ds = digits_kind.dataset
     a = build(tmp_path / "a", "random:0.1", ds, 0)
     b = build(tmp_path / "b", "random:0.1", ds, 0)
     again = build(tmp_path / "a", "random:0.1", ds, 0)  # read back from disk
@@ -30,8 +30,8 @@ def test_same_spec_and_seed_give_the_same_indices(tmp_path, digits_task):
     assert set(a.indices) <= set(larger.indices)
 
 
-def test_classwise_set_is_every_sample_of_the_class_for_every_seed(tmp_path, digits_task):
-    ds = digits_task.dataset
+def test_classwise_set_is_every_sample_of_the_class_for_every_seed(tmp_path, digits_kind):
+    ds = digits_kind.dataset
     m0 = build(tmp_path, "class:3", ds, 0)
     m7 = build(tmp_path, "class:3", ds, 7)
     expected = [i for i, y in enumerate(ds.train.y.tolist()) if y == 3]
@@ -41,25 +41,25 @@ def test_classwise_set_is_every_sample_of_the_class_for_every_seed(tmp_path, dig
     assert manifest_path(tmp_path, "digits", spec, 0) == manifest_path(tmp_path, "digits", spec, 7)
 
 
-def test_committed_manifests_are_what_the_builders_produce(tmp_path, digits_task):
+def test_committed_manifests_are_what_the_builders_produce(tmp_path, digits_kind):
     committed = sorted((REPO_ROOT / "data" / "forget-sets" / "digits").glob("*.json"))
     assert committed, "the default grid's manifests are committed under data/forget-sets/digits"
     for path in committed:
         stored = read_manifest(path)
-        rebuilt = build(tmp_path, stored.spec, digits_task.dataset, stored.seed or 0)
+        rebuilt = build(tmp_path, stored.spec, digits_kind.dataset, stored.seed or 0)
         assert rebuilt.indices == stored.indices and rebuilt.sha256 == stored.sha256, path.name
-        assert stored.dataset_fingerprint == digits_task.dataset.fingerprint
+        assert stored.dataset_fingerprint == digits_kind.dataset.fingerprint
 
 
-def test_tampered_manifest_is_refused(tmp_path, digits_task):
-    m = build(tmp_path, "random:0.1", digits_task.dataset, 0)
+def test_tampered_manifest_is_refused(tmp_path, digits_kind):
+    m = build(tmp_path, "random:0.1", digits_kind.dataset, 0)
     path = manifest_path(tmp_path, "digits", ForgetSpec.parse("random:0.1"), 0)
     data = json.loads(path.read_text())
     data["indices"][0] = data["indices"][0] + 1 if data["indices"][1] != data["indices"][0] + 1 else 0
     path.write_text(json.dumps(data))
     with pytest.raises(UserError, match="invalid forget-set manifest"):
         read_manifest(path)
-    rebuilt = build(tmp_path, "random:0.1", digits_task.dataset, 0)  # set aside, rebuilt, never used
+    rebuilt = build(tmp_path, "random:0.1", digits_kind.dataset, 0)  # set aside, rebuilt, never used
     assert rebuilt.indices == m.indices and read_manifest(path) == m
     assert json.loads(path.with_name(path.name + ".corrupt").read_text())["indices"] == data["indices"]
     # a field outside the indices changed: only the checksum notices
@@ -73,7 +73,7 @@ def test_tampered_manifest_is_refused(tmp_path, digits_task):
     other = ForgetManifest.sealed(**{**fields, "dataset_fingerprint": "0" * 64})
     path.write_text(other.to_json())
     with pytest.raises(UserError, match="different digits data"):
-        build(tmp_path, "random:0.1", digits_task.dataset, 0)
+        build(tmp_path, "random:0.1", digits_kind.dataset, 0)
     assert read_manifest(path) == other
 
 
@@ -94,7 +94,7 @@ def test_malformed_specs_are_refused(text, message):
         ForgetSpec.parse(text)
 
 
-def test_class_outside_the_label_set_is_refused(digits_task):
+def test_class_outside_the_label_set_is_refused(digits_kind):
     spec = ForgetSpec.parse("class:10")
     with pytest.raises(UserError, match="not a label of digits"):
-        spec.builder.check(spec.params, digits_task.dataset)
+        spec.builder.check(spec.params, digits_kind.dataset)

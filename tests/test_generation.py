@@ -13,7 +13,8 @@ from torch import nn
 from unlearn.cli import main
 from unlearn.data.tensors import TensorData
 from unlearn.errors import UserError
-from unlearn.harness import Workspace, load_task, make_runner, plan_grid
+from unlearn.forget import ForgetSpec
+from unlearn.harness import Models, Workspace, load_kind
 from unlearn.leaderboard.build import render
 from unlearn.metrics import Evaluation, evaluate
 from unlearn.metrics.generation import GenerationCell, Judge, frechet_distance
@@ -116,17 +117,16 @@ def test_the_cifar10_preset_is_the_published_model(tmp_path):
 
 def test_oracle_is_trained_without_the_forgotten_class(tmp_path, shared_cache):
     spec = read_spec(tiny_spec(tmp_path))
-    task = load_task(spec, Workspace.at(tmp_path, cache_dir=shared_cache), torch.device("cpu"))
-    runner = make_runner(plan_grid(spec, ["retrain"], ["class:3"], [0]), task,
-                         Workspace.at(tmp_path, cache_dir=shared_cache))
-    manifest = runner.manifest(runner.plan.forgets[0], 0)
+    kind = load_kind(spec, Workspace.at(tmp_path, cache_dir=shared_cache), torch.device("cpu"))
+    models = Models(kind, Workspace.at(tmp_path, cache_dir=shared_cache))
+    manifest = models.build_manifest(ForgetSpec.parse("class:3"), 0)
     seen: list[TensorData] = []
-    original = runner.original(0).model
-    request = runner.request(runner.oracle_choice.instance(), original, task.splits(manifest), 0)
+    original = models.load_or_train_original(0).model
+    request = models.request(models.oracle_choice.instance(), original, kind.splits(manifest), 0)
     inner = request.train_recipe
     object.__setattr__(request, "train_recipe", lambda m, d: (seen.append(d), inner(m, d))[1])
-    model = runner.oracle_choice.instance().unlearn(request)
-    assert len(seen) == 1 and 3 not in seen[0].y.tolist() and len(seen[0]) == int((task.train.y != 3).sum())
+    model = models.oracle_choice.instance().unlearn(request)
+    assert len(seen) == 1 and 3 not in seen[0].y.tolist() and len(seen[0]) == int((kind.train.y != 3).sum())
     assert model is not original and type(model).__name__ == "ClassConditionalDDPM"
 
 
@@ -151,31 +151,31 @@ class PerfectGenerator(nn.Module):
 
 
 @pytest.fixture(scope="module")
-def judge(digits_task) -> Judge:
-    ds = digits_task.dataset
+def judge(digits_kind) -> Judge:
+    ds = digits_kind.dataset
     model = Blueprint("small-cnn", 1, (8, 8), 10, tuple(ds.mean), tuple(ds.std)).build(0)
-    recipe = digits_task.spec.train
+    recipe = digits_kind.spec.train
     return Judge(train_with_recipe(model, ds.train, recipe, 0).eval().requires_grad_(False), "test-judge")
 
 
-def generation_scores(model, judge, digits_task, forgotten=(3,)):
+def generation_scores(model, judge, digits_kind, forgotten=(3,)):
     spec = read_spec(Path(__file__).parents[1] / "benchmarks" / "digits-ddpm.yaml")
     settings = spec.evaluation.generation.model_copy(update={"samples_per_class": 40, "near_samples": 10})
-    real = digits_task.dataset.train.where(~torch.isin(digits_task.dataset.train.y, torch.tensor(forgotten)))
+    real = digits_kind.dataset.train.where(~torch.isin(digits_kind.dataset.train.y, torch.tensor(forgotten)))
     cell = GenerationCell(judge, forgotten, 10, real)
     ev = Evaluation(model, {}, 512, {"judge": lambda: cell}, 0, {"generation": settings})
     return evaluate(ev, ["generation", "generality"]).values
 
 
-def test_metrics_score_real_images_as_recognised_and_a_swapped_class_as_forgotten(digits_task, judge):
-    test = digits_task.dataset.test
-    faithful = generation_scores(PerfectGenerator(test), judge, digits_task)
+def test_metrics_score_real_images_as_recognised_and_a_swapped_class_as_forgotten(digits_kind, judge):
+    test = digits_kind.dataset.test
+    faithful = generation_scores(PerfectGenerator(test), judge, digits_kind)
     assert faithful["UA"] < 10 and faithful["Acc-r"] > 90 and faithful["P-f"] > 80
-    swapped = generation_scores(PerfectGenerator(test, {3: 5}), judge, digits_task)
+    swapped = generation_scores(PerfectGenerator(test, {3: 5}), judge, digits_kind)
     assert swapped["UA"] > 90 and swapped["P-f"] < 10
     assert swapped["Acc-r"] == pytest.approx(faithful["Acc-r"])
     # FD against the training images: the test images are close, a generator of one class only is far
-    one_class = generation_scores(PerfectGenerator(test, {c: 0 for c in range(10)}), judge, digits_task)
+    one_class = generation_scores(PerfectGenerator(test, {c: 0 for c in range(10)}), judge, digits_kind)
     assert faithful["FD"] < 0.2 * one_class["FD"]
     assert faithful["UA-near"] < 50 and swapped["UA-near"] > faithful["UA-near"]
 

@@ -11,7 +11,7 @@ from conftest import make_request
 
 from unlearn.data.tensors import TensorData
 from unlearn.errors import UserError
-from unlearn.harness import Task
+from unlearn.harness import Classification
 from unlearn.methods import METHODS, make_hparams
 from unlearn.spec import Recipe
 from unlearn.train import train_with_recipe
@@ -23,9 +23,9 @@ FAST = {"epochs": 30, "warmup_epochs": 6}
 
 
 @pytest.fixture(scope="module")
-def vit_task(digits_spec, digits_task) -> Task:
+def vit_task(digits_spec, digits_kind) -> Classification:
     spec = digits_spec.model_copy(update={"model": "vit"})
-    return Task(spec, digits_task.dataset, torch.device("cpu"))
+    return Classification(spec, digits_kind.dataset, torch.device("cpu"))
 
 
 @pytest.fixture(scope="module")

@@ -7,48 +7,48 @@ import torch
 import plugin_methods
 from unlearn.cache import ModelCache
 from unlearn.forget import ForgetSpec, load_or_build
-from unlearn.harness import Workspace
+from unlearn.harness import Scoring, Workspace
 from unlearn.results import read_record
 from unlearn.spec import Recipe
 from unlearn.train import train_with_recipe
 
-from conftest import make_runner, spy_oracle_training
+from conftest import make_grid, spy_oracle_training
 
 
-def test_training_is_deterministic_for_a_seed(digits_task):
+def test_training_is_deterministic_for_a_seed(digits_kind):
     recipe = Recipe(epochs=2, batch_size=64, lr=0.05)
-    a = train_with_recipe(digits_task.new_model(0), digits_task.train, recipe, seed=0)
-    b = train_with_recipe(digits_task.new_model(0), digits_task.train, recipe, seed=0)
-    c = train_with_recipe(digits_task.new_model(1), digits_task.train, recipe, seed=1)
+    a = train_with_recipe(digits_kind.new_model(0), digits_kind.train, recipe, seed=0)
+    b = train_with_recipe(digits_kind.new_model(0), digits_kind.train, recipe, seed=0)
+    c = train_with_recipe(digits_kind.new_model(1), digits_kind.train, recipe, seed=1)
     for key, value in a.state_dict().items():
         assert torch.equal(value, b.state_dict()[key]), key
     assert not torch.equal(a.head.weight, c.head.weight)
 
 
-def test_the_oracle_never_trains_on_a_forget_index(tmp_path, digits_spec, digits_task, monkeypatch):
+def test_the_oracle_never_trains_on_a_forget_index(tmp_path, digits_spec, digits_kind, monkeypatch):
     seen = spy_oracle_training(monkeypatch)
     workspace = Workspace.at(tmp_path)  # a fresh cache, so the oracles really train
-    runner = make_runner(digits_spec, digits_task, workspace, ["finetune"], ["random:0.1", "class:3"], [0])
+    runner = make_grid(digits_spec, digits_kind, workspace, ["finetune"], ["random:0.1", "class:3"], [0])
     for text in ("random:0.1", "class:3"):
-        manifest = load_or_build(workspace.forget_dir, ForgetSpec.parse(text), digits_task.dataset, 0)
-        runner.group(ForgetSpec.parse(text), manifest, 0)
+        manifest = load_or_build(workspace.forget_dir, ForgetSpec.parse(text), digits_kind.dataset, 0)
+        runner.prepare_group(ForgetSpec.parse(text), manifest, 0)
         trained_on = seen[-1].index.tolist()
         assert not set(trained_on) & set(manifest.indices)
-        assert sorted(trained_on + manifest.indices) == list(range(len(digits_task.train)))
+        assert sorted(trained_on + manifest.indices) == list(range(len(digits_kind.train)))
     assert len(seen) == 2
 
 
-def test_methods_get_only_what_their_track_grants(digits_spec, digits_task, workspace):
+def test_methods_get_only_what_their_track_grants(digits_spec, digits_kind, workspace):
     plugin_methods.SEEN.clear()
-    runner = make_runner(
-        digits_spec, digits_task, workspace, ["plugin_methods:Spy", "plugin_methods:ForgetOnlySpy"], ["random:0.1"], [0]
+    runner = make_grid(
+        digits_spec, digits_kind, workspace, ["plugin_methods:Spy", "plugin_methods:ForgetOnlySpy"], ["random:0.1"], [0]
     )
     runner.run()
     full, forget_only = plugin_methods.SEEN
-    manifest = load_or_build(workspace.forget_dir, ForgetSpec.parse("random:0.1"), digits_task.dataset, 0)
+    manifest = load_or_build(workspace.forget_dir, ForgetSpec.parse("random:0.1"), digits_kind.dataset, 0)
     assert full.forget.index.tolist() == manifest.indices
     assert not set(full.retain.index.tolist()) & set(manifest.indices)
-    assert len(full.forget) + len(full.retain) == len(digits_task.train)
+    assert len(full.forget) + len(full.retain) == len(digits_kind.train)
     assert forget_only.retain is None and forget_only.forget.index.tolist() == manifest.indices
     assert set(vars(full)) == {
         "model", "forget", "retain", "num_classes", "device", "seed", "recipe", "new_model", "track", "progress",
@@ -57,9 +57,9 @@ def test_methods_get_only_what_their_track_grants(digits_spec, digits_task, work
     }
 
 
-def test_each_method_lowers_forget_accuracy_on_a_classwise_set(digits_spec, digits_task, workspace):
+def test_each_method_lowers_forget_accuracy_on_a_classwise_set(digits_spec, digits_kind, workspace):
     methods = ["retrain", "finetune", "grad-ascent", "random-label"]
-    result = make_runner(digits_spec, digits_task, workspace, methods, ["class:3"], [0]).run()
+    result = make_grid(digits_spec, digits_kind, workspace, methods, ["class:3"], [0]).run()
     assert [r.status for r in result.records] == ["ok"] * 4, [r.error for r in result.records]
     for record in result.records:
         original_forget_acc = 100.0 - record.original_metrics["UA"]
@@ -71,22 +71,22 @@ def test_each_method_lowers_forget_accuracy_on_a_classwise_set(digits_spec, digi
     assert oracle.metrics == oracle.oracle_metrics and oracle.gaps["Avg. Gap"] == 0.0
 
 
-def test_the_oracle_cell_takes_the_groups_evaluation_of_the_oracle(digits_spec, digits_task, workspace, monkeypatch):
-    runner = make_runner(digits_spec, digits_task, workspace, ["retrain", "finetune"], ["class:3"], [0],
+def test_the_oracle_cell_takes_the_groups_evaluation_of_the_oracle(digits_spec, digits_kind, workspace, monkeypatch):
+    runner = make_grid(digits_spec, digits_kind, workspace, ["retrain", "finetune"], ["class:3"], [0],
                          {"finetune": {"epochs": 1}})
     scored = []
-    score = runner.score
-    monkeypatch.setattr(runner, "score", lambda evaluation: scored.append(evaluation) or score(evaluation))
+    score = Scoring.score
+    monkeypatch.setattr(Scoring, "score", lambda self, evaluation: scored.append(evaluation) or score(self, evaluation))
     oracle, finetune = runner.run().records
     assert len(scored) == 3  # the original, the oracle and finetune's output; the retrain cell is the oracle
     assert oracle.metrics == oracle.oracle_metrics and oracle.gaps["Avg. Gap"] == 0.0
     assert finetune.metrics != finetune.oracle_metrics
 
 
-def test_a_diverging_method_becomes_a_failed_record_and_the_grid_goes_on(digits_spec, digits_task, workspace):
+def test_a_diverging_method_becomes_a_failed_record_and_the_grid_goes_on(digits_spec, digits_kind, workspace):
     methods = ["plugin_methods:NanWeights", "plugin_methods:Boom", "plugin_methods:WrongShape", "grad-ascent", "retrain"]
     hparams = {"grad-ascent": {"lr": 1000.0, "max_grad_norm": None, "epochs": 3}}
-    result = make_runner(digits_spec, digits_task, workspace, methods, ["class:3"], [0], hparams).run()
+    result = make_grid(digits_spec, digits_kind, workspace, methods, ["class:3"], [0], hparams).run()
     status = {r.method: (r.status, r.error) for r in result.records}
     assert status["plugin_methods:NanWeights"][0] == "failed"
     assert "NaN" in status["plugin_methods:NanWeights"][1]
@@ -106,30 +106,30 @@ def record_path_of(workspace, record):
                        record.config_hash)
 
 
-def test_cached_models_are_reused_and_corrupt_entries_rebuilt(tmp_path, digits_task, capsys):
+def test_cached_models_are_reused_and_corrupt_entries_rebuilt(tmp_path, digits_kind, capsys):
     cache = ModelCache(tmp_path)
     calls = []
     recipe = Recipe(epochs=1, batch_size=128, lr=0.05)
 
     def build():
         calls.append(1)
-        return train_with_recipe(digits_task.new_model(0), digits_task.train, recipe, 0)
+        return train_with_recipe(digits_kind.new_model(0), digits_kind.train, recipe, 0)
 
     key = {"test": "cache"}
-    first = cache.get_or_build("original", key, build, lambda: digits_task.new_model(0))
-    second = cache.get_or_build("original", key, build, lambda: digits_task.new_model(0))
+    first = cache.get_or_build("original", key, build, lambda: digits_kind.new_model(0))
+    second = cache.get_or_build("original", key, build, lambda: digits_kind.new_model(0))
     assert (first.hit, second.hit, len(calls)) == (False, True, 1)
     assert torch.equal(first.model.head.weight, second.model.head.weight)
     cache.path("original", key).write_bytes(b"\x80\x04not a safetensors file")  # e.g. a pickle
-    third = cache.get_or_build("original", key, build, lambda: digits_task.new_model(0))
+    third = cache.get_or_build("original", key, build, lambda: digits_kind.new_model(0))
     assert not third.hit and len(calls) == 2
     assert "ignoring unusable cache entry" in capsys.readouterr().err
 
 
-def test_table_leads_with_the_oracle_even_without_a_retrain_cell(digits_spec, digits_task, workspace):
+def test_table_leads_with_the_oracle_even_without_a_retrain_cell(digits_spec, digits_kind, workspace):
     from unlearn.leaderboard import summarize
 
-    result = make_runner(digits_spec, digits_task, workspace, ["random-label"], ["class:3"], [0]).run()
+    result = make_grid(digits_spec, digits_kind, workspace, ["random-label"], ["class:3"], [0]).run()
     (table,) = summarize(result.records, ["UA", "Avg. Gap", "RTE (s)"])
     assert (table.benchmark, table.forget) == ("digits", "class:3")
     assert [r.method for r in table.rows] == ["retrain", "original", "random-label"]

@@ -131,8 +131,8 @@ def test_spellings_of_one_forget_set_are_one_set_with_one_manifest(tmp_path, cap
 
 
 @pytest.fixture
-def digits_weights(digits_task) -> dict[str, torch.Tensor]:
-    return {k: v.clone() for k, v in digits_task.new_model(0).state_dict().items()}
+def digits_weights(digits_kind) -> dict[str, torch.Tensor]:
+    return {k: v.clone() for k, v in digits_kind.new_model(0).state_dict().items()}
 
 
 @pytest.mark.parametrize("dtype", [torch.float64, torch.bool, torch.float16, "nan"])

@@ -53,21 +53,21 @@ def test_the_tuning_grid_is_small_starts_with_the_learning_rate_and_validates(na
 
 
 @pytest.mark.parametrize("name", NAMES)
-def test_each_method_accepts_its_benchmarks_model_with_its_defaults(name, digits_task):
+def test_each_method_accepts_its_benchmarks_model_with_its_defaults(name, digits_kind):
     """Every method fits the model of a benchmark whose grid runs it (GS-LoRA needs digits-vit's ViT, the diffusion
     methods digits-ddpm's DDPM)."""
-    from unlearn.harness import KINDS
+    from unlearn.harness import kind_class
     from unlearn.spec import load_benchmark
 
-    specs = (digits_task.spec, load_benchmark("digits-vit"), load_benchmark("digits-ddpm"))
+    specs = (digits_kind.spec, load_benchmark("digits-vit"), load_benchmark("digits-ddpm"))
     spec = next(s for s in specs if name in s.grid.methods)
-    task_cls, _ = KINDS[spec.kind]()
-    resolve_method(name)().check(task_cls(spec, digits_task.dataset, digits_task.device).new_model(0))
+    kind = kind_class(spec.kind)(spec, digits_kind.dataset, digits_kind.device)
+    resolve_method(name)().check(kind.new_model(0))
 
 
-def test_gs_lora_refuses_a_model_without_transformer_blocks(digits_task):
+def test_gs_lora_refuses_a_model_without_transformer_blocks(digits_kind):
     with pytest.raises(UserError, match="matches no"):
-        resolve_method("gs-lora")().check(digits_task.new_model(0))
+        resolve_method("gs-lora")().check(digits_kind.new_model(0))
 
 
 @pytest.mark.parametrize(

@@ -124,18 +124,18 @@ def refuse_building(monkeypatch) -> None:
     monkeypatch.setattr(type(CLASS_3.builder), "build", build)
 
 
-def test_a_committed_manifest_is_copied_into_the_workdir_and_never_written(tmp_path, digits_task, monkeypatch):
+def test_a_committed_manifest_is_copied_into_the_workdir_and_never_written(tmp_path, digits_kind, monkeypatch):
     committed = tmp_path / "committed"
-    stored = load_or_build(committed, CLASS_3, digits_task.dataset, 0)
+    stored = load_or_build(committed, CLASS_3, digits_kind.dataset, 0)
     source = manifest_path(committed, "digits", CLASS_3, 0)
     before = (source.read_bytes(), source.stat().st_mtime_ns)
     refuse_building(monkeypatch)
     work = tmp_path / "work"
-    assert load_or_build(work, CLASS_3, digits_task.dataset, 0, committed=committed) == stored
+    assert load_or_build(work, CLASS_3, digits_kind.dataset, 0, committed=committed) == stored
     assert manifest_path(work, "digits", CLASS_3, 0).read_bytes() == before[0]
     assert (source.read_bytes(), source.stat().st_mtime_ns) == before
     with pytest.raises(AssertionError, match="built a set"):  # no committed folder: the set is built
-        load_or_build(tmp_path / "other", CLASS_3, digits_task.dataset, 0, committed=tmp_path / "none")
+        load_or_build(tmp_path / "other", CLASS_3, digits_kind.dataset, 0, committed=tmp_path / "none")
 
 
 def test_the_commands_take_a_missing_manifest_from_the_shipped_ones(tmp_path, monkeypatch, capsys):
@@ -147,9 +147,9 @@ def test_the_commands_take_a_missing_manifest_from_the_shipped_ones(tmp_path, mo
 
 
 @pytest.mark.parametrize("flaw", ["other data", "corrupt"])
-def test_a_committed_manifest_that_does_not_fit_is_passed_over_with_a_note(tmp_path, digits_task, capsys, flaw):
+def test_a_committed_manifest_that_does_not_fit_is_passed_over_with_a_note(tmp_path, digits_kind, capsys, flaw):
     committed, work = tmp_path / "committed", tmp_path / "work"
-    right = load_or_build(tmp_path / "right", CLASS_3, digits_task.dataset, 0)
+    right = load_or_build(tmp_path / "right", CLASS_3, digits_kind.dataset, 0)
     source = manifest_path(committed, "digits", CLASS_3, 0)
     source.parent.mkdir(parents=True)
     if flaw == "other data":
@@ -159,7 +159,7 @@ def test_a_committed_manifest_that_does_not_fit_is_passed_over_with_a_note(tmp_p
     else:
         source.write_text(json.dumps({"indices": [1, 2]}), encoding="utf-8")
     before = source.read_bytes()
-    assert load_or_build(work, CLASS_3, digits_task.dataset, 0, committed=committed) == right
+    assert load_or_build(work, CLASS_3, digits_kind.dataset, 0, committed=committed) == right
     note = capsys.readouterr().err
     assert note.startswith(f"unlearn: note: not using the committed manifest: {source}") and note.count("\n") == 1
     assert f"building {manifest_path(work, 'digits', CLASS_3, 0)}" in note

@@ -9,7 +9,7 @@ import torch
 
 from unlearn.errors import UserError
 from unlearn.forget import load_or_build
-from unlearn.harness import Runner, Task, plan_grid
+from unlearn.harness import Classification, Grid, Models, Scoring, plan_grid
 from unlearn.metrics import Evaluation, MissingDependency, evaluate
 from unlearn.metrics.probe import probe_splits
 from unlearn.spec import EvaluationSettings, ProbeSettings, RelearnSettings
@@ -24,15 +24,15 @@ def probe_spec(digits_spec):
 
 
 @pytest.fixture(scope="module")
-def probe_task(probe_spec, digits_task) -> Task:
-    return Task(probe_spec, digits_task.dataset, torch.device("cpu"))
+def probe_task(probe_spec, digits_kind) -> Classification:
+    return Classification(probe_spec, digits_kind.dataset, torch.device("cpu"))
 
 
 def group_for(spec, task, workspace, forget: str):
     plan = plan_grid(spec, ["retrain"], [forget], [0])
-    runner = Runner(plan, task, workspace)
-    manifest = load_or_build(workspace.forget_dir, plan.forgets[0], task.dataset, 0)
-    return runner, runner.group(plan.forgets[0], manifest, 0)
+    protocol, group = Grid(plan, task, workspace).prepare_group(
+        plan.forgets[0], load_or_build(workspace.forget_dir, plan.forgets[0], task.dataset, 0), 0)
+    return protocol.scoring, group
 
 
 def hide_class_in_head(model: torch.nn.Module, cls: int) -> torch.nn.Module:
@@ -72,10 +72,10 @@ def test_probe_splits_too_small_are_refused_with_the_reason(probe_task):
 
 
 def test_a_head_only_fake_is_caught_by_the_probe_but_not_by_forget_accuracy(probe_spec, probe_task, workspace):
-    runner, group = group_for(probe_spec, probe_task, workspace, "class:3")
+    scoring, group = group_for(probe_spec, probe_task, workspace, "class:3")
     assert len(group.splits["probe_heldout"]) == len(group.splits["test_forgotten"])
     fake = hide_class_in_head(group.original, 3)
-    scores = runner.score(runner.evaluation(fake, group, None)).values
+    scores = scoring.score(scoring.evaluation(fake, group, None)).values
     original, oracle = group.original_metrics, group.oracle_metrics
 
     assert scores["UA"] == pytest.approx(100.0)  # forget accuracy says: perfectly forgotten
@@ -87,11 +87,11 @@ def test_a_head_only_fake_is_caught_by_the_probe_but_not_by_forget_accuracy(prob
 
 
 def test_metrics_never_change_the_model(probe_spec, probe_task, workspace):
-    runner, group = group_for(probe_spec, probe_task, workspace, "random:0.1")
+    scoring, group = group_for(probe_spec, probe_task, workspace, "random:0.1")
     model = copy.deepcopy(group.original)
     model.train()
     before = {k: v.clone() for k, v in model.state_dict().items()}
-    scores = runner.score(runner.evaluation(model, group, None))
+    scores = scoring.score(scoring.evaluation(model, group, None))
     assert {"Probe-F", "Probe-F-Block", "Recovery-Gap", "Relearn-FA", "Relearn-Steps"} <= set(scores.values)
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
     assert all(m.training for m in model.modules())
@@ -100,8 +100,8 @@ def test_metrics_never_change_the_model(probe_spec, probe_task, workspace):
 def test_relearn_uses_a_disjoint_attack_subset_and_censors_a_model_that_never_relearns(
     probe_spec, probe_task, workspace
 ):
-    runner, group = group_for(probe_spec, probe_task, workspace, "class:3")
-    info = runner.score(runner.evaluation(group.original, group, None)).info["relearn"]
+    scoring, group = group_for(probe_spec, probe_task, workspace, "class:3")
+    info = scoring.score(scoring.evaluation(group.original, group, None)).info["relearn"]
     forget = len(group.splits["forget"])
     assert info["attack_samples"] == max(1, int(0.1 * forget))
     assert info["attack_samples"] + info["scored_samples"] == forget
@@ -109,9 +109,8 @@ def test_relearn_uses_a_disjoint_attack_subset_and_censors_a_model_that_never_re
 
     frozen = probe_spec.evaluation.model_copy(update={"relearn": RelearnSettings(lr=1e-12, steps=3)})
     spec = probe_spec.model_copy(update={"evaluation": frozen})
-    runner2 = Runner(plan_grid(spec, ["retrain"], ["class:3"], [0]), Task(spec, probe_task.dataset, probe_task.device),
-                     workspace)
-    scores = runner2.score(runner2.evaluation(hide_class_in_head(group.original, 3), group, None))
+    scoring2 = Scoring(Models(Classification(spec, probe_task.dataset, probe_task.device), workspace))
+    scores = scoring2.score(scoring2.evaluation(hide_class_in_head(group.original, 3), group, None))
     assert scores.values["Relearn-Steps"] == 4.0 and scores.info["relearn"]["reached"] is False
     assert scores.values["Relearn-FA"] == pytest.approx(0.0)
 

@@ -73,14 +73,14 @@ def test_run_reports_progress_unless_told_not_to():
     assert parser.parse_args(["reproduce"]).progress is True
 
 
-def test_training_an_original_model_heartbeats_into_a_log(quick, monkeypatch, digits_task, digits_spec, capsys):
+def test_training_an_original_model_heartbeats_into_a_log(quick, monkeypatch, digits_kind, digits_spec, capsys):
     """The training loop reports through the same bar: a log sees what trains and how far it got."""
     from unlearn.models import build_model
 
     monkeypatch.setattr(progress, "on_terminal", lambda stream=None: False)
     model = build_model("small-cnn", 1, (8, 8), 10, (0.3,), (0.4,))
     recipe = digits_spec.train.model_copy(update={"epochs": 4})
-    train_with_recipe(model, digits_task.dataset.train, recipe, seed=0, progress="training original (seed 0)")
+    train_with_recipe(model, digits_kind.dataset.train, recipe, seed=0, progress="training original (seed 0)")
     lines = [line for line in capsys.readouterr().err.splitlines() if "training original (seed 0)" in line]
     assert len(lines) >= 2 and all(LINE.match(line) for line in lines), lines
     assert "4/4" in lines[-1]  # and the last line says the phase finished

@@ -20,16 +20,16 @@ from unlearn.methods import METHODS, make_hparams
 from unlearn.saliency import SaliencyMask
 from unlearn.train import negative_cross_entropy
 
-from conftest import make_request, make_runner
+from conftest import make_request, make_grid
 
 
 @pytest.fixture(scope="module")
-def class3(digits_spec, digits_task, shared_cache, tmp_path_factory):
+def class3(digits_spec, digits_kind, shared_cache, tmp_path_factory):
     """(trained digits model, class:3 splits) for the whole module."""
     workspace = Workspace.at(tmp_path_factory.mktemp("saliency") / "work", cache_dir=shared_cache)
-    runner = make_runner(digits_spec, digits_task, workspace, ["finetune"], ["class:3"], [0])
-    manifest = load_or_build(workspace.forget_dir, ForgetSpec.parse("class:3"), digits_task.dataset, 0)
-    return runner.original(0).model, digits_task.splits(manifest)
+    runner = make_grid(digits_spec, digits_kind, workspace, ["finetune"], ["class:3"], [0])
+    manifest = load_or_build(workspace.forget_dir, ForgetSpec.parse("class:3"), digits_kind.dataset, 0)
+    return runner.models.load_or_train_original(0).model, digits_kind.splits(manifest)
 
 
 def accuracy(model, data) -> float:
@@ -38,7 +38,7 @@ def accuracy(model, data) -> float:
         return (model(data.x).argmax(1) == data.y).float().mean().item()
 
 
-def run(digits_task, name, original, splits, monkeypatch=None, **hparams):
+def run(digits_kind, name, original, splits, monkeypatch=None, **hparams):
     """Run method `name` on a copy of `original`; returns (model, optimizer used)."""
     optimizers = []
     if monkeypatch is not None:
@@ -50,7 +50,7 @@ def run(digits_task, name, original, splits, monkeypatch=None, **hparams):
 
         monkeypatch.setattr(methods_base, "sgd", spy_sgd)
     cls = METHODS.get(name)
-    request = make_request(digits_task, copy.deepcopy(original), splits["forget"], splits["retain"])
+    request = make_request(digits_kind, copy.deepcopy(original), splits["forget"], splits["retain"])
     model = cls(make_hparams(cls, name, hparams)).unlearn(request)
     return model, (optimizers[0] if optimizers else None)
 
@@ -122,7 +122,7 @@ def test_compute_runs_in_eval_mode_and_restores_every_module_mode(class3):
     assert model.training and model.body.training and not model.head.training
 
 
-def test_save_load_round_trips_bit_exactly_and_refuses_pickles_and_other_architectures(class3, digits_task, tmp_path):
+def test_save_load_round_trips_bit_exactly_and_refuses_pickles_and_other_architectures(class3, digits_kind, tmp_path):
     original, splits = class3
     mask = SaliencyMask.compute(copy.deepcopy(original), splits["forget"], negative_cross_entropy, 0.3, 256)
     path = tmp_path / "masks" / "class3.safetensors"
@@ -143,7 +143,7 @@ def test_save_load_round_trips_bit_exactly_and_refuses_pickles_and_other_archite
     with pytest.raises(UserError):
         SaliencyMask.load(garbage)
 
-    other = digits_task.new_model(0)
+    other = digits_kind.new_model(0)
     other.head = torch.nn.Linear(other.head.in_features, 5)
     with pytest.raises(
         UserError, match=r"does not fit the model \(shape of head.bias: \(10,\) vs model \(5,\)"
@@ -164,9 +164,9 @@ def test_a_ratio_outside_zero_one_is_a_user_error_naming_the_options(name, ratio
 # ---------------------------------------------------------------- salun
 
 
-def test_salun_keeps_masked_out_weights_at_theta0_and_forgets_class3(class3, digits_task, monkeypatch, tmp_path):
+def test_salun_keeps_masked_out_weights_at_theta0_and_forgets_class3(class3, digits_kind, monkeypatch, tmp_path):
     original, splits = class3
-    model, optimizer = run(digits_task, "salun", original, splits, monkeypatch)
+    model, optimizer = run(digits_kind, "salun", original, splits, monkeypatch)
     mask = independent_top_mask(original, splits["forget"], 0.5, 256)
     theta0, after = dict(original.named_parameters()), dict(model.named_parameters())
     moved = 0
@@ -183,7 +183,7 @@ def test_salun_keeps_masked_out_weights_at_theta0_and_forgets_class3(class3, dig
 
     saved = tmp_path / "mask.safetensors"
     SaliencyMask.compute(copy.deepcopy(original), splits["forget"], negative_cross_entropy, 0.5, 256).save(saved)
-    from_file, _ = run(digits_task, "salun", original, splits, mask_path=str(saved), ratio=0.9)
+    from_file, _ = run(digits_kind, "salun", original, splits, mask_path=str(saved), ratio=0.9)
     for a, b in zip(from_file.state_dict().values(), model.state_dict().values(), strict=True):
         assert torch.equal(a, b)  # a saved mask replaces the computed one (and its ratio wins)
 
@@ -201,7 +201,7 @@ def test_soft_threshold_shrinks_changes_by_the_kth_smallest_and_resets_the_rest(
     assert torch.equal(p.detach(), before)
 
 
-def test_salun_soft_resets_the_scheduled_number_of_smallest_changes_after_every_step(class3, digits_task, monkeypatch):
+def test_salun_soft_resets_the_scheduled_number_of_smallest_changes_after_every_step(class3, digits_kind, monkeypatch):
     original, splits = class3
     theta0 = torch.cat([p.detach().flatten() for p in original.parameters()])
     seen = []
@@ -213,7 +213,7 @@ def test_salun_soft_resets_the_scheduled_number_of_smallest_changes_after_every_
         seen.append((k, int((flat == theta0).sum())))
 
     monkeypatch.setattr(soft_module, "soft_threshold_", spy)
-    model, _ = run(digits_task, "salun-soft", original, splits)
+    model, _ = run(digits_kind, "salun-soft", original, splits)
     n = theta0.numel()
     total = 10 * (math.ceil(len(splits["forget"]) / 256) + math.ceil(len(splits["retain"]) / 256))
     assert [k for k, _ in seen] == [int(0.5 * ((total - t) / total * n)) for t in range(1, total + 1)]
@@ -231,7 +231,7 @@ def test_l1_weight_decays_linearly_per_epoch_and_stops_for_the_last_epochs():
     assert [l1_module.l1_weight(1.0, e, 4, no_l1_epochs=2) for e in range(4)] == [1.0, 0.5, 0.0, 0.0]
 
 
-def test_l1_sparse_decays_its_penalty_per_epoch_and_ends_sparser_than_finetune(class3, digits_task, monkeypatch):
+def test_l1_sparse_decays_its_penalty_per_epoch_and_ends_sparser_than_finetune(class3, digits_kind, monkeypatch):
     original, splits = class3
     seen = []
     real = l1_module.l1_weight
@@ -242,11 +242,11 @@ def test_l1_sparse_decays_its_penalty_per_epoch_and_ends_sparser_than_finetune(c
 
     monkeypatch.setattr(l1_module, "l1_weight", spy)
     settings = {"lr": 0.03, "epochs": 10, "batch_size": 64}
-    sparse, _ = run(digits_task, "l1-sparse", original, splits, alpha=5e-3, **settings)
+    sparse, _ = run(digits_kind, "l1-sparse", original, splits, alpha=5e-3, **settings)
     batches = math.ceil(len(splits["retain"]) / 64)
     assert seen == [(e, 5e-3 * (1 - e / 10)) for e in range(10) for _ in range(batches)]
 
-    plain, _ = run(digits_task, "finetune", original, splits, **settings)
+    plain, _ = run(digits_kind, "finetune", original, splits, **settings)
     with torch.no_grad():
         norms = [float(l1_module.l1_norm(m)) for m in (sparse, plain, original)]
         assert norms[2] == pytest.approx(float(sum(p.abs().sum() for p in original.parameters())), rel=1e-6)

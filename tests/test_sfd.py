@@ -27,9 +27,9 @@ def run_sfd(model, data, seed: int = 0, **hparams):
 
 
 @pytest.fixture(scope="module")
-def short_runs(tiny_ddpm, digits_task):
+def short_runs(tiny_ddpm, digits_kind):
     """Two runs with seed 0 and one with seed 1, two iterations each."""
-    data = digits_task.dataset.train
+    data = digits_kind.dataset.train
     return [run_sfd(tiny_ddpm, data, seed) for seed in (0, 0, 1)]
 
 
@@ -81,12 +81,12 @@ def safe_class_margin(generator, teacher, z, gen):
     return float(err[0] - err[1])
 
 
-def test_the_forgetting_term_pulls_the_forgotten_class_toward_the_safe_class(tiny_ddpm, digits_task):
+def test_the_forgetting_term_pulls_the_forgotten_class_toward_the_safe_class(tiny_ddpm, digits_kind):
     teacher = frozen_copy(tiny_ddpm)
     teacher.one_step_t.fill_(440)
     z = torch.randn((128, 1, 8, 8), generator=torch.Generator().manual_seed(1))
     hp = {"iterations": 4, "lr": 1e-4, "ema_decay": 0.0}
-    data = digits_task.dataset.train
+    data = digits_kind.dataset.train
     forgetting, _ = run_sfd(tiny_ddpm, data, forget_weight=1.0, **hp)
     plain, _ = run_sfd(tiny_ddpm, data, forget_weight=0.0, **hp)
     assert distance_to_safe_class(forgetting, teacher, z) < 0.6 * distance_to_safe_class(plain, teacher, z)
@@ -94,9 +94,9 @@ def test_the_forgetting_term_pulls_the_forgotten_class_toward_the_safe_class(tin
     assert margins[0] < margins[1] - 1.0
 
 
-def test_a_huge_learning_rate_raises_diverged(tiny_ddpm, digits_task):
+def test_a_huge_learning_rate_raises_diverged(tiny_ddpm, digits_kind):
     with pytest.raises(Diverged, match="NaN or infinite"):
-        run_sfd(tiny_ddpm, digits_task.dataset.train, lr=1e4, batch_size=4)
+        run_sfd(tiny_ddpm, digits_kind.dataset.train, lr=1e4, batch_size=4)
 
 
 @pytest.mark.parametrize(
@@ -119,6 +119,6 @@ def test_override_classes_skip_forgotten_classes_and_refuse_impossible_requests(
             override_classes(forget, 10, override)
 
 
-def test_sfd_refuses_a_classifier(digits_task):
+def test_sfd_refuses_a_classifier(digits_kind):
     with pytest.raises(UserError, match="class-conditional DDPM"):
-        SFD().check(digits_task.new_model(0))
+        SFD().check(digits_kind.new_model(0))

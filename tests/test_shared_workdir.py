@@ -20,7 +20,7 @@ from typing import Callable
 import pytest
 from torch import nn
 
-import unlearn.harness as harness
+import unlearn.train as training
 from unlearn.cache import ModelCache
 from unlearn.errors import StorageError
 from unlearn.hashing import stable_hash
@@ -163,8 +163,8 @@ def test_a_directory_at_a_records_path_stops_the_run_in_one_line_naming_it(mini,
 def test_a_file_at_a_cache_folder_stops_the_run_in_one_line_before_anything_trains(mini, kind, tmp_path, capsys,
                                                                                    monkeypatch):
     trained: list[int] = []
-    real = harness.train_with_recipe
-    monkeypatch.setattr(harness, "train_with_recipe", lambda *a, **k: trained.append(1) or real(*a, **k))
+    real = training.train_with_recipe
+    monkeypatch.setattr(training, "train_with_recipe", lambda *a, **k: trained.append(1) or real(*a, **k))
     (tmp_path / "cache").mkdir()
     (tmp_path / "cache" / kind).write_text("not a folder")
     code, out, err = run(capsys, *grid(mini, tmp_path, tmp_path / "cache", "finetune"))

@@ -22,16 +22,16 @@ from unlearn.harness import Workspace, forgotten_classes
 from unlearn.methods import METHODS, make_hparams
 from unlearn.models.base import Classifier, build_model
 
-from conftest import make_request, make_runner
+from conftest import make_request, make_grid
 
 
 @pytest.fixture(scope="module")
-def digits(digits_spec, digits_task, shared_cache, tmp_path_factory):
+def digits(digits_spec, digits_kind, shared_cache, tmp_path_factory):
     """(trained original model, class:3 splits) of the digits benchmark, seed 0."""
     workspace = Workspace.at(tmp_path_factory.mktemp("single-pass"), cache_dir=shared_cache)
-    runner = make_runner(digits_spec, digits_task, workspace, ["finetune"], ["class:3"], [0])
-    manifest = load_or_build(workspace.forget_dir, ForgetSpec.parse("class:3"), digits_task.dataset, 0)
-    return runner.original(0).model, digits_task.splits(manifest)
+    runner = make_grid(digits_spec, digits_kind, workspace, ["finetune"], ["class:3"], [0])
+    manifest = load_or_build(workspace.forget_dir, ForgetSpec.parse("class:3"), digits_kind.dataset, 0)
+    return runner.models.load_or_train_original(0).model, digits_kind.splits(manifest)
 
 
 def method(name: str, **hparams):
@@ -83,11 +83,11 @@ def reference_importance(model: nn.Module, x, y, batch_size: int) -> dict[str, t
 
 
 @pytest.mark.parametrize("alpha, dampening", [(5.0, 1.0), (2.0, 10.0)])
-def test_ssd_dampens_exactly_the_entries_more_important_to_the_forget_set(alpha, dampening, digits_task, digits):
+def test_ssd_dampens_exactly_the_entries_more_important_to_the_forget_set(alpha, dampening, digits_kind, digits):
     original, splits = digits
     # α = 5: on digits the reference's α = 10 selects too little to forget a class (the paper uses 5 for ViT).
     # λ = 10 > α: the factor λ·[]_D/[]_Df can exceed 1 and must be capped at 1.
-    _, _, model = run("ssd", digits_task, original, splits, alpha=alpha, dampening=dampening)
+    _, _, model = run("ssd", digits_kind, original, splits, alpha=alpha, dampening=dampening)
     ref = copy.deepcopy(original).eval()
     forget, retain = splits["forget"], splits["retain"]
     imp_f = reference_importance(ref, forget.x, forget.y, 64)
@@ -111,9 +111,9 @@ def test_ssd_dampens_exactly_the_entries_more_important_to_the_forget_set(alpha,
         assert_forgets(model, original, splits)
 
 
-def test_ssd_with_a_huge_alpha_changes_nothing(digits_task, digits):
+def test_ssd_with_a_huge_alpha_changes_nothing(digits_kind, digits):
     original, splits = digits
-    _, _, model = run("ssd", digits_task, original, splits, alpha=1e30)
+    _, _, model = run("ssd", digits_kind, original, splits, alpha=1e30)
     assert equal_state(model, original)
 
 
@@ -122,7 +122,7 @@ def test_ssd_with_a_huge_alpha_changes_nothing(digits_task, digits):
     [((3,), {}, 64), ((), {}, 128), ((3,), {"batch_size": 100}, 100), ((), {"batch_size": 32}, 32)],
 )
 def test_ssd_batch_size_follows_the_reference_per_forget_kind_unless_given(
-    forget_classes, hparams, expected, digits_task, digits, monkeypatch
+    forget_classes, hparams, expected, digits_kind, digits, monkeypatch
 ):
     """The reference uses batch 64 for class-wise forgetting and 128 for random forgetting; a given value wins."""
     original, splits = digits
@@ -130,7 +130,7 @@ def test_ssd_batch_size_follows_the_reference_per_forget_kind_unless_given(
     real = ssd_module.importances
     monkeypatch.setattr(ssd_module, "importances", lambda m, d, b: seen.append(b) or real(m, d, b))
     forget, retain = splits["forget"].subset(range(40)), splits["retain"].subset(range(200))
-    request = make_request(digits_task, copy.deepcopy(original), forget, retain, forget_classes=forget_classes)
+    request = make_request(digits_kind, copy.deepcopy(original), forget, retain, forget_classes=forget_classes)
     method("ssd", **hparams).unlearn(request)
     assert seen == [expected, expected]
     assert request.info["batch_size"] == expected
@@ -173,7 +173,7 @@ def test_woodfisher_matches_the_reference_recursion_and_reads_n_plus_two_samples
     assert not torch.allclose(ours, iu_module.woodfisher(model, data.subset(range(5)), v, n))
 
 
-def test_influence_adds_alpha_times_the_woodfisher_estimate_of_the_reference_v(digits_task, digits, monkeypatch):
+def test_influence_adds_alpha_times_the_woodfisher_estimate_of_the_reference_v(digits_kind, digits, monkeypatch):
     original, splits = digits
     seen = {}
     real = iu_module.woodfisher
@@ -183,7 +183,7 @@ def test_influence_adds_alpha_times_the_woodfisher_estimate_of_the_reference_v(d
         return seen["k"]
 
     monkeypatch.setattr(iu_module, "woodfisher", spy)
-    _, _, model = run("influence", digits_task, original, splits, alpha=200.0)
+    _, _, model = run("influence", digits_kind, original, splits, alpha=200.0)
     forget, retain = splits["forget"], splits["retain"]
     n_f, n_r = len(forget), len(retain)
     ref = copy.deepcopy(original).eval()
@@ -204,16 +204,16 @@ def test_influence_adds_alpha_times_the_woodfisher_estimate_of_the_reference_v(d
     assert_forgets(model, original, splits)
 
 
-def test_influence_with_alpha_zero_leaves_the_model_unchanged(digits_task, digits):
+def test_influence_with_alpha_zero_leaves_the_model_unchanged(digits_kind, digits):
     original, splits = digits
-    _, _, model = run("influence", digits_task, original, splits, alpha=0.0)
+    _, _, model = run("influence", digits_kind, original, splits, alpha=0.0)
     assert equal_state(model, original)
 
 
 # -- boundary shrink -------------------------------------------------------------------------------
 
 
-def test_boundary_shrink_trains_on_the_frozen_models_labels_for_fgsm_inputs(digits_task, digits, monkeypatch):
+def test_boundary_shrink_trains_on_the_frozen_models_labels_for_fgsm_inputs(digits_kind, digits, monkeypatch):
     original, splits = digits
     calls = []
     real_fgsm, real_labels = bs_module.fgsm, bs_module.neighbour_labels
@@ -224,7 +224,7 @@ def test_boundary_shrink_trains_on_the_frozen_models_labels_for_fgsm_inputs(digi
         bs_module, "neighbour_labels", lambda f0, x_adv: calls.append((f0, real_labels(f0, x_adv))) or calls[-1][1]
     )
     lr = 0.01  # one plain SGD step on a single batch, to compare with a hand-computed step
-    _, _, model = run("boundary-shrink", digits_task, original, splits, epochs=1, batch_size=1000, lr=lr,
+    _, _, model = run("boundary-shrink", digits_kind, original, splits, epochs=1, batch_size=1000, lr=lr,
                       momentum=0.0, weight_decay=0.0)
     (x, y, eps, used_x_adv), (f0, labels) = calls
     assert eps == 0.1 and f0 is not model and equal_state(f0, original)  # the frozen copy never moved
@@ -243,17 +243,17 @@ def test_boundary_shrink_trains_on_the_frozen_models_labels_for_fgsm_inputs(digi
         torch.testing.assert_close(p.detach(), (q - lr * q.grad).detach(), rtol=1e-5, atol=1e-6, msg=name)
 
 
-def test_boundary_shrink_lowers_forget_accuracy(digits_task, digits):
+def test_boundary_shrink_lowers_forget_accuracy(digits_kind, digits):
     original, splits = digits
     # lr 1e-3: the reference's 1e-5 is for a CIFAR ResNet-18 and does not move the digits CNN.
-    _, _, model = run("boundary-shrink", digits_task, original, splits, lr=1e-3)
+    _, _, model = run("boundary-shrink", digits_kind, original, splits, lr=1e-3)
     assert_forgets(model, original, splits)
 
 
 # -- boundary expanding ----------------------------------------------------------------------------
 
 
-def test_boundary_expanding_trains_a_shadow_class_and_removes_it(digits_task, digits, monkeypatch):
+def test_boundary_expanding_trains_a_shadow_class_and_removes_it(digits_kind, digits, monkeypatch):
     original, splits = digits
     seen = {}
     real_widen, real_narrow = be_module.widen, be_module.narrow
@@ -269,7 +269,7 @@ def test_boundary_expanding_trains_a_shadow_class_and_removes_it(digits_task, di
 
     monkeypatch.setattr(be_module, "widen", widen)
     monkeypatch.setattr(be_module, "narrow", narrow)
-    _, request, model = run("boundary-expanding", digits_task, original, splits, lr=1e-3)
+    _, request, model = run("boundary-expanding", digits_kind, original, splits, lr=1e-3)
     c = request.num_classes
     assert model.head.out_features == c
     request.new_model().load_state_dict(model.state_dict())  # same architecture, strict
@@ -338,7 +338,7 @@ def seeded(factory, seed: int):
 
 
 @pytest.mark.parametrize("name", ["eu-k", "cf-k"])
-def test_only_the_last_k_layers_train_and_eu_k_starts_them_afresh(name, digits_task, digits, monkeypatch):
+def test_only_the_last_k_layers_train_and_eu_k_starts_them_afresh(name, digits_kind, digits, monkeypatch):
     _, splits = digits
     original = seeded(perturbed_tiny_bn_classifier, 0)
     starts = []
@@ -347,7 +347,7 @@ def test_only_the_last_k_layers_train_and_eu_k_starts_them_afresh(name, digits_t
         ll_module, "fit", lambda model, *a, **kw: starts.append(copy.deepcopy(model)) or real_fit(model, *a, **kw)
     )
     m = method(name, k=2, epochs=2)
-    request = make_request(digits_task, copy.deepcopy(original), splits["forget"], splits["retain"])
+    request = make_request(digits_kind, copy.deepcopy(original), splits["forget"], splits["retain"])
     request = dataclasses.replace(request, new_model=lambda *tags: seeded(tiny_bn_classifier, len(tags) + 1))
     model = m.unlearn(request)
     (start,) = starts
@@ -368,10 +368,10 @@ def test_only_the_last_k_layers_train_and_eu_k_starts_them_afresh(name, digits_t
     assert all(p.requires_grad for p in model.parameters())
 
 
-def test_eu_k_and_cf_k_lower_forget_accuracy(digits_task, digits):
+def test_eu_k_and_cf_k_lower_forget_accuracy(digits_kind, digits):
     original, splits = digits
-    _, _, eu = run("eu-k", digits_task, original, splits)
+    _, _, eu = run("eu-k", digits_kind, original, splits)
     assert_forgets(eu, original, splits)
     # CF-1 at the recipe's lr keeps class 3 on digits; a larger head learning rate forgets it.
-    _, _, cf = run("cf-k", digits_task, original, splits, lr=1.0)
+    _, _, cf = run("cf-k", digits_kind, original, splits, lr=1.0)
     assert_forgets(cf, original, splits)

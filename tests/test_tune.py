@@ -12,7 +12,7 @@ import torch
 from unlearn import tune as tuning
 from unlearn.cli import main
 from unlearn.data.tensors import TensorData
-from unlearn.harness import Runner, Task, Workspace, choose_method, plan_grid
+from unlearn.harness import Classification, Grid, Workspace, choose_method, plan_grid
 from unlearn.spec import load_benchmark, read_spec
 
 from conftest import FIXTURE_SPECS
@@ -26,32 +26,32 @@ def run(capsys, *args: str) -> tuple[int, str, str]:
     return code, out.out, out.err
 
 
-def trials_on(task: Task, spec, workspace: Workspace, trials):
+def trials_on(task: Classification, spec, workspace: Workspace, trials):
     spec = tuning.tuning_spec(spec)
 
     def run_trial(values):
-        return Runner(plan_grid(spec, ["finetune"], ["class:3"], [0], {"finetune": values}), task, workspace).run().records
+        return Grid(plan_grid(spec, ["finetune"], ["class:3"], [0], {"finetune": values}), task, workspace).run().records
 
     return tuning.tune(spec, "finetune", ["class:3"], [0], trials, run_trial)
 
 
-def test_the_choice_never_depends_on_the_test_set(tmp_path, digits_spec, digits_task, shared_cache):
+def test_the_choice_never_depends_on_the_test_set(tmp_path, digits_spec, digits_kind, shared_cache):
     trials = tuning.search_grid("finetune", {"lr": [0.005, 0.07], "epochs": [3]})
-    honest = trials_on(digits_task, digits_spec, Workspace.at(tmp_path / "a", cache_dir=shared_cache), trials)
+    honest = trials_on(digits_kind, digits_spec, Workspace.at(tmp_path / "a", cache_dir=shared_cache), trials)
 
     # The same benchmark with its test set replaced by noise and shuffled labels.
-    test = digits_task.dataset.test
+    test = digits_kind.dataset.test
     gen = torch.Generator().manual_seed(0)
     noise = TensorData(torch.rand(test.x.shape, generator=gen), test.y[torch.randperm(len(test), generator=gen)],
                        test.index)
-    scrambled = Task(digits_spec, dataclasses.replace(digits_task.dataset, test=noise), digits_task.device)
+    scrambled = Classification(digits_spec, dataclasses.replace(digits_kind.dataset, test=noise), digits_kind.device)
     blind = trials_on(scrambled, digits_spec, Workspace.at(tmp_path / "b", cache_dir=shared_cache), trials)
 
     assert [t.gap for t in blind.trials] == [t.gap for t in honest.trials]
     assert blind.best.values == honest.best.values
     assert honest.metrics == ["UA", "RA", "VA", "MIA-Efficacy-val"]
     # ... while the test accuracy the table reports did change: the choice really ignored it.
-    records = Runner(plan_grid(digits_spec, ["finetune"], ["class:3"], [0], {"finetune": trials[0]}), scrambled,
+    records = Grid(plan_grid(digits_spec, ["finetune"], ["class:3"], [0], {"finetune": trials[0]}), scrambled,
                      Workspace.at(tmp_path / "b", cache_dir=shared_cache)).run().records
     assert records[0].metrics["TA"] < 50.0 < records[0].metrics["VA"]
 

@@ -2,7 +2,7 @@
 leaving a cell to another run fails the cell it was running; the table counts the original's and the oracle's seeds
 only from records that hold their scores; and workers honour --retry-failed when they check a cell's record.
 
-The pool's workers rebuild the test's Runner subclass (pickled by reference to this module), whose group setup ends
+The pool's workers rebuild the test's Grid subclass (pickled by reference to this module), whose group setup ends
 its process as a segfault or the OOM killer would.
 """
 
@@ -17,7 +17,7 @@ import torch
 
 from unlearn.executors import CellDeferred, ProcessExecutor, WorkUnit
 from unlearn.executors.worker import _Running
-from unlearn.harness import Runner, Workspace, load_task, plan_grid
+from unlearn.harness import Grid, GroupSummary, Workspace, load_kind, plan_grid
 from unlearn.leaderboard import summarize
 from unlearn.provenance import environment
 from unlearn.results import ForgetInfo, ResultRecord, read_record
@@ -26,13 +26,13 @@ from unlearn.spec import load_benchmark
 from test_executors import grid, run
 
 
-class DiesInGroupSetup(Runner):
+class DiesInGroupSetup(Grid):
     """Logs each group setup to WORKDIR/data/setups; ends its worker (os._exit) in the run's first `deaths` setups,
     each claiming a marker file of its own (created exclusively: workers set groups up at once)."""
 
     deaths = 1
 
-    def group(self, forget: Any, manifest: Any, seed: int) -> Any:
+    def prepare_group(self, forget: Any, manifest: Any, seed: int) -> Any:
         folder = self.workspace.results_dir.parent
         with open(folder / "setups", "a") as fh:
             fh.write(f"{forget.text}\n")
@@ -42,7 +42,7 @@ class DiesInGroupSetup(Runner):
             except FileExistsError:
                 continue
             os._exit(3)
-        return super().group(forget, manifest, seed)
+        return super().prepare_group(forget, manifest, seed)
 
 
 class DiesInEveryGroupSetup(DiesInGroupSetup):
@@ -51,10 +51,10 @@ class DiesInEveryGroupSetup(DiesInGroupSetup):
     deaths = 3
 
 
-def run_grid(runner_cls: type[Runner], mini: Path, tmp_path: Path, cache: Path, forgets: list[str]) -> Any:
+def run_grid(runner_cls: type[Grid], mini: Path, tmp_path: Path, cache: Path, forgets: list[str]) -> Any:
     spec = load_benchmark(str(mini))
     workspace = Workspace.at(tmp_path, cache_dir=cache)
-    runner = runner_cls(plan_grid(spec, ["finetune", "random-label"], forgets, [0]), load_task(
+    runner = runner_cls(plan_grid(spec, ["finetune", "random-label"], forgets, [0]), load_kind(
         spec, workspace, torch.device("cpu")), workspace)
     executor = ProcessExecutor(jobs=len(forgets))
     return runner.run(executor), executor, (tmp_path / "data" / "setups").read_text().splitlines()
@@ -85,12 +85,12 @@ def test_a_dead_workers_running_cell_is_found_in_the_order_it_ran_them(mini, sha
     failed record, and the first runs again."""
     spec = load_benchmark(str(mini))
     workspace = Workspace.at(tmp_path, cache_dir=shared_cache)
-    runner = Runner(plan_grid(spec, ["finetune", "random-label"], ["class:3"], [0]),
-                    load_task(spec, workspace, torch.device("cpu")), workspace)
+    runner = Grid(plan_grid(spec, ["finetune", "random-label"], ["class:3"], [0]),
+                    load_kind(spec, workspace, torch.device("cpu")), workspace)
     forget = runner.plan.forgets[0]
-    manifest = runner.manifest(forget, 0)
+    manifest = runner.models.build_manifest(forget, 0)
     cells = tuple(runner.cell(method, forget, manifest, 0) for method in runner.plan.methods)
-    info = {"oracle_metrics": {"UA": 1.0}, "original_metrics": {"UA": 0.0}, "ideal_oracle_metrics": None, "models": {}}
+    info = GroupSummary(oracle_metrics={"UA": 1.0}, original_metrics={"UA": 0.0})
     running = _Running(WorkUnit(forget, 0, manifest, cells, (0, 1)), info=info)
     executor = ProcessExecutor(jobs=1)
     executor._handle(running, CellDeferred(0))

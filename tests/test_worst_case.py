@@ -17,7 +17,7 @@ from unlearn.forget.bilevel import BilevelSettings, per_sample_loss, project_cap
 from unlearn.seeding import derive_seed
 from unlearn.spec import Recipe
 
-from conftest import files_under, make_runner
+from conftest import files_under, make_grid
 
 WORST = "worst-case:0.1"
 
@@ -42,74 +42,74 @@ def test_top_groups_breaks_ties_towards_the_lower_index():
 
 
 @pytest.fixture(scope="module")
-def original(digits_spec, digits_task, tmp_path_factory, shared_cache):
+def original(digits_spec, digits_kind, tmp_path_factory, shared_cache):
     from unlearn.harness import Workspace
 
-    runner = make_runner(digits_spec, digits_task, Workspace.at(tmp_path_factory.mktemp("wc"), cache_dir=shared_cache),
+    runner = make_grid(digits_spec, digits_kind, Workspace.at(tmp_path_factory.mktemp("wc"), cache_dir=shared_cache),
                          ["retrain"], ["random:0.1"], [0])
-    return runner.original(0).model
+    return runner.models.load_or_train_original(0).model
 
 
-def run_select(original, digits_task, **settings):
+def run_select(original, digits_kind, **settings):
     import copy
 
     s = BilevelSettings(**{"upper_iters": 3, **settings})
-    return select(lambda: copy.deepcopy(original), digits_task.train, np.arange(len(digits_task.train)), 126, s, 0)
+    return select(lambda: copy.deepcopy(original), digits_kind.train, np.arange(len(digits_kind.train)), 126, s, 0)
 
 
-def test_the_nominal_upper_step_never_moves_the_set_and_the_default_does(original, digits_task):
-    init = np.sort(np.random.default_rng(derive_seed(0, "bilevel-init")).choice(len(digits_task.train), 126,
+def test_the_nominal_upper_step_never_moves_the_set_and_the_default_does(original, digits_kind):
+    init = np.sort(np.random.default_rng(derive_seed(0, "bilevel-init")).choice(len(digits_kind.train), 126,
                                                                                replace=False))
-    nominal = run_select(original, digits_task, upper_lr=1e-2)
+    nominal = run_select(original, digits_kind, upper_lr=1e-2)
     assert np.array_equal(nominal.chosen, init) and all(t["changed"] == 0 for t in nominal.trajectory)
-    default = run_select(original, digits_task)
+    default = run_select(original, digits_kind)
     assert default.trajectory[0]["changed"] > 5
-    loss = per_sample_loss(original, digits_task.train).numpy()
-    easiest = run_select(original, digits_task, objective="easiest")
+    loss = per_sample_loss(original, digits_kind.train).numpy()
+    easiest = run_select(original, digits_kind, objective="easiest")
     # the hardest set ends where the loss is lowest, the easiest where it is highest
     assert loss[default.chosen].mean() < loss[init].mean() < loss[easiest.chosen].mean()
 
 
-def test_selection_leaves_the_original_model_untouched(original, digits_task):
+def test_selection_leaves_the_original_model_untouched(original, digits_kind):
     before = {k: v.clone() for k, v in original.state_dict().items()}
-    run_select(original, digits_task, upper_iters=1)
+    run_select(original, digits_kind, upper_iters=1)
     assert all(torch.equal(v, before[k]) for k, v in original.state_dict().items())
 
 
-def test_worst_case_manifest_records_provenance_and_is_reused(tmp_path, digits_spec, digits_task, shared_cache,
+def test_worst_case_manifest_records_provenance_and_is_reused(tmp_path, digits_spec, digits_kind, shared_cache,
                                                               monkeypatch):
-    from unlearn.harness import Task, Workspace
+    from unlearn.harness import Classification, Workspace
 
     workspace = Workspace.at(tmp_path, cache_dir=shared_cache)
-    runner = make_runner(digits_spec, digits_task, workspace, ["retrain"], [WORST], [0])
+    runner = make_grid(digits_spec, digits_kind, workspace, ["retrain"], [WORST], [0])
     forget = ForgetSpec.parse(WORST)
-    m = runner.manifest(forget, 0)
+    m = runner.models.build_manifest(forget, 0)
     path = manifest_path(workspace.forget_dir, "digits", forget, 0, "digits")
     assert path.is_file() and read_manifest(path) == m and m.benchmark == "digits" and m.size == 126
     prov = m.provenance
-    assert prov["original_model"] == runner.cache.key_hash(digits_task.original_key(0))
+    assert prov["original_model"] == runner.models.cache.key_hash(digits_kind.original_key(0))
     assert len(prov["trajectory"]) == BilevelSettings().upper_iters and prov["settings"]["upper_lr"] == 1e4
     assert prov["epochs_trained"] == 20 and prov["seconds"] > 0
 
     monkeypatch.setattr(worst_case_module, "select", lambda *a, **k: pytest.fail("rebuilt a stored set"))
-    assert runner.manifest(forget, 0) == m
+    assert runner.models.build_manifest(forget, 0) == m
     # an original model trained under another recipe did not select this set
     other_spec = digits_spec.model_copy(update={"train": Recipe(epochs=2, batch_size=64, lr=0.05)})
-    other_task = Task(other_spec, digits_task.dataset, digits_task.device)
-    other = make_runner(other_spec, other_task, workspace, ["retrain"], [WORST], [0])
+    other_task = Classification(other_spec, digits_kind.dataset, digits_kind.device)
+    other = make_grid(other_spec, other_task, workspace, ["retrain"], [WORST], [0])
     with pytest.raises(UserError, match="different original model"):
-        other.manifest(forget, 0)
+        other.models.build_manifest(forget, 0)
     assert read_manifest(path) == m
 
 
-def test_class_variant_forgets_whole_classes(tmp_path, digits_spec, digits_task, shared_cache):
+def test_class_variant_forgets_whole_classes(tmp_path, digits_spec, digits_kind, shared_cache):
     from unlearn.harness import Workspace
 
-    runner = make_runner(digits_spec, digits_task, Workspace.at(tmp_path, cache_dir=shared_cache), ["retrain"],
+    runner = make_grid(digits_spec, digits_kind, Workspace.at(tmp_path, cache_dir=shared_cache), ["retrain"],
                          ["worst-case-class:1:upper_iters=2"], [0])
-    m = runner.manifest(ForgetSpec.parse("worst-case-class:1:upper_iters=2"), 0)
+    m = runner.models.build_manifest(ForgetSpec.parse("worst-case-class:1:upper_iters=2"), 0)
     (label,) = m.forgotten_classes
-    assert m.indices == np.flatnonzero(digits_task.dataset.train.y.numpy() == label).tolist()
+    assert m.indices == np.flatnonzero(digits_kind.dataset.train.y.numpy() == label).tolist()
 
 
 @pytest.mark.parametrize("text, message", [
@@ -167,7 +167,7 @@ def test_run_builds_the_set_on_first_use_and_reuses_it(tmp_path, shared_cache, c
     assert path.with_name(path.name + ".corrupt").exists()
 
 
-def test_committed_digits_worst_case_sets_belong_to_the_current_original_models(tmp_path, digits_spec, digits_task,
+def test_committed_digits_worst_case_sets_belong_to_the_current_original_models(tmp_path, digits_spec, digits_kind,
                                                                                   monkeypatch):
     from unlearn.harness import Workspace
     from unlearn.spec import REPO_ROOT
@@ -177,8 +177,8 @@ def test_committed_digits_worst_case_sets_belong_to_the_current_original_models(
     monkeypatch.setattr(worst_case_module, "select", lambda *a, **k: pytest.fail("a committed set was rebuilt"))
     shutil.copytree(REPO_ROOT / "data/forget-sets", tmp_path / "forget-sets")  # a failure never touches the repo
     workspace = Workspace.at(tmp_path, forget_dir=tmp_path / "forget-sets")
-    runner = make_runner(digits_spec, digits_task, workspace, ["retrain"], ["random:0.1"], [0])
+    runner = make_grid(digits_spec, digits_kind, workspace, ["retrain"], ["random:0.1"], [0])
     for path in committed:
         stored = read_manifest(path)
         # the checksum holds, the data and the original model's key match: `unlearn run` uses it as it is
-        assert runner.manifest(ForgetSpec.parse(stored.spec), stored.seed) == stored, path.name
+        assert runner.models.build_manifest(ForgetSpec.parse(stored.spec), stored.seed) == stored, path.name

@@ -16,7 +16,9 @@ from unlearn.locks import file_lock, lock_path_for
 from unlearn.results import ResultRecord, write_record
 
 if TYPE_CHECKING:
-    from unlearn.harness import Cell, CellGroup, Runner
+    from unlearn.harness.cells import Cell, CellGroup
+    from unlearn.harness.grid import Grid
+    from unlearn.harness.protocols import Protocol
 
 
 def not_this_cells(record: ResultRecord, cell: Cell) -> str | None:
@@ -30,16 +32,16 @@ def not_this_cells(record: ResultRecord, cell: Cell) -> str | None:
     return None
 
 
-def claim(runner: Runner, group: CellGroup, cell: Cell, wait: bool) -> tuple[ResultRecord, bool] | None:
+def claim(grid: Grid, protocol: Protocol, group: CellGroup, cell: Cell, wait: bool) -> tuple[ResultRecord, bool] | None:
     """Under the cell's lock, (record, reused): the record another run wrote if it counts as finished
-    (`Runner.finished`), else the cell run here and its record written. None when another run holds the lock and
+    (`Grid.finished`), else the cell run here and its record written. None when another run holds the lock and
     `wait` is off."""
     with file_lock(lock_path_for(cell.path), wait=wait) as held:
         if not held:
             return None
-        record = runner.finished(cell, quiet=True)  # written since this run listed the cell, or while it waited
+        record = grid.finished(cell, quiet=True)  # written since this run listed the cell, or while it waited
         if record is not None:
             return record, True
-        record = runner.execute(cell, group)
+        record = grid.execute(protocol, cell, group)
         write_record(cell.path, record)
     return record, False

@@ -18,10 +18,14 @@ from unlearn.atomic import atomic_write_text
 from unlearn.checkpoints import load_weights_into, read_checkpoint, save_weights
 from unlearn.errors import Diverged, UserError
 from unlearn.forget import ForgetManifest, ForgetSpec
-from unlearn.harness import Runner, Task, Workspace, choose_method, load_task, make_runner, plan_grid, provides
+from unlearn.harness.kinds import Kind, load_kind
+from unlearn.harness.models import Models
+from unlearn.harness.plan import choose_method, plan_cell, provides
+from unlearn.harness.protocols import PROTOCOLS, Protocol, bind_protocol
+from unlearn.harness.workspace import Workspace
 from unlearn.hashing import sha256_hex, stable_hash
 from unlearn.metrics import check_dependencies, gaps
-from unlearn.results import ORACLE
+from unlearn.provenance import environment
 from unlearn.saliency import SaliencyMask
 from unlearn.spec import BenchmarkSpec
 from unlearn.train import check_finite, negative_cross_entropy
@@ -54,24 +58,24 @@ class CheckpointScore:
 
 def _cell(
     spec: BenchmarkSpec, workspace: Workspace, device: torch.device, forget: str, seed: int, progress: bool,
-    check: Callable[[Task], None] | None = None,
-) -> tuple[Runner, ForgetSpec, ForgetManifest]:
-    """The runner of one cell (on the manipulated data for a corrective set), its forget spec and manifest;
-    `check(task)` runs before anything is written (the manifest is built on first use)."""
-    plan = plan_grid(spec, [ORACLE], [forget], [seed])
-    single_cell(plan.forgets[0])
-    task = load_task(spec, workspace, device)
-    task.check(plan)
+    check: Callable[[Kind], None] | None = None,
+) -> tuple[Protocol, ForgetSpec, ForgetManifest]:
+    """The protocol of one cell, bound (on the manipulated data for a corrective set), its forget spec and manifest;
+    `check(kind)` runs before anything is written (the manifest is built on first use)."""
+    forget_spec = plan_cell(spec, forget, seed)
+    single_cell(forget_spec)
+    kind = load_kind(spec, workspace, device)
+    kind.check([forget_spec])
     if check is not None:
-        check(task)
-    runner = make_runner(plan, task, workspace, progress=progress)
-    manifest = runner.manifest(plan.forgets[0], seed)
-    return runner.for_forget(plan.forgets[0], seed), plan.forgets[0], manifest
+        check(kind)
+    models = Models(kind, workspace, progress)
+    manifest = models.build_manifest(forget_spec, seed)
+    return bind_protocol(models, forget_spec, seed), forget_spec, manifest
 
 
 def single_cell(forget: ForgetSpec) -> None:
     """Raise UserError for a forget set whose cells are not one unlearning call (a continual sequence)."""
-    if forget.builder.protocol != "single":
+    if not PROTOCOLS.get(forget.builder.protocol).one_call:
         raise UserError(f"{forget.text} is a sequence of tasks, scored model by model as the method runs; "
                         "one checkpoint cannot be scored against it (use unlearn run with a plugin method)")
 
@@ -93,9 +97,9 @@ def evaluate_checkpoint(
     state = read_checkpoint(Path(checkpoint), allow_pickle=allow_pickle)
     state = {k: v.to(device) for k, v in state.items()}
 
-    def loaded(task: Task) -> torch.nn.Module:
-        """The task's model holding the checkpoint's weights: UserError unless they fit and are finite."""
-        model = task.new_model(seed)
+    def loaded(kind: Kind) -> torch.nn.Module:
+        """The kind's model holding the checkpoint's weights: UserError unless they fit and are finite."""
+        model = kind.new_model(seed)
         load_weights_into(model, state, str(checkpoint))
         try:
             check_finite(model)
@@ -104,15 +108,17 @@ def evaluate_checkpoint(
         return model
 
     # checked before the cell's manifest is built, so a refused checkpoint writes nothing
-    runner, forget_spec, manifest = _cell(spec, workspace, device, forget, seed, progress, loaded)
-    model = loaded(runner.task)  # a corrective cell's task: the same architecture on manipulated data
-    group = runner.group(forget_spec, manifest, seed)
+    protocol, forget_spec, manifest = _cell(spec, workspace, device, forget, seed, progress, loaded)
+    model = loaded(protocol.kind)  # a corrective cell's kind: the same architecture on manipulated data
+    group = protocol.prepare(forget_spec, manifest, seed)
+    scoring = protocol.scoring
     try:
-        metrics = runner.score(runner.evaluation(model, group, None)).values
+        metrics = scoring.score(scoring.evaluation(model, group, None)).values
     except Diverged as exc:
         raise UserError(f"{checkpoint}: the model's outputs are not finite ({exc})") from None
     digest = sha256_hex(Path(checkpoint).read_bytes())
-    config = {**runner.scoring_config(), "forget": forget_spec.text, "forget_sha256": manifest.sha256, "seed": seed,
+    summary = group.summary()
+    config = {**scoring.config(), "forget": forget_spec.text, "forget_sha256": manifest.sha256, "seed": seed,
               "checkpoint_sha256": digest}
     return CheckpointScore(
         benchmark=spec.name,
@@ -121,14 +127,14 @@ def evaluate_checkpoint(
         checkpoint=str(checkpoint),
         checkpoint_sha256=digest,
         metrics=metrics,
-        gaps=gaps(metrics, group.oracle_metrics, spec.gap_metrics),
-        oracle_metrics=group.oracle_metrics,
-        original_metrics=group.original_metrics,
-        ideal_oracle_metrics=group.ideal_oracle_scores.values if group.ideal_oracle_scores else None,
-        models={"original": group.original_key, "oracle": group.oracle_key},
+        gaps=gaps(metrics, summary.oracle_metrics, spec.gap_metrics),
+        oracle_metrics=summary.oracle_metrics,
+        original_metrics=summary.original_metrics,
+        ideal_oracle_metrics=summary.ideal_oracle_metrics,
+        models=summary.models,
         config=config,
         config_hash=stable_hash(config),
-        env=dict(runner.env),
+        env=environment(device),
     )
 
 
@@ -154,8 +160,8 @@ def load_model(
     spec = benchmark if isinstance(benchmark, BenchmarkSpec) else load_benchmark(str(benchmark))
     device = torch.device(device)
     state = read_checkpoint(Path(checkpoint), allow_pickle=allow_pickle) if checkpoint is not None else None
-    task = load_task(spec, Workspace.at(".", data_root=data_root, download=download), device)
-    model = task.new_model(seed)
+    kind = load_kind(spec, Workspace.at(".", data_root=data_root, download=download), device)
+    model = kind.new_model(seed)
     if state is not None:
         load_weights_into(model, {k: v.to(device) for k, v in state.items()}, str(checkpoint))
     return model
@@ -166,8 +172,8 @@ def export_original(
     *, progress: bool = False,
 ) -> list[Path]:
     """Write the cell's original model (safetensors) and forget-set manifest (JSON) into `out`."""
-    runner, _, manifest = _cell(spec, workspace, device, forget, seed, progress)
-    original = runner.original(seed)
+    protocol, _, manifest = _cell(spec, workspace, device, forget, seed, progress)
+    original = protocol.models.load_or_train_original(seed)
     out = Path(out)
     weights, forget_file = out / "original.safetensors", out / "forget-set.json"
     meta = {"benchmark": spec.name, "seed": seed, "model": spec.model, "cache_key": original.key_hash}
@@ -188,10 +194,10 @@ def export_mask(
     if spec.kind != "classification":
         raise UserError(f"unlearn mask computes SalUn's classifier mask; {spec.name!r} is a {spec.kind} benchmark "
                         "(diffusion-salun computes its own mask from the diffusion loss)")
-    runner, _, manifest = _cell(spec, workspace, device, forget, seed, progress)
-    original = runner.original(seed)
+    protocol, _, manifest = _cell(spec, workspace, device, forget, seed, progress)
+    original = protocol.models.load_or_train_original(seed)
     hp = choose_method(spec, "salun", {} if ratio is None else {"ratio": ratio}).hparams
-    forget_data = runner.task.splits(manifest)["forget"]
+    forget_data = protocol.kind.splits(manifest)["forget"]
     mask = SaliencyMask.compute(original.model, forget_data, negative_cross_entropy, hp.ratio, hp.batch_size)
     mask = SaliencyMask(mask.masks, mask.ratio, {**mask.metadata, "benchmark": spec.name, "forget": forget,
                                                   "seed": seed, "original": original.key_hash})

@@ -1,14 +1,14 @@
 """The generation track: unlearning a class from a class-conditional diffusion model (`kind: generation` specs).
 
-The grid, records, cache and methods are the classification harness's; what changes is the task
-and the scoring:
+The grid, records, cache, protocols and methods are the harness's; `Generation` is the kind (registered as
+the `generation` entry point of `unlearn.kinds`), and what it changes is the model and the scoring:
 
-- `GenerationTask`: the benchmark's model is a `ClassConditionalDDPM` (unlearn.models.diffusion)
-  trained with the DDPM objective by the spec's recipe; the oracle is `retrain`, the same training
-  without the forgotten classes. Forget sets are class-wise (`class:K`).
-- `GenerationRunner`: every model of a cell (original, oracle, method) is sampled with the spec's
-  pinned sampler settings and scored by the judge (`unlearn.metrics.generation`); each record gets a
-  PNG grid of samples per class, original next to the method's output, saved next to it.
+- the benchmark's model is a `ClassConditionalDDPM` (unlearn.models.diffusion) trained with the DDPM
+  objective by the spec's recipe; the oracle is `retrain`, the same training without the forgotten
+  classes. Forget sets are class-wise (`class:K`), and a cell's splits are forget and retain only;
+- every model of a cell (original, oracle, method) is sampled with the spec's pinned sampler settings and
+  scored by the judge (`unlearn.metrics.generation`); each record gets a PNG grid of samples per class,
+  original next to the method's output, saved next to it.
 - The judge is a classifier of the benchmark's model zoo trained on the real training images
   (cached like any model), or a safetensors file that must classify exactly the benchmark's classes.
 """
@@ -18,7 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import torch
 from torch import nn
@@ -28,8 +28,9 @@ from unlearn.cache import ModelCache
 from unlearn.checkpoints import load_weights_into, read_weights
 from unlearn.data import Dataset, TensorData
 from unlearn.errors import UserError
-from unlearn.forget import ForgetManifest
-from unlearn.harness import Cell, CellGroup, GridPlan, MethodChoice, Runner, Task
+from unlearn.forget import ForgetManifest, ForgetSpec
+from unlearn.harness.classification import Classification
+from unlearn.harness.kinds import forget_mask
 from unlearn.hashing import sha256_hex
 from unlearn.metrics import Evaluation
 from unlearn.metrics.generation import GenerationCell, Judge, Samples, samples
@@ -39,16 +40,31 @@ from unlearn.seeding import generator as seeded_generator
 from unlearn.spec import BenchmarkSpec, JudgeSettings
 from unlearn.train import train_with_recipe
 
-GENERATION_FORGETS = ("class",)
-"""Forget-set kinds a generation benchmark accepts: a class-conditional generator forgets classes."""
+if TYPE_CHECKING:
+    from unlearn.harness.cells import Cell, CellGroup
+    from unlearn.harness.models import Models
+    from unlearn.harness.plan import MethodChoice
 
 
-class GenerationTask(Task):
-    """A generation benchmark on a device: the DDPM's blueprint and training, class-wise splits only."""
+class Generation(Classification):
+    """A generation benchmark on a device: the DDPM's blueprint and training, class-wise splits, judged samples.
 
-    def __init__(self, spec: BenchmarkSpec, dataset: Dataset, device: torch.device):
-        super().__init__(spec, dataset, device)
-        self.uses_probes = False
+    It shares the classification kind's data handling (and its checks of forget sets and methods against
+    the data and model); everything else below differs."""
+
+    forgets = ("class",)
+    """A class-conditional generator forgets classes."""
+
+    @classmethod
+    def provides(cls, spec: BenchmarkSpec, runs_methods: bool = True) -> set[str]:
+        return {"forget", "retain", "oracle", "original", "judge"}
+
+    @classmethod
+    def check_forget(cls, spec: BenchmarkSpec, forget: ForgetSpec) -> None:
+        if forget.kind not in cls.forgets:
+            raise UserError(f"generation benchmark {spec.name!r} forgets classes: use class:K, not {forget.text!r}")
+
+    uses_probes = False
 
     @cached_property
     def blueprint(self) -> GeneratorBlueprint:  # type: ignore[override]
@@ -60,19 +76,41 @@ class GenerationTask(Task):
         loss = DiffusionLoss(seeded_generator(seed, "diffusion-noise"))
         return train_with_recipe(model, data, self.spec.train, seed, progress, loss=loss)
 
-    def check(self, plan: GridPlan) -> None:
-        for forget in plan.forgets:
-            if forget.kind not in GENERATION_FORGETS:
-                raise UserError(f"generation benchmark {self.spec.name!r} forgets classes: use class:K, not {forget.text!r}")
-        super().check(plan)
-
     def splits(self, manifest: ForgetManifest) -> dict[str, TensorData]:
         """Forget (training images of the forgotten classes) and retain (the rest, also the FD reference)."""
-        in_forget = self._forget_mask(manifest)
+        in_forget = forget_mask(self.train, manifest)
         return {"forget": self.train.where(in_forget), "retain": self.train.where(~in_forget)}
 
     def check_splits(self, manifest: ForgetManifest) -> None:
         return None
+
+    _judge: Judge | None = None
+
+    def judge(self, cache: ModelCache) -> Judge:
+        """The benchmark's judge, read or trained (cached in `cache`) on first use."""
+        if self._judge is None:
+            self._judge = load_judge(self.spec.evaluation.generation.judge, self.spec, self.dataset, cache,
+                                     self.device, self.spec.source_dir)
+        return self._judge
+
+    def settings(self) -> dict[str, Any]:
+        return {"generation": self.spec.evaluation.generation}
+
+    def resources(self, group: CellGroup, choice: MethodChoice | None, models: Models) -> dict[str, Callable[[], Any]]:
+        """The judge, with the cell's forgotten classes and real images."""
+        cell = GenerationCell(self.judge(models.cache), tuple(group.manifest.forgotten_classes or ()), self.dataset.num_classes,
+                              group.splits["retain"])
+        return {"judge": lambda: cell}
+
+    def artifacts(self, cell: Cell, group: CellGroup, evaluation: Evaluation) -> dict[str, str]:
+        """Save the grid of samples (original | this method) next to the record; returns its file name."""
+        path = cell.path.with_suffix(".samples.png")
+        png = sample_grid_png(
+            samples(group.original_eval), samples(evaluation), self.spec.evaluation.generation.grid_columns,
+            tuple(group.manifest.forgotten_classes or ()), self.dataset.classes, cell.method.name,
+        )
+        atomic_write(path, lambda tmp: tmp.write_bytes(png), "sample grid")
+        return {"samples": path.name}
 
 
 def load_judge(
@@ -118,35 +156,6 @@ def load_judge(
         lambda: blueprint.build(settings.seed, "judge", device=device),
     )
     return Judge(cached.model.eval().requires_grad_(False), cached.key_hash)
-
-
-class GenerationRunner(Runner):
-    """Runs a generation grid: the harness's cells, scored by sampling and the judge, with a sample grid per record."""
-
-    @cached_property
-    def judge(self) -> Judge:
-        return load_judge(self.spec.evaluation.generation.judge, self.spec, self.task.dataset, self.cache,
-                          self.task.device, self.spec.source_dir)
-
-    def evaluation(self, model: nn.Module, group: CellGroup, choice: MethodChoice | None) -> Evaluation:
-        """`model` with the cell's judge, forgotten classes and real images, and the original and oracle."""
-        cell = GenerationCell(self.judge, tuple(group.manifest.forgotten_classes or ()),
-                              self.task.dataset.num_classes, group.splits["retain"])
-        resources: dict[str, Callable[[], Any]] = {
-            "oracle": lambda: group.oracle_eval, "original": lambda: group.original_eval, "judge": lambda: cell,
-        }
-        settings = {"generation": self.spec.evaluation.generation}
-        return Evaluation(model, group.splits, self.spec.eval_batch_size, resources, group.seed, settings)
-
-    def artifacts(self, cell: Cell, group: CellGroup, evaluation: Evaluation) -> dict[str, str]:
-        """Save the grid of samples (original | this method) next to the record; returns its file name."""
-        path = cell.path.with_suffix(".samples.png")
-        png = sample_grid_png(
-            samples(group.original_eval), samples(evaluation), self.spec.evaluation.generation.grid_columns,
-            tuple(group.manifest.forgotten_classes or ()), self.task.dataset.classes, cell.method.name,
-        )
-        atomic_write(path, lambda tmp: tmp.write_bytes(png), "sample grid")
-        return {"samples": path.name}
 
 
 @dataclass(frozen=True)

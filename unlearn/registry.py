@@ -28,9 +28,10 @@ def summary(obj: object) -> str:
 class Registry(Generic[T]):
     """Named components of one kind (methods, metrics, datasets, ...).
 
-    Lookup order: names registered with the `register` decorator; names published by
-    installed packages in the entry-point group; and, when `import_paths` is set, a
-    `package.module:Name` path imported on demand, so a third party never forks the repo.
+    Lookup order: names registered with the `register` decorator or declared with `declare` (a built-in
+    whose module is imported on first use); names published by installed packages in the entry-point
+    group; and, when `import_paths` is set, a `package.module:Name` path imported on demand, so a third
+    party never forks the repo.
     """
 
     def __init__(self, kind: str, *, entry_point_group: str | None = None, import_paths: bool = False):
@@ -39,18 +40,32 @@ class Registry(Generic[T]):
         self.import_paths = import_paths
         self._items: dict[str, T] = {}
         self._origins: dict[str, str] = {}
+        self._declared: dict[str, str] = {}
 
     def register(self, name: str) -> Callable[[T], T]:
         """Decorator registering a built-in component under `name`."""
 
         def decorate(obj: T) -> T:
-            if name in self._items:
+            if name in self._items or name in self._declared:
                 raise ValueError(f"{self.kind} {name!r} is registered twice")
             self._items[name] = obj
             self._origins[name] = "builtin"
             return obj
 
         return decorate
+
+    def declare(self, name: str, path: str) -> None:
+        """Register the built-in `name` as the import path `package.module:Name`, imported when first looked up
+        (so that listing or validating names imports nothing)."""
+        if name in self._items or name in self._declared:
+            raise ValueError(f"{self.kind} {name!r} is registered twice")
+        self._declared[name] = path
+        self._origins[name] = "builtin"
+
+    def remove(self, name: str) -> None:
+        """Forget `name` (a component registered for a while, e.g. by a test)."""
+        for table in (self._items, self._declared, self._origins):
+            table.pop(name, None)
 
     def _entry_points(self) -> dict[str, EntryPoint]:
         if self.entry_point_group is None:
@@ -61,6 +76,10 @@ class Registry(Generic[T]):
         """All names available without an import path: built-ins and installed plugins."""
         listed = {name for name, origin in self._origins.items() if origin != "import-path"}  # not ones resolved
         return sorted(listed | set(self._entry_points()))
+
+    def knows(self, name: str) -> bool:
+        """Whether `name` is registered, declared or published by an installed package (importing nothing)."""
+        return name in self._items or name in self._declared or name in self._entry_points()
 
     def builtin_names(self) -> list[str]:
         """The names registered by this package itself (not installed plugins, not import paths)."""
@@ -74,6 +93,9 @@ class Registry(Generic[T]):
     def get(self, name: str) -> T:
         """Resolve `name`, or raise UserError naming the closest known names."""
         if name in self._items:
+            return self._items[name]
+        if name in self._declared:
+            self._items[name] = self._import(self._declared.pop(name))
             return self._items[name]
         ep = self._entry_points().get(name)
         if ep is not None:

@@ -26,7 +26,10 @@ import torch
 
 from unlearn.device import configure_threads, resolve_device
 from unlearn.errors import UserError
-from unlearn.harness import Task, Workspace, load_task, make_runner, plan_grid
+from unlearn.harness.grid import Grid
+from unlearn.harness.kinds import Kind, load_kind
+from unlearn.harness.plan import plan_grid
+from unlearn.harness.workspace import Workspace
 from unlearn.metrics import METRICS
 from unlearn.provenance import environment
 from unlearn.results import Environment, ResultRecord, read_record
@@ -225,7 +228,7 @@ class Rerunner:
         self.data_root = data_root or Path("data/datasets")
         self.download = download
         self.progress = progress
-        self._tasks: dict[tuple[str, str], Task] = {}
+        self._kinds: dict[tuple[str, str], Kind] = {}
 
     def spec(self, record: ResultRecord) -> BenchmarkSpec:
         """The spec of the record's benchmark, looked up by its name (UserError when none is found)."""
@@ -259,12 +262,12 @@ class Rerunner:
         configure_threads(device, threads)
         return environment(device)
 
-    def task(self, spec: BenchmarkSpec, workspace: Workspace, device: torch.device) -> Task:
+    def kind(self, spec: BenchmarkSpec, workspace: Workspace, device: torch.device) -> Kind:
         """The benchmark's data on `device`, loaded once per run (models are never shared between cells)."""
         key = (spec.name, str(device))
-        if key not in self._tasks:
-            self._tasks[key] = load_task(spec, workspace, device)
-        return self._tasks[key]
+        if key not in self._kinds:
+            self._kinds[key] = load_kind(spec, workspace, device)
+        return self._kinds[key]
 
     def rerun(self, picked: Picked) -> Verdict:
         """Rebuild the cell's config from its spec; if its hash is the record's, run the cell cold and compare."""
@@ -277,15 +280,15 @@ class Rerunner:
         self.scratch.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory(prefix="cell-", dir=self.scratch) as workdir:
             workspace = Workspace.at(workdir, data_root=self.data_root, download=self.download)
-            task = self.task(spec, workspace, device)
-            task.check(plan)
-            runner = make_runner(plan, task, workspace, progress=self.progress)
+            kind = self.kind(spec, workspace, device)
+            kind.check(plan.forgets, plan.methods)
+            grid = Grid(plan, kind, workspace, progress=self.progress)
             forget, method = plan.forgets[0], plan.methods[0]
-            manifest = runner.manifest(forget, record.seed)
-            cell = runner.for_forget(forget, record.seed).cell(method, forget, manifest, record.seed)
+            manifest = grid.models.build_manifest(forget, record.seed)
+            cell = grid.cell(method, forget, manifest, record.seed)
             if cell.config_hash != record.config_hash:
                 return self.config_changed(picked, cell.config)
-            fresh = runner.run().records[0]
+            fresh = grid.run().records[0]
         seconds = time.perf_counter() - start
         if (fresh.status, fresh.error) != (record.status, record.error):
             note = f"status {record.status}→{fresh.status}" + (f" ({fresh.error})" if fresh.error else "")

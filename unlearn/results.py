@@ -153,6 +153,45 @@ class ResultRecord(BaseModel):
     env: Environment
     submission: Submission | None = None
 
+    @classmethod
+    def for_cell(
+        cls, cell: Any, group: Any, env: dict[str, Any], *, outcome: Any = None, gaps: dict[str, float] | None = None,
+        error: str | None = None, traceback: str | None = None,
+    ) -> ResultRecord:
+        """The record of `cell` (an `unlearn.harness.cells.Cell`) in a group summarised by `group` (a `GroupSummary`;
+        an empty one when the group was never ready): finished, with its `outcome` and `gaps`; or failed, with the
+        `error` (and the `traceback` when there is one)."""
+        base = dict(
+            benchmark=cell.config["benchmark"],
+            method=cell.method.name,
+            method_origin=cell.method.origin,
+            hparams=cell.config["hparams"],
+            track=cell.config["track"],
+            forget=ForgetInfo(spec=cell.forget.text, sha256=cell.manifest.sha256, size=cell.manifest.size,
+                              forgotten_classes=cell.manifest.forgotten_classes),
+            seed=cell.seed,
+            config=cell.config,
+            config_hash=cell.config_hash,
+            oracle_metrics=group.oracle_metrics,
+            original_metrics=group.original_metrics,
+            ideal_oracle_metrics=group.ideal_oracle_metrics,
+            models=group.models,
+            env=env,
+        )
+        if outcome is None:
+            return cls(status="failed", error=error, traceback=traceback, metrics={}, gaps={}, run_time_s=None, **base)
+        return cls(
+            status="ok",
+            metrics=outcome.scores.values,
+            metric_info=outcome.scores.info,
+            gaps=gaps,
+            run_time_s=outcome.seconds,
+            run_time_from_cache=outcome.from_cache,
+            method_info=outcome.info,
+            artifacts=outcome.artifacts,
+            **base,
+        )
+
     @field_validator("config")
     @classmethod
     def _columns(cls, config: dict[str, Any]) -> dict[str, Any]:

@@ -236,9 +236,9 @@ class BenchmarkSpec(BaseModel):
 
     name: str
     description: str
-    kind: Literal["classification", "generation"] = "classification"
-    """What the benchmark's model does: classify (the default), or generate images of a class (a class-conditional
-    diffusion model, scored by `evaluation.generation.judge`)."""
+    kind: str = "classification"
+    """What the benchmark's model does (a name in `unlearn.harness.kinds.KINDS`): classify (the default), or generate
+    images of a class (`generation`: a class-conditional diffusion model, scored by `evaluation.generation.judge`)."""
     dataset: str
     model: str
     scale: Literal["cpu", "gpu"] = "cpu"
@@ -263,6 +263,15 @@ class BenchmarkSpec(BaseModel):
         if problem is not None:  # it names the folders records and leaderboard tables live in
             raise ValueError(f"the benchmark name {problem}")
         return name
+
+    @field_validator("kind")
+    @classmethod
+    def _kind(cls, kind: str) -> str:
+        from unlearn.harness.kinds import KINDS
+
+        if not KINDS.knows(kind):
+            raise ValueError(f"unknown kind {kind!r}{did_you_mean(kind, KINDS.names())}; known: {', '.join(KINDS.names())}")
+        return kind
 
     @model_validator(mode="after")
     def _generation_needs(self) -> "BenchmarkSpec":

@@ -74,8 +74,8 @@ def _forget_text(args: argparse.Namespace) -> str:
 
 def cmd_forget_set_build(args: argparse.Namespace) -> int:
     from unlearn.forget import ForgetSpec, manifest_path
-    from unlearn.harness import load_task, make_runner, plan_grid
-    from unlearn.results import ORACLE
+    from unlearn.harness import Models, load_kind
+    from unlearn.harness.plan import plan_cell
     from unlearn.spec import load_benchmark
 
     spec = load_benchmark(args.benchmark)
@@ -83,14 +83,16 @@ def cmd_forget_set_build(args: argparse.Namespace) -> int:
     if any(s < 0 for s in args.seeds):
         raise UserError("seeds must be non-negative integers")
     device, workspace, progress = runtime(args, spec)
-    task = load_task(spec, workspace, device)
-    forget.builder.check(forget.params, task.dataset)
-    runner = make_runner(plan_grid(spec, [ORACLE], [forget.text], args.seeds), task, workspace, progress=progress)
+    kind = load_kind(spec, workspace, device)
+    kind.check([forget])
     for seed in args.seeds:
-        manifest = runner.manifest(forget, seed)
+        plan_cell(spec, forget.text, seed)
+    models = Models(kind, workspace, progress)
+    for seed in args.seeds:
+        manifest = models.build_manifest(forget, seed)
         benchmark = spec.name if forget.builder.needs_model else None
-        print(manifest_path(workspace.forget_dir, task.dataset.name, forget, seed, benchmark))
-        _describe_manifest(manifest, runner.original(seed).seconds if forget.builder.needs_model else None)
+        print(manifest_path(workspace.forget_dir, kind.dataset.name, forget, seed, benchmark))
+        _describe_manifest(manifest, models.load_or_train_original(seed).seconds if forget.builder.needs_model else None)
     return 0
 
 

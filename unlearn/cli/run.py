@@ -84,7 +84,7 @@ def add_run(sub: Any) -> None:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from unlearn.executors import make_executor
-    from unlearn.harness import load_task, make_runner, plan_grid
+    from unlearn.harness import Grid, load_kind, plan_grid
     from unlearn.leaderboard import AVG_GAP, ROBUST_GAP, RUN_TIME, format_text, summarize
     from unlearn.leaderboard.tables import forget_set_keys
     from unlearn.spec import load_benchmark
@@ -93,15 +93,15 @@ def cmd_run(args: argparse.Namespace) -> int:
     spec = overlaid(args, load_benchmark(args.benchmark))
     plan = plan_grid(spec, args.methods, args.forget, args.seeds, _hparam_overrides(args.hparam))
     device, workspace, progress = runtime(args, spec)
-    task = load_task(spec, workspace, device)
-    task.check(plan)
+    kind = load_kind(spec, workspace, device)
+    kind.check(plan.forgets, plan.methods)
 
     log = None if progress else (lambda msg: print(msg, file=sys.stderr, flush=True))
     print(f"unlearn: {spec.name}: {plan.size} cells on {device}, {executor.describe()}; records in "
           f"{workspace.results_dir}", file=sys.stderr)
-    runner = make_runner(plan, task, workspace, progress=progress, log=log, retry_failed=args.retry_failed)
+    grid = Grid(plan, kind, workspace, progress=progress, log=log, retry_failed=args.retry_failed)
     with contextlib.redirect_stdout(sys.stderr):  # stdout carries the table alone (Ray prints a worker's death there)
-        result = runner.run(executor)
+        result = grid.run(executor)
 
     own = dict.fromkeys(k for forget in plan.forgets for k in forget_set_keys(forget.text))  # corrective: ASR
     print(format_text(summarize(result.records, [*spec.gap_metrics, AVG_GAP, ROBUST_GAP, *own, RUN_TIME])))

@@ -67,7 +67,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
     from unlearn.progress import progress_bar
 
     from unlearn import tune as tuning
-    from unlearn.harness import load_task, make_runner, plan_grid
+    from unlearn.harness import Grid, load_kind, plan_grid
     from unlearn.methods import METHODS
     from unlearn.overlay import overlay_path
     from unlearn.spec import find_spec, read_spec
@@ -85,15 +85,15 @@ def cmd_tune(args: argparse.Namespace) -> int:
     if args.results_dir is None:
         args.results_dir = args.workdir / "data/tune"
     device, workspace, progress = runtime(args, spec)
-    task = load_task(spec, workspace, device)
+    kind = load_kind(spec, workspace, device)
     for plan in plans:
-        task.check(plan)
+        kind.check(plan.forgets, plan.methods)
     print(f"unlearn: tuning {args.method} on {spec.name}: {len(trials)} trials x {plans[0].size} cells on {device}",
           file=sys.stderr)
     bar = progress_bar(total=len(trials), desc=f"tune {args.method}", unit="trial", disable=not progress)
 
     def run_trial(values: dict[str, Any]) -> list[Any]:
-        records = make_runner(plans[trials.index(values)], task, workspace).run().records
+        records = Grid(plans[trials.index(values)], kind, workspace).run().records
         bar.update(1)
         return records
 

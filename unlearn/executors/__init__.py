@@ -24,11 +24,10 @@ from unlearn.executors.base import (
     UnitFailed,
     WorkUnit,
     died_record,
-    group_info,
     run_unit,
     split_units,
 )
-from unlearn.executors.worker import Payload, WorkerContext, exit_reason, pack, unit_events, worker_runner
+from unlearn.executors.worker import Payload, WorkerContext, exit_reason, pack, unit_events, worker_grid
 from unlearn.registry import did_you_mean
 
 if TYPE_CHECKING:
@@ -40,8 +39,8 @@ if TYPE_CHECKING:
 __all__ = [
     "EXECUTORS", "MIN_CHUNK", "CellDeferred", "CellDone", "Executor", "ExecutorStats", "GroupReady", "Payload",
     "ProcessExecutor", "RayExecutor", "SerialExecutor", "SlurmExecutor", "UnitDone", "UnitFailed", "WorkUnit",
-    "WorkerContext", "died_record", "executor_class", "exit_reason", "group_info", "make_executor", "pack",
-    "run_unit", "split_units", "unit_events", "worker_runner",
+    "WorkerContext", "died_record", "executor_class", "exit_reason", "make_executor", "pack",
+    "run_unit", "split_units", "unit_events", "worker_grid",
 ]
 
 EXECUTORS: dict[str, str] = {

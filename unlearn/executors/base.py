@@ -2,11 +2,11 @@
 
 How a grid's cells run: in this process, in a pool of local worker processes, as Ray tasks or as SLURM jobs.
 
-`Runner.run` hands an executor `WorkUnit`s: the unfinished cells of one (forget set, seed) group, which
+`Grid.run` hands an executor `WorkUnit`s: the unfinished cells of one (forget set, seed) group, which
 share the group's setup (splits, original model and oracle loaded or trained, both scored). Every executor
 runs a unit through the same function, `run_unit`: set the group up once, then execute its cells in grid
 order, each written atomically as its record. Serial runs it here; the process pool, Ray and SLURM (through
-submitit) run it in workers that rebuild the Task and Runner from picklable inputs (the plan, the workspace,
+submitit) run it in workers that rebuild the kind and the Grid from picklable inputs (the plan, the workspace,
 the device and torch's thread count) and write their records into the same results directory, the parent
 collecting them in grid order. A group is the unit, not a cell, because its setup costs about one and a half cells on
 digits (3 s against 2 s per cell with cached models on a busy 2-core machine), so per-cell units would
@@ -17,7 +17,7 @@ before its method starts until its record is written. A cell whose lock another 
 end of the unit, then waited for, and the record that run wrote is reused (reported as reused, not run),
 so two runs of one grid compute each cell once between them.
 
-A cell that raises is a failed record (`Runner.execute`). A worker that dies is one too: the first
+A cell that raises is a failed record (`Grid.execute`). A worker that dies is one too: the first
 unfinished cell of its unit, in the order the worker runs them (grid order, cells left for another run
 last, each written before the next starts), is the one that was running, so it becomes a failed record
 with the reason and the unit's remaining cells run again in a new worker. A worker that dies before its
@@ -43,7 +43,8 @@ from unlearn.errors import UserError
 
 if TYPE_CHECKING:
     from unlearn.forget import ForgetManifest, ForgetSpec
-    from unlearn.harness import Cell, CellGroup, Runner
+    from unlearn.harness.cells import Cell, GroupSummary
+    from unlearn.harness.grid import Grid
     from unlearn.results import ResultRecord
 
 MIN_CHUNK = 4
@@ -73,10 +74,10 @@ class WorkUnit:
 class GroupReady:
     """Event: the unit's group is set up; `info` holds what a failed record of its cells carries."""
 
-    info: dict[str, Any]
+    info: GroupSummary
     seconds: float
     pid: int = 0
-    """The worker: its process id, its node (Ray's node id, a SLURM job's host), and what building its Runner took
+    """The worker: its process id, its node (Ray's node id, a SLURM job's host), and what building its Grid took
     (0 when it had one)."""
     node: str | None = None
     setup_seconds: float = 0.0
@@ -121,7 +122,7 @@ class ExecutorStats:
     startup: float = 0.0
     """Starting the pool or connecting to Ray, in the parent."""
     setup: list[float] = field(default_factory=list)
-    """Per worker: importing unlearn and torch, loading the dataset, building the Runner."""
+    """Per worker: importing unlearn and torch, loading the dataset, building the Grid."""
     spawn: list[float] = field(default_factory=list)
     """Per worker process: from starting it to its first message (interpreter start and imports)."""
     groups: list[float] = field(default_factory=list)
@@ -141,30 +142,18 @@ class ExecutorStats:
         return f"{self.units} units of work ran in {where}{died}"
 
 
-def group_info(group: CellGroup) -> dict[str, Any]:
-    """What `Runner.execute` copies from the group into every record: the original's and oracles' scores, model keys."""
-    return {
-        "oracle_metrics": group.oracle_metrics,
-        "original_metrics": group.original_metrics,
-        "ideal_oracle_metrics": group.ideal_oracle_scores.values if group.ideal_oracle_scores else None,
-        "models": {"original": group.original_key, "oracle": group.oracle_key,
-                   **({"ideal_oracle": group.ideal_oracle_key} if group.ideal_oracle_key else {})},
-    }
-
-
-def run_unit(runner: Runner, unit: WorkUnit) -> Iterator[GroupReady | CellDone | CellDeferred]:
+def run_unit(grid: Grid, unit: WorkUnit) -> Iterator[GroupReady | CellDone | CellDeferred]:
     """Set the unit's group up once, then run its cells in order, each under its lock (`unlearn.claims`), writing each
     record: every executor's code path. A cell another run holds is left for the end of the unit, then waited for."""
     from unlearn.claims import claim
 
     start = time.perf_counter()
-    derived = runner.for_forget(unit.forget, unit.seed)
-    group = derived.group(unit.forget, unit.manifest, unit.seed)
-    yield GroupReady(group_info(group), time.perf_counter() - start, os.getpid())
+    protocol, group = grid.prepare_group(unit.forget, unit.manifest, unit.seed)
+    yield GroupReady(group.summary(), time.perf_counter() - start, os.getpid())
     busy = []
     for position, cell in zip(unit.positions, unit.cells, strict=True):
         start = time.perf_counter()
-        claimed = claim(derived, group, cell, wait=False)
+        claimed = claim(grid, protocol, group, cell, wait=False)
         if claimed is None:
             busy.append((position, cell))
             yield CellDeferred(position)
@@ -172,38 +161,16 @@ def run_unit(runner: Runner, unit: WorkUnit) -> Iterator[GroupReady | CellDone |
             yield CellDone(position, claimed[0], time.perf_counter() - start, claimed[1])
     for position, cell in busy:
         start = time.perf_counter()
-        record, reused = claim(derived, group, cell, wait=True)  # type: ignore[misc]  # waiting, never None
+        record, reused = claim(grid, protocol, group, cell, wait=True)  # type: ignore[misc]  # waiting, never None
         yield CellDone(position, record, time.perf_counter() - start, reused)
 
 
-def died_record(runner: Runner, cell: Cell, info: dict[str, Any] | None, error: str) -> ResultRecord:
-    """The failed record of a cell whose worker died (what `Runner.execute` writes for a cell that raised)."""
-    from unlearn.results import ForgetInfo, ResultRecord
+def died_record(grid: Grid, cell: Cell, summary: GroupSummary | None, error: str) -> ResultRecord:
+    """The failed record of a cell whose worker died (`summary`: None when its group was never ready)."""
+    from unlearn.harness.cells import GroupSummary
+    from unlearn.results import ResultRecord
 
-    info = info or {}
-    return ResultRecord(
-        status="failed",
-        error=error,
-        traceback=None,
-        benchmark=runner.spec.name,
-        method=cell.method.name,
-        method_origin=cell.method.origin,
-        hparams=cell.config["hparams"],
-        track=cell.config["track"],
-        forget=ForgetInfo(spec=cell.forget.text, sha256=cell.manifest.sha256, size=cell.manifest.size,
-                          forgotten_classes=cell.manifest.forgotten_classes),
-        seed=cell.seed,
-        config=cell.config,
-        config_hash=cell.config_hash,
-        oracle_metrics=info.get("oracle_metrics", {}),
-        original_metrics=info.get("original_metrics", {}),
-        ideal_oracle_metrics=info.get("ideal_oracle_metrics"),
-        models=info.get("models", {}),
-        metrics={},
-        gaps={},
-        run_time_s=None,
-        env=runner.env,
-    )
+    return ResultRecord.for_cell(cell, summary or GroupSummary(), grid.env, error=error)
 
 
 def split_units(units: list[WorkUnit], workers: int, min_cells: int = MIN_CHUNK) -> list[WorkUnit]:
@@ -253,7 +220,7 @@ class Executor:
         """How cells run, for the run's first line."""
         raise NotImplementedError
 
-    def run(self, runner: Runner, units: Iterable[WorkUnit]) -> Iterator[CellDone]:
+    def run(self, grid: Grid, units: Iterable[WorkUnit]) -> Iterator[CellDone]:
         raise NotImplementedError
 
     def _count(self, event: Any) -> None:

@@ -14,7 +14,7 @@ from unlearn.executors.base import CellDone, ExecutorStats, UnitDone, WorkUnit, 
 from unlearn.executors.worker import Payload, _Parallel, _pickled, _Running, exit_reason, pack, unit_events
 
 if TYPE_CHECKING:
-    from unlearn.harness import Runner
+    from unlearn.harness.grid import Grid
 
 
 def _process_main(payload: Payload, conn: Any) -> None:
@@ -75,7 +75,7 @@ class ProcessExecutor(_Parallel):
     def describe(self) -> str:
         return f"a pool of {self.workers} worker processes"
 
-    def run(self, runner: Runner, units: Iterable[WorkUnit]) -> Iterator[CellDone]:
+    def run(self, grid: Grid, units: Iterable[WorkUnit]) -> Iterator[CellDone]:
         from multiprocessing.connection import wait
 
         self.stats = ExecutorStats()
@@ -83,7 +83,7 @@ class ProcessExecutor(_Parallel):
         if not queue:
             return
         start = time.perf_counter()
-        payload = pack(runner, str(runner.task.device))
+        payload = pack(grid, str(grid.kind.device))
         context = _pool_context()
         workers: list[_Worker] = []
         started = 0
@@ -102,7 +102,7 @@ class ProcessExecutor(_Parallel):
                 busy = [w for w in workers if w.running is not None]
                 wait([w.conn for w in busy] + [w.process.sentinel for w in busy])
                 for w in busy:
-                    yield from self._drain(runner, w, queue, workers)
+                    yield from self._drain(grid, w, queue, workers)
         finally:
             _stop(workers)
 
@@ -118,7 +118,7 @@ class ProcessExecutor(_Parallel):
         w.running = _Running(unit)
         self.stats.units += 1
 
-    def _drain(self, runner: Runner, w: _Worker, queue: deque[WorkUnit],
+    def _drain(self, grid: Grid, w: _Worker, queue: deque[WorkUnit],
                workers: list[_Worker]) -> Iterator[CellDone]:
         """Handle every message the worker has sent; on its death, record the failure and requeue the rest."""
         while w.running is not None:
@@ -130,7 +130,7 @@ class ProcessExecutor(_Parallel):
                 event = w.conn.recv()
             except (EOFError, OSError):
                 w.process.join(timeout=10)
-                failed, again = self._died(runner, w.running, exit_reason(w.process.exitcode))
+                failed, again = self._died(grid, w.running, exit_reason(w.process.exitcode))
                 workers.remove(w)
                 w.conn.close()
                 w.running = None

@@ -13,7 +13,7 @@ from unlearn.executors.base import CellDone, ExecutorStats, WorkUnit, split_unit
 from unlearn.executors.worker import Payload, _Parallel, _pickled, _Running, pack, unit_events
 
 if TYPE_CHECKING:
-    from unlearn.harness import Runner
+    from unlearn.harness.grid import Grid
 
 
 def _ray_unit(payload: Payload, unit_blob: bytes) -> Iterator[Any]:
@@ -72,7 +72,7 @@ class RayExecutor(_Parallel):
             raise UserError(f"cannot {where}: {type(exc).__name__}: {(str(exc) or '?').splitlines()[0]}") from None
         return True
 
-    def run(self, runner: Runner, units: Iterable[WorkUnit]) -> Iterator[CellDone]:
+    def run(self, grid: Grid, units: Iterable[WorkUnit]) -> Iterator[CellDone]:
         self.stats = ExecutorStats()
         units = list(units)
         if not units:
@@ -84,10 +84,10 @@ class RayExecutor(_Parallel):
         start = time.perf_counter()
         started = self._connect(ray)
         try:
-            device = runner.task.device
+            device = grid.kind.device
             gpu = device.type == "cuda"
             # Ray hides all but the task's GPU, which is then cuda:0 in the worker
-            payload = ray.put(pack(runner, "cuda" if gpu else str(device)))
+            payload = ray.put(pack(grid, "cuda" if gpu else str(device)))
             slots = int(ray.cluster_resources().get("GPU" if gpu else "CPU", 1)) or 1
             remote = ray.remote(_ray_unit).options(num_cpus=1, num_gpus=1 if gpu else 0, max_retries=0)
             pending: dict[Any, _Running] = {}
@@ -109,7 +109,7 @@ class RayExecutor(_Parallel):
                     continue
                 except ray.exceptions.RayError as exc:  # the worker (or its node) died: the task's stream broke
                     del pending[stream]
-                    failed, again = self._died(runner, running, f"{type(exc).__name__}: {str(exc).splitlines()[0]}")
+                    failed, again = self._died(grid, running, f"{type(exc).__name__}: {str(exc).splitlines()[0]}")
                     if again is not None:
                         submit(again)
                     yield from failed

@@ -9,7 +9,7 @@ from unlearn.errors import UserError
 from unlearn.executors.base import CellDone, Executor, ExecutorStats, WorkUnit, run_unit
 
 if TYPE_CHECKING:
-    from unlearn.harness import Runner
+    from unlearn.harness.grid import Grid
 
 
 class SerialExecutor(Executor):
@@ -25,11 +25,11 @@ class SerialExecutor(Executor):
     def describe(self) -> str:
         return "serial"
 
-    def run(self, runner: Runner, units: Iterable[WorkUnit]) -> Iterator[CellDone]:
+    def run(self, grid: Grid, units: Iterable[WorkUnit]) -> Iterator[CellDone]:
         self.stats = ExecutorStats(workers={(None, os.getpid())})
         for unit in units:  # consumed lazily: each group's cells are listed just before they run, as they always were
             self.stats.units += 1
-            for event in run_unit(runner, unit):
+            for event in run_unit(grid, unit):
                 self._count(event)
                 if isinstance(event, CellDone):
                     yield event

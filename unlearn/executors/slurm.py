@@ -16,7 +16,7 @@ from unlearn.executors.base import CellDone, ExecutorStats, WorkUnit, split_unit
 from unlearn.executors.worker import Payload, _Parallel, _pickled, _Running, pack, unit_events
 
 if TYPE_CHECKING:
-    from unlearn.harness import Runner
+    from unlearn.harness.grid import Grid
 
 
 def _slurm_unit(payload: Payload, unit_blob: bytes) -> list[Any]:
@@ -82,7 +82,7 @@ class SlurmExecutor(_Parallel):
             raise UserError(f"--slurm: {str(exc).splitlines()[0]}") from None
         return executor
 
-    def run(self, runner: Runner, units: Iterable[WorkUnit]) -> Iterator[CellDone]:
+    def run(self, grid: Grid, units: Iterable[WorkUnit]) -> Iterator[CellDone]:
         self.stats = ExecutorStats()
         queue = deque(split_units(list(units), self.jobs or 1))
         if not queue:
@@ -90,10 +90,10 @@ class SlurmExecutor(_Parallel):
         import torch
 
         start = time.perf_counter()
-        device = runner.task.device
-        executor = self._executor(runner.workspace.results_dir.parent / "slurm-jobs", f"unlearn-{runner.spec.name}",
+        device = grid.kind.device
+        executor = self._executor(grid.workspace.results_dir.parent / "slurm-jobs", f"unlearn-{grid.spec.name}",
                                   gpu=device.type == "cuda", threads=torch.get_num_threads())  # as pack() records
-        payload = pack(runner, "cuda" if device.type == "cuda" else str(device))  # SLURM shows the job its GPU only
+        payload = pack(grid, "cuda" if device.type == "cuda" else str(device))  # SLURM shows the job its GPU only
         pending: dict[Any, tuple[_Running, dict[int, tuple[int, int] | None]]] = {}
         try:
             while queue or pending:
@@ -113,7 +113,7 @@ class SlurmExecutor(_Parallel):
                         events = job.result()
                     except Exception as exc:  # killed, timed out, node lost, or nothing returned
                         reason = f"job {job.job_id}: {type(exc).__name__}: {(str(exc) or '?').splitlines()[0]}"
-                        yield from self._job_died(runner, running, before, reason, queue)
+                        yield from self._job_died(grid, running, before, reason, queue)
                         continue
                     for event in events:
                         done = self._handle(running, event)
@@ -124,10 +124,11 @@ class SlurmExecutor(_Parallel):
                 with contextlib.suppress(Exception):
                     job.cancel(check=False)
 
-    def _job_died(self, runner: Runner, running: _Running, before: dict[int, tuple[int, int] | None], reason: str,
+    def _job_died(self, grid: Grid, running: _Running, before: dict[int, tuple[int, int] | None], reason: str,
                   queue: deque[WorkUnit]) -> Iterator[CellDone]:
         """The records a dead job wrote (files new since it was submitted: records are renamed into place, so a
         rewritten one is a new file), then what `_died` makes of the rest."""
+        from unlearn.harness.cells import GroupSummary
         from unlearn.results import InvalidRecord, read_record
 
         unit = running.unit
@@ -139,10 +140,9 @@ class SlurmExecutor(_Parallel):
             except (OSError, InvalidRecord):
                 continue
             running.done.add(position)
-            running.info = running.info or {key: getattr(record, key) for key in
-                                            ("oracle_metrics", "original_metrics", "ideal_oracle_metrics", "models")}
+            running.info = running.info or GroupSummary.of_record(record)
             yield CellDone(position, record, 0.0)
-        failed, again = self._died(runner, running, reason)
+        failed, again = self._died(grid, running, reason)
         if again is not None:
             queue.appendleft(again)
         yield from failed

@@ -1,4 +1,4 @@
-"""The worker protocol: what a worker needs to rebuild the Runner, how it runs a unit as events, and how the
+"""The worker protocol: what a worker needs to rebuild the Grid, how it runs a unit as events, and how the
 parent handles those events and a worker's death (`_Parallel`, shared by the process pool, Ray and SLURM)."""
 
 from __future__ import annotations
@@ -27,7 +27,8 @@ from unlearn.executors.base import (
 )
 
 if TYPE_CHECKING:
-    from unlearn.harness import Runner
+    from unlearn.harness.cells import GroupSummary
+    from unlearn.harness.grid import Grid
 
 
 @dataclass
@@ -35,7 +36,7 @@ class _Running:
     """A unit in a worker: whether its group is ready, which of its cells are done and which it left for the end."""
 
     unit: WorkUnit
-    info: dict[str, Any] | None = None
+    info: GroupSummary | None = None
     done: set[int] = field(default_factory=set)
     deferred: list[int] = field(default_factory=list)
 
@@ -63,7 +64,7 @@ class _Parallel(Executor):
             raise _exception(event)
         return None
 
-    def _died(self, runner: Runner, running: _Running, reason: str) -> tuple[list[CellDone], WorkUnit | None]:
+    def _died(self, grid: Grid, running: _Running, reason: str) -> tuple[list[CellDone], WorkUnit | None]:
         """Failed records (written) for a dead worker's unit, and the unit of its cells that should run again."""
         from unlearn.results import write_record
 
@@ -79,10 +80,10 @@ class _Parallel(Executor):
         elif running.info is None:
             error = (f"{self.worker} died twice before the cell's group was ready (original model and oracle loaded "
                      f"or trained, and scored): {reason}")
-            failed, rest = [(p, died_record(runner, c, None, error)) for p, c in left], []
+            failed, rest = [(p, died_record(grid, c, None, error)) for p, c in left], []
         else:
             (p, c), rest = left[0], left[1:]
-            failed = [(p, died_record(runner, c, running.info, f"{self.worker} died while running this cell: {reason}"))]
+            failed = [(p, died_record(grid, c, running.info, f"{self.worker} died while running this cell: {reason}"))]
         for position, record in failed:
             write_record(cells[position].path, record)
         again = replace(unit, cells=tuple(c for _, c in rest), positions=tuple(p for p, _ in rest)) if rest else None
@@ -104,10 +105,11 @@ def _exception(event: UnitFailed) -> BaseException:
 
 @dataclass(frozen=True)
 class WorkerContext:
-    """Everything a worker needs to rebuild the parent's Task and Runner."""
+    """Everything a worker needs to rebuild the parent's kind and Grid (their classes are pickled by reference, so a
+    plugin's kind, or a Grid subclass, is imported from its module in the worker)."""
 
-    runner_cls: type
-    task_cls: type
+    grid_cls: type
+    kind_cls: type
     plan: Any
     workspace: Any
     device: str
@@ -123,12 +125,12 @@ class Payload:
     sys_path: tuple[str, ...]
 
 
-def pack(runner: Runner, device: str) -> Payload:
-    """The Payload of `runner` for workers that run on `device`; UserError when the grid does not pickle."""
+def pack(grid: Grid, device: str) -> Payload:
+    """The Payload of `grid` for workers that run on `device`; UserError when the grid does not pickle."""
     import torch
 
-    context = WorkerContext(type(runner), type(runner.task), runner.plan, runner.workspace, device,
-                            torch.get_num_threads(), runner.retry_failed)
+    context = WorkerContext(type(grid), type(grid.kind), grid.plan, grid.workspace, device,
+                            torch.get_num_threads(), grid.retry_failed)
     try:
         blob = pickle.dumps(context)
     except Exception as exc:
@@ -144,15 +146,15 @@ def _pickled(obj: Any, what: str) -> bytes:
         raise UserError(f"{what} cannot be sent to worker processes ({exc}); use --executor serial") from None
 
 
-_RUNNERS: dict[bytes, Runner] = {}
-"""The worker's Runner, kept across units of the same grid (the dataset loads once per worker)."""
+_GRIDS: dict[bytes, Grid] = {}
+"""The worker's Grid, kept across units of the same grid (the dataset loads once per worker)."""
 
 
-def worker_runner(payload: Payload) -> tuple[Runner, float]:
-    """The Runner a payload describes, built on first use in this worker; and the seconds that took (0 if reused)."""
+def worker_grid(payload: Payload) -> tuple[Grid, float]:
+    """The Grid a payload describes, built on first use in this worker; and the seconds that took (0 if reused)."""
     key = hashlib.sha256(payload.blob).digest()
-    if key in _RUNNERS:
-        return _RUNNERS[key], 0.0
+    if key in _GRIDS:
+        return _GRIDS[key], 0.0
     start = time.perf_counter()
     for entry in payload.sys_path:  # as multiprocessing's spawn does; the worker's own entries keep precedence
         if entry not in sys.path and (entry == "" or os.path.isdir(entry)):
@@ -160,7 +162,6 @@ def worker_runner(payload: Payload) -> tuple[Runner, float]:
     context: WorkerContext = pickle.loads(payload.blob)
     import torch
 
-    from unlearn.data import load_dataset
     from unlearn.device import configure_threads, limit_thread_pools
 
     device = torch.device(context.device)
@@ -168,11 +169,11 @@ def worker_runner(payload: Payload) -> tuple[Runner, float]:
     if device.type != "cpu":  # a GPU worker's CPU-side metrics still share the node's cores
         limit_thread_pools(context.threads)
     spec, workspace = context.plan.spec, context.workspace
-    task = context.task_cls(spec, load_dataset(spec.dataset, workspace.data_root, workspace.download), device)
-    runner = context.runner_cls(context.plan, task, workspace, retry_failed=context.retry_failed)
-    _RUNNERS.clear()
-    _RUNNERS[key] = runner
-    return runner, time.perf_counter() - start
+    kind = context.kind_cls.load(spec, workspace, device)
+    grid = context.grid_cls(context.plan, kind, workspace, retry_failed=context.retry_failed)
+    _GRIDS.clear()
+    _GRIDS[key] = grid
+    return grid, time.perf_counter() - start
 
 
 def unit_events(
@@ -180,9 +181,9 @@ def unit_events(
 ) -> Iterator[GroupReady | CellDone | UnitFailed | UnitDone]:
     """A worker's run of one pickled unit as events; an exception outside the cells ends it as UnitFailed."""
     try:
-        runner, setup = worker_runner(payload)
+        grid, setup = worker_grid(payload)
         unit: WorkUnit = pickle.loads(unit_blob)
-        for event in run_unit(runner, unit):
+        for event in run_unit(grid, unit):
             yield replace(event, node=node, setup_seconds=setup) if isinstance(event, GroupReady) else event
     except Exception as exc:
         try:

@@ -68,7 +68,8 @@ class ForgetBuilder(ABC):
     provides: tuple[str, ...] = ()
     """Metric dependencies its cells provide besides the harness's usual ones (continual: "task-start")."""
     protocol: str = "single"
-    """How its cells run: "single" (one unlearning call) or "continual" (one call per task, in sequence)."""
+    """How its cells run (`unlearn.harness.protocols`): "single" (one unlearning call), "corrective" (one call on
+    manipulated data) or "continual" (one call per task, in sequence)."""
 
     @abstractmethod
     def parse(self, arg: str) -> dict[str, Any]:

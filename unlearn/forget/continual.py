@@ -4,7 +4,7 @@
 `continual:1+7/3+5` names the tasks (classes joined by `+`, tasks by `/`). `:shots=4`
 gives every method only 4 training samples of each remaining class (the few-shot track of
 GS-LoRA; the forget data stay whole). The manifest holds every sample of every task's
-classes, the tasks in order and the shots; `unlearn.continual.ContinualRunner` runs the
+classes, the tasks in order and the shots; `unlearn.harness.protocols.continual` runs the
 sequence: each task unlearns from the previous task's output, and the oracle of task t is
 retrained on the full data without every class forgotten so far.
 """

@@ -42,6 +42,7 @@ class CorrectiveForget(ForgetBuilder):
     """corrective:MANIPULATION:ARG:IDENTIFIED — an identified fraction of the samples a manipulation changed."""
 
     extra_metrics = ("corrective",)
+    protocol = "corrective"
     syntax = ("corrective:poison:FRACTION:IDENTIFIED or corrective:interclass:A-B:IDENTIFIED "
               "(0 < IDENTIFIED <= 1; options :target=T :patch=P for poison, :fraction=F for interclass)")
 

@@ -26,15 +26,16 @@ import numpy as np
 import torch
 from torch import nn
 
-from unlearn.banks import CellBanks
 from unlearn.data.tensors import TensorData
 from unlearn.forget import ForgetManifest, ForgetSpec
 from unlearn.forget.continual import few_shot
 from unlearn.forget.manifest import indices_sha256
-from unlearn.harness import Cell, CellGroup, MethodChoice, Outcome, Runner
+from unlearn.harness.cells import Cell, CellGroup, Outcome
+from unlearn.harness.plan import MethodChoice
+from unlearn.harness.protocols.base import Protocol
 from unlearn.hashing import stable_hash
-from unlearn.metrics import METRICS, Evaluation, Scores
 from unlearn.methods import Track
+from unlearn.metrics import METRICS, Evaluation, Scores
 from unlearn.results import ORACLE
 
 TASK_KEYS = METRICS.get("continual").produces
@@ -53,8 +54,10 @@ class TaskStep:
     forget_key: str
 
 
-class ContinualRunner(Runner):
+class Continual(Protocol):
     """Runs the cells of a continual forget set (see the module docstring)."""
+
+    one_call = False
 
     def track_of(self, method: MethodChoice, manifest: ForgetManifest) -> str:
         track = method.instance().track
@@ -62,15 +65,16 @@ class ContinualRunner(Runner):
             return Track.FEW_SHOT.value
         return track.value
 
-    def group(self, forget: ForgetSpec, manifest: ForgetManifest, seed: int) -> CellGroup:
+    def prepare(self, forget: ForgetSpec, manifest: ForgetManifest, seed: int) -> CellGroup:
         """Every task's step (oracle trained or loaded, original and oracle scored); returns the last task's group
         with `steps` holding all of them."""
+        models, kind, scoring = self.models, self.kind, self.scoring
         tasks: list[list[int]] = manifest.provenance["tasks"]
         shots: int | None = manifest.provenance["shots"]
-        original = self.original(seed)
-        original_key = self.task.original_key(seed)
-        labels = self.task.train.y.cpu().numpy()
-        test = self.task.test
+        original = models.load_or_train_original(seed)
+        original_key = kind.original_key(seed)
+        labels = kind.train.y.cpu().numpy()
+        test = kind.test
         steps: list[TaskStep] = []
         gone: list[int] = []
         for classes in tasks:
@@ -80,29 +84,28 @@ class ContinualRunner(Runner):
                 "indices": indices, "size": len(indices), "sha256": indices_sha256(indices),
                 "forgotten_classes": sorted(gone),
             })
-            splits = self.task.splits(so_far)
+            splits = kind.splits(so_far)
             splits["test_task"] = test.where(torch.isin(test.y, torch.as_tensor(classes, device=test.y.device)))
             splits["test_remaining"] = splits["test"]
             if earlier:
                 splits["test_earlier"] = test.where(torch.isin(test.y, torch.as_tensor(earlier, device=test.y.device)))
-            oracle = self.unlearned(self.oracle_choice, original.model, original_key, so_far.sha256, splits, seed)
+            oracle = models.run_method(models.oracle_choice, original.model, original_key, so_far.sha256, splits, seed)
             group = CellGroup(forget, so_far, seed, splits, original.model, original.key_hash, oracle.key or "")
-            group.banks = CellBanks(self, group)
-            remaining = [c for c in range(self.task.dataset.num_classes) if c not in gone]
+            remaining = [c for c in range(kind.dataset.num_classes) if c not in gone]
             retain = splits["retain"]
             if shots:
-                retain = self.task.train.subset(torch.as_tensor(few_shot(labels, remaining, shots, seed)))
-            in_task = torch.isin(self.task.train.y, torch.as_tensor(classes, device=self.task.train.y.device))
-            request_splits = {"forget": self.task.train.where(in_task), "retain": retain}
+                retain = kind.train.subset(torch.as_tensor(few_shot(labels, remaining, shots, seed)))
+            in_task = torch.isin(kind.train.y, torch.as_tensor(classes, device=kind.train.y.device))
+            request_splits = {"forget": kind.train.where(in_task), "retain": retain}
             task_key = stable_hash({"classes": classes, "forgotten": sorted(gone), "shots": shots})
             steps.append(TaskStep(classes, group, oracle.model, oracle.seconds, request_splits, task_key))
         previous_oracle = original.model
         for step in steps:
             group = step.group
             group.original_eval = self.task_evaluation(original.model, group, None, original.model)
-            group.oracle_eval = self.task_evaluation(step.oracle, group, self.oracle_choice, previous_oracle)
-            group.original_scores = self.score(group.original_eval)
-            group.oracle_scores = self.score(group.oracle_eval)
+            group.oracle_eval = self.task_evaluation(step.oracle, group, models.oracle_choice, previous_oracle)
+            group.original_scores = scoring.score(group.original_eval)
+            group.oracle_scores = scoring.score(group.oracle_eval)
             previous_oracle = step.oracle
         last = steps[-1].group
         for t, step in enumerate(steps, 1):  # the reference rows carry every task's continual keys too
@@ -115,13 +118,14 @@ class ContinualRunner(Runner):
         self, model: nn.Module, group: CellGroup, choice: MethodChoice | None, start: nn.Module
     ) -> Evaluation:
         """`model` on a task's splits, with `start` (the model the task began from) as the task-start dependency."""
-        evaluation = self.evaluation(model, group, choice)
-        begin = self.evaluation(start, group, None)
+        evaluation = self.scoring.evaluation(model, group, choice)
+        begin = self.scoring.evaluation(start, group, None)
         return dataclasses.replace(evaluation, resources={**evaluation.resources, "task-start": lambda: begin})
 
     def outcome(self, cell: Cell, group: CellGroup) -> Outcome:
         """Run the method task after task from the previous output; score it after every task."""
-        model, key = group.original, self.task.original_key(cell.seed)
+        models = self.models
+        model, key = group.original, self.kind.original_key(cell.seed)
         seconds, infos, values = 0.0, [], {}
         scores: Scores | None = None
         for t, step in enumerate(group.steps, 1):
@@ -129,10 +133,10 @@ class ContinualRunner(Runner):
                 output, took, info = step.oracle, step.oracle_seconds, {}
             else:
                 track = Track(self.track_of(cell.method, cell.manifest))
-                out = self.unlearned(cell.method, model, key, step.forget_key, step.request_splits, cell.seed, track)
+                out = models.run_method(cell.method, model, key, step.forget_key, step.request_splits, cell.seed, track)
                 output, took, info = out.model, out.seconds, out.info
-                key = self.unlearned_key(cell.method, key, step.forget_key, cell.seed)
-            scores = self.score(self.task_evaluation(output, step.group, cell.method, model))
+                key = models.method_key(cell.method, key, step.forget_key, cell.seed)
+            scores = self.scoring.score(self.task_evaluation(output, step.group, cell.method, model))
             values.update(task_values(scores, t))
             seconds += took
             infos.append(info)
