@@ -21,7 +21,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch loads (see m
 
 import argparse
 import time
-from typing import Iterator
+from collections.abc import Iterator
 
 import torch
 from torch import Tensor

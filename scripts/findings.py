@@ -26,16 +26,16 @@ import os
 import shutil
 import statistics
 import sys
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Sequence
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import torch  # noqa: E402
 
-from unlearn.leaderboard.stats import paired_p  # noqa: E402
 from unlearn.harness import Grid, Workspace, load_kind, plan_grid  # noqa: E402
+from unlearn.leaderboard.stats import paired_p  # noqa: E402
 from unlearn.results import ORACLE, ResultRecord, record_dir  # noqa: E402
 from unlearn.spec import REPO_ROOT, load_benchmark  # noqa: E402
 
@@ -93,7 +93,7 @@ class Claim:
     key: str
     source: str
     statement: str
-    check: Callable[["Cells"], list[Comparison]]
+    check: Callable[[Cells], list[Comparison]]
     notes: list[str] = field(default_factory=list)
 
     def verdict(self, comparisons: Sequence[Comparison]) -> str:

@@ -23,9 +23,9 @@ import os
 import tempfile
 import time
 from collections import Counter
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 

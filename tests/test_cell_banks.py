@@ -7,16 +7,15 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
+from conftest import FIXTURE_SPECS
 
+from unlearn.banks import cell_banks
 from unlearn.cli import main
 from unlearn.errors import UserError
 from unlearn.forget import load_or_build
-from unlearn.banks import cell_banks
 from unlearn.harness import Classification, Grid, Workspace, plan_grid
 from unlearn.spec import BankSettings, EvaluationSettings, parse_spec
 from unlearn.train import train_with_recipe
-
-from conftest import FIXTURE_SPECS
 
 N = 5
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import fake_torchvision as fake
 import numpy as np
 import pytest
 import torch
@@ -18,14 +19,22 @@ import torchvision.datasets
 import yaml
 from torch import nn
 
-import fake_torchvision as fake
 from unlearn.cli import main
 from unlearn.data import load_dataset
 from unlearn.data.tensors import TensorData
 from unlearn.data.torchvision_sets import VAL_FRACTION
 from unlearn.models import Blueprint
 from unlearn.spec import load_benchmark
-from unlearn.train import Phase, _MixedPrecision, clip_gradients, crop_flip, cross_entropy, fit, sgd, use_mixed_precision
+from unlearn.train import (
+    Phase,
+    _MixedPrecision,
+    clip_gradients,
+    crop_flip,
+    cross_entropy,
+    fit,
+    sgd,
+    use_mixed_precision,
+)
 
 BENCHMARK = "cifar10-resnet18"
 CIFAR10_TRAIN_PER_CLASS, CIFAR10_TEST = 5000, 10000

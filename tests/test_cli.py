@@ -9,11 +9,10 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import files_under
 
 from unlearn.cli import main
 from unlearn.results import read_record
-
-from conftest import files_under
 
 GRID = ["--methods", "retrain,finetune,grad-ascent,random-label", "--forget", "class:3", "--seeds", "0"]
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from conftest import files_under, make_grid, spy_oracle_training
 
 import unlearn.methods.random_label as random_label_module
 from unlearn.cli import main
@@ -12,8 +13,6 @@ from unlearn.errors import UserError
 from unlearn.forget import BuildContext, ForgetSpec
 from unlearn.forget.continual import few_shot
 from unlearn.harness import Workspace
-
-from conftest import files_under, make_grid, spy_oracle_training
 
 SEQUENCE = "continual:0+1/2+3:shots=4"
 

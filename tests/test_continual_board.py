@@ -106,6 +106,7 @@ def markdown_rows(page: str, forget: str) -> tuple[list[str], dict[str, list[str
     lines = [line for line in section.split("\n\n", 2)[1].splitlines() if line.startswith("|")]
     cells = [[c.strip().replace("\\", "") for c in line.strip("|").split("|")] for line in lines]
     header, rows = cells[0], cells[2:]
+
     def name(cell: str) -> str:
         return re.sub(r"\[([^]]*)\]\([^)]*\)", r"\1", cell.replace("**", ""))
 

@@ -5,13 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from conftest import files_under, make_grid, spy_oracle_training
 
 from unlearn.cli import main
 from unlearn.errors import UserError
 from unlearn.forget import BuildContext, ForgetSpec
 from unlearn.harness import Workspace
-
-from conftest import files_under, make_grid, spy_oracle_training
 
 POISON = "corrective:poison:0.1:0.1"
 

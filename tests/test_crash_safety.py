@@ -9,13 +9,14 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import pytest
 import torch
 import yaml
+from conftest import FIXTURE_SPECS, files_under
 from safetensors import SafetensorError
 
 import unlearn.atomic as atomic
@@ -25,8 +26,6 @@ from unlearn.errors import StorageError
 from unlearn.leaderboard import AVG_GAP, format_text, summarize
 from unlearn.results import ResultRecord, read_record
 from unlearn.spec import load_benchmark
-
-from conftest import FIXTURE_SPECS, files_under
 
 KILL_METHODS = "retrain,grad-ascent,random-label,boundary-shrink,ssd"
 """Fast digits methods: 5 methods x 2 seeds = 10 cells."""

@@ -9,12 +9,11 @@ import dataclasses
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import make_diffusion_request
 
 from unlearn.errors import Diverged, UserError
 from unlearn.methods import METHODS, Track, make_hparams
 from unlearn.methods.diffusion_salun import DiffusionSalUn, substitute_classes
-
-from conftest import make_diffusion_request
 
 NAMES = ("diffusion-finetune", "diffusion-grad-ascent", "diffusion-salun", "esd")
 TRACKS = {"diffusion-finetune": Track.FULL, "diffusion-grad-ascent": Track.FORGET_ONLY,

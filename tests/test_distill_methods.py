@@ -10,7 +10,7 @@ from collections import Counter
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import make_request, make_grid
+from conftest import make_grid, make_request
 
 import unlearn.methods.amnesiac as amnesiac_module
 import unlearn.methods.neggrad_plus as neggrad_module

@@ -7,8 +7,8 @@ import math
 import numpy as np
 import pytest
 import torch
-
 from epsilon_literal import literal_epsilon, literal_points
+
 from unlearn.errors import UserError
 from unlearn.metrics.epsilon import (
     EPSILON_CAP,

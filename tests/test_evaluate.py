@@ -8,13 +8,12 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import files_under
 from safetensors.torch import save_file
 
 from unlearn.checkpoints import save_weights
 from unlearn.cli import main
 from unlearn.harness import Grid, plan_grid
-
-from conftest import files_under
 
 CELL = ["--benchmark", "digits", "--forget", "class:3", "--seed", "0"]
 

@@ -307,10 +307,8 @@ def _ray_start(args: list[str], env: dict[str, str], log: Path) -> subprocess.Po
 
 def _stop(node: subprocess.Popen) -> None:
     """Kill the node's process group: `ray start --block`, and the GCS, raylet and workers it started."""
-    try:
+    with contextlib.suppress(ProcessLookupError):
         os.killpg(node.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
     node.wait(timeout=30)
 
 

@@ -9,10 +9,9 @@ from pathlib import Path
 
 import pytest
 import yaml
+from conftest import FIXTURE_SPECS
 
 from unlearn.cli import main
-
-from conftest import FIXTURE_SPECS
 
 
 def tiny_spec(directory: Path) -> Path:

@@ -23,7 +23,7 @@ def test_same_spec_and_seed_give_the_same_indices(tmp_path, digits_kind):
     again = build(tmp_path / "a", "random:0.1", ds, 0)  # read back from disk
     assert a.indices == b.indices == again.indices
     assert a.size == round(0.1 * len(ds.train)) == 126
-    assert a.indices == sorted(set(a.indices)) and 0 <= a.indices[0] and a.indices[-1] < len(ds.train)
+    assert a.indices == sorted(set(a.indices)) and a.indices[0] >= 0 and a.indices[-1] < len(ds.train)
     other = build(tmp_path / "a", "random:0.1", ds, 1)
     assert other.indices != a.indices
     larger = build(tmp_path / "a", "random:0.5", ds, 0)

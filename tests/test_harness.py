@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-import torch
-
 import plugin_methods
+import torch
+from conftest import make_grid, spy_oracle_training
+
 from unlearn.cache import ModelCache
 from unlearn.forget import ForgetSpec, load_or_build
 from unlearn.harness import Scoring, Workspace
 from unlearn.results import read_record
 from unlearn.spec import Recipe
 from unlearn.train import train_with_recipe
-
-from conftest import make_grid, spy_oracle_training
 
 
 def test_training_is_deterministic_for_a_seed(digits_kind):

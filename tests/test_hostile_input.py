@@ -7,19 +7,18 @@ import json
 import subprocess
 import sys
 import textwrap
-import tomllib
 from pathlib import Path
 
 import pytest
+import tomllib
 import torch
+from conftest import FIXTURE_RESULTS, FIXTURE_SPECS, files_under
 from safetensors.torch import save_file
 
 from unlearn.cli import main
 from unlearn.leaderboard.plots import tradeoff
 from unlearn.leaderboard.tables import Row, Stat, Table
 from unlearn.spec import REPO_ROOT
-
-from conftest import FIXTURE_RESULTS, FIXTURE_SPECS, files_under
 
 DIGITS = (FIXTURE_SPECS / "digits.yaml").read_text()
 

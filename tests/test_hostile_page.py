@@ -15,12 +15,11 @@ from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
+from conftest import FIXTURE_RESULTS
 
 from unlearn.leaderboard.build import regenerate
 from unlearn.leaderboard.render import code, text
 from unlearn.leaderboard.store import collect
-
-from conftest import FIXTURE_RESULTS
 
 RESULTS = FIXTURE_RESULTS
 

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from conftest import FIXTURE_RESULTS as RESULTS
 from scipy import stats as scipy_stats
 
 from unlearn.cli import main
@@ -22,7 +23,6 @@ from unlearn.leaderboard.build import regenerate, render, stale_outputs
 from unlearn.leaderboard.store import collect
 from unlearn.leaderboard.tables import layout_named
 from unlearn.results import read_record
-from conftest import FIXTURE_RESULTS as RESULTS
 
 
 @pytest.fixture(scope="module")

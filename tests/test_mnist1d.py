@@ -51,7 +51,7 @@ def test_split_is_disjoint_stratified_and_keeps_the_packages_test_set(data):
     expected_test = (raw["x_test"] - low) / (high - low)
     assert np.allclose(data.test.x.reshape(1000, 40).numpy(), expected_test, atol=1e-6)
     assert torch.equal(data.test.y, torch.as_tensor(raw["y_test"]))
-    assert 0.0 <= float(data.train.x.min()) and float(data.train.x.max()) <= 1.0
+    assert float(data.train.x.min()) >= 0.0 and float(data.train.x.max()) <= 1.0
     train_rows = {tuple(r) for r in data.train.x.reshape(len(data.train), -1).numpy().round(6).tolist()}
     val_rows = {tuple(r) for r in data.val.x.reshape(len(data.val), -1).numpy().round(6).tolist()}
     assert not train_rows & val_rows

@@ -9,10 +9,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+from conftest import FIXTURE_RESULTS
+
 from unlearn.results import read_record
 from unlearn.spec import REPO_ROOT
-
-from conftest import FIXTURE_RESULTS
 
 EXAMPLE = REPO_ROOT / "docs" / "example-plugin"
 GUIDE = REPO_ROOT / "docs" / "adding-a-method.md"

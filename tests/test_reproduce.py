@@ -15,12 +15,11 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import FIXTURE_RESULTS, files_under
 
 from unlearn.cli import main
 from unlearn.reproduce import Picked, compare, environment_differences, pick
 from unlearn.results import read_record
-
-from conftest import FIXTURE_RESULTS, files_under
 
 BOARD = FIXTURE_RESULTS
 COMMITTED = [

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import make_grid, make_request
 
 import unlearn.methods.base as methods_base
 import unlearn.methods.l1_sparse as l1_module
@@ -19,8 +20,6 @@ from unlearn.harness import Workspace
 from unlearn.methods import METHODS, make_hparams
 from unlearn.saliency import SaliencyMask
 from unlearn.train import negative_cross_entropy
-
-from conftest import make_request, make_grid
 
 
 @pytest.fixture(scope="module")

@@ -14,10 +14,12 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import pytest
+from test_crash_safety import the_error
+from test_executors import grid, run
 from torch import nn
 
 import unlearn.train as training
@@ -27,9 +29,6 @@ from unlearn.hashing import stable_hash
 from unlearn.locks import file_lock
 from unlearn.results import read_record, record_dir
 from unlearn.spec import REPO_ROOT
-
-from test_crash_safety import the_error
-from test_executors import grid, run
 
 
 def class3(mini: Path, workdir: Path, cache: Path, methods: str) -> list[str]:

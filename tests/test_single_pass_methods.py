@@ -8,6 +8,7 @@ import dataclasses
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import make_grid, make_request
 from torch import nn
 
 import unlearn.methods.boundary_expanding as be_module
@@ -21,8 +22,6 @@ from unlearn.forget import ForgetSpec, load_or_build
 from unlearn.harness import Workspace, forgotten_classes
 from unlearn.methods import METHODS, make_hparams
 from unlearn.models.base import Classifier, build_model
-
-from conftest import make_request, make_grid
 
 
 @pytest.fixture(scope="module")

@@ -6,14 +6,12 @@ import json
 from pathlib import Path
 
 import pytest
-
-from unlearn.cli import main
-from unlearn.spec import load_benchmark
-from unlearn.results import read_record
-
 from conftest import FIXTURE_RESULTS as RESULTS
 from conftest import files_under
 
+from unlearn.cli import main
+from unlearn.results import read_record
+from unlearn.spec import load_benchmark
 
 
 @pytest.fixture

@@ -13,13 +13,12 @@ import threading
 from pathlib import Path
 
 import pytest
+from conftest import FIXTURE_RESULTS
 
 from unlearn.cli import main
 from unlearn.leaderboard.store import collect
 from unlearn.results import read_record
 from unlearn.spec import REPO_ROOT
-
-from conftest import FIXTURE_RESULTS
 
 RESULTS = FIXTURE_RESULTS
 FINETUNE = "digits/*/finetune/*.json"

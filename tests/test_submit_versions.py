@@ -7,8 +7,8 @@ import hashlib
 from pathlib import Path
 
 import pytest
-
 from conftest import files_under
+
 from unlearn.cli import main
 from unlearn.results import ForgetInfo, ResultRecord, record_path, write_record
 from unlearn.spec import read_spec

@@ -12,15 +12,15 @@ import json
 import socket
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
+import fake_torchvision as fake
 import numpy as np
 import pytest
 import torch
 import torchvision.datasets
 
-import fake_torchvision as fake
 from unlearn.cli import main
 from unlearn.data import load_dataset
 from unlearn.errors import UserError

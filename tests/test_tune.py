@@ -8,14 +8,13 @@ import shutil
 
 import pytest
 import torch
+from conftest import FIXTURE_SPECS
 
 from unlearn import tune as tuning
 from unlearn.cli import main
 from unlearn.data.tensors import TensorData
 from unlearn.harness import Classification, Grid, Workspace, choose_method, plan_grid
 from unlearn.spec import load_benchmark, read_spec
-
-from conftest import FIXTURE_SPECS
 
 FAST = ["--grid", "lr=0.005,0.07", "--grid", "epochs=3", "--forget", "class:3", "--seeds", "0", "--no-progress"]
 

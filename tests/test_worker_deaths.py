@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from test_executors import grid, run
 
 from unlearn.executors import CellDeferred, ProcessExecutor, WorkUnit
 from unlearn.executors.worker import _Running
@@ -22,8 +23,6 @@ from unlearn.leaderboard import summarize
 from unlearn.provenance import environment
 from unlearn.results import ForgetInfo, ResultRecord, read_record
 from unlearn.spec import load_benchmark
-
-from test_executors import grid, run
 
 
 class DiesInGroupSetup(Grid):

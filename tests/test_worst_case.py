@@ -8,6 +8,7 @@ import shutil
 import numpy as np
 import pytest
 import torch
+from conftest import files_under, make_grid
 
 import unlearn.forget.worst_case as worst_case_module
 from unlearn.cli import main
@@ -16,8 +17,6 @@ from unlearn.forget import ForgetSpec, manifest_path, read_manifest
 from unlearn.forget.bilevel import BilevelSettings, per_sample_loss, project_capped_simplex, select, top_groups
 from unlearn.seeding import derive_seed
 from unlearn.spec import Recipe
-
-from conftest import files_under, make_grid
 
 WORST = "worst-case:0.1"
 

@@ -11,8 +11,8 @@ import errno
 import os
 import re
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from unlearn.errors import StorageError, UserError
 

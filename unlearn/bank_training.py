@@ -26,6 +26,7 @@ faster on a busy machine. vmap is for GPUs, where one model leaves most of the d
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import io
 import math
@@ -33,9 +34,10 @@ import multiprocessing
 import os
 import tempfile
 import time
+from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_EXCEPTION, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -158,10 +160,8 @@ def choose_mode(
     timings = {"sequential": _time_sequential_step(model, x, y, recipe)}
     if vmap_supported(model):
         k = min(n, vmap_chunk_size(model, x, device))
-        try:
+        with contextlib.suppress(RuntimeError):  # an operation vmap cannot batch: leave vmap out of the choice
             timings["vmap"] = _time_vmap_step(blueprint, x, y, recipe, k, device) / k
-        except RuntimeError:
-            pass  # an operation vmap cannot batch: leave vmap out of the choice
     workers = min(jobs, n, cpu_count())
     if device.type == "cpu" and workers >= 2:
         parallel = _pool_speedup(workers, cpu_count(), _others_load())

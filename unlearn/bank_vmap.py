@@ -7,7 +7,8 @@ to match torch.optim.SGD. Models whose training vmap cannot reproduce are refuse
 from __future__ import annotations
 
 import copy
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -48,7 +49,6 @@ def vmap_unsupported_reason(model: nn.Module) -> str | None:
         if isinstance(module, nn.RNNBase):
             return f"{where} is a recurrent layer, which torch.func's vmap does not batch"
     return None
-
 
 
 def _epoch_lrs(recipe: Recipe) -> list[float]:

@@ -31,13 +31,12 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
-from unlearn.progress import progress_bar
-
 from unlearn.bank_training import train_models
 from unlearn.data.tensors import TensorData
 from unlearn.errors import UserError
 from unlearn.forget.manifest import indices_sha256
 from unlearn.metrics import Evaluation
+from unlearn.progress import progress_bar
 from unlearn.results import ORACLE
 from unlearn.seeding import derive_seed, generator
 from unlearn.train import train_with_recipe

@@ -8,9 +8,10 @@ metrics and the gaps to the oracle: the numbers a leaderboard row holds for one 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 
@@ -29,6 +30,7 @@ from unlearn.provenance import environment
 from unlearn.saliency import SaliencyMask
 from unlearn.spec import BenchmarkSpec
 from unlearn.train import check_finite, negative_cross_entropy
+
 
 @dataclass
 class CheckpointScore:

@@ -6,7 +6,7 @@ The caller chooses the model's mode (the references compute these in eval mode).
 
 from __future__ import annotations
 
-from typing import Iterator
+from collections.abc import Iterator
 
 import torch
 from torch import Tensor, nn

@@ -10,9 +10,9 @@ directory: the write that follows will say so), there is no lock.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
-from typing import Iterator
 
 try:
     import fcntl

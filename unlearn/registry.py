@@ -5,8 +5,9 @@ from __future__ import annotations
 import difflib
 import importlib
 import inspect
+from collections.abc import Callable
 from importlib.metadata import EntryPoint, entry_points
-from typing import Callable, Generic, TypeVar
+from typing import Generic, TypeVar
 
 from unlearn.errors import UserError
 

@@ -23,9 +23,10 @@ top int(γ·n) entries are kept (n: number of parameter entries). Differences:
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import torch
 from safetensors import SafetensorError, safe_open
@@ -70,7 +71,7 @@ class SaliencyMask:
     @classmethod
     def from_gradients(
         cls, grads: Mapping[str, Tensor], ratio: float, metadata: Mapping[str, Any] | None = None
-    ) -> "SaliencyMask":
+    ) -> SaliencyMask:
         """Keep exactly int(ratio·n) entries: the largest |grad| over all tensors together.
 
         Ties are broken in favour of the earlier entry (tensors in `grads` order, row-major within each).
@@ -96,7 +97,7 @@ class SaliencyMask:
         return cls(masks, float(ratio), dict(metadata or {}))
 
     @classmethod
-    def compute(cls, model: nn.Module, data: TensorData, loss: LossFn, ratio: float, batch_size: int) -> "SaliencyMask":
+    def compute(cls, model: nn.Module, data: TensorData, loss: LossFn, ratio: float, batch_size: int) -> SaliencyMask:
         """The mask of `model`'s trainable parameters from the gradient of `loss`, summed over batches of `data`.
 
         The model is in eval mode meanwhile (as the reference); every module's previous mode is restored.
@@ -117,7 +118,7 @@ class SaliencyMask:
         }
         return cls.from_gradients(grads, ratio, metadata)
 
-    def to(self, device: torch.device | str) -> "SaliencyMask":
+    def to(self, device: torch.device | str) -> SaliencyMask:
         """A copy with every tensor on `device`."""
         return SaliencyMask({k: v.to(device) for k, v in self.masks.items()}, self.ratio, dict(self.metadata))
 
@@ -177,7 +178,7 @@ class SaliencyMask:
         atomic_write(path, lambda tmp: save_file(tensors, str(tmp), metadata=meta))
 
     @classmethod
-    def load(cls, path: Path | str) -> "SaliencyMask":
+    def load(cls, path: Path | str) -> SaliencyMask:
         """Read a mask written by `save` (on CPU). Never unpickles; raises UserError on any other file.
 
         A safetensors file of 0/1 tensors without our metadata (e.g. a converted reference

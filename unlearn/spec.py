@@ -64,7 +64,7 @@ class Recipe(BaseModel):
     """Clip the gradient's global norm before each step (DDPM: 1.0); None: no clipping."""
 
     @model_validator(mode="after")
-    def _milestones(self) -> "Recipe":
+    def _milestones(self) -> Recipe:
         if self.schedule == "multistep":
             ms = self.milestones
             if not ms or any(b <= a for a, b in zip(ms, ms[1:], strict=False)) or ms[0] < 1 or ms[-1] >= self.epochs:
@@ -274,7 +274,7 @@ class BenchmarkSpec(BaseModel):
         return kind
 
     @model_validator(mode="after")
-    def _generation_needs(self) -> "BenchmarkSpec":
+    def _generation_needs(self) -> BenchmarkSpec:
         if self.kind == "generation":
             judge = self.evaluation.generation.judge
             if judge is None or (judge.train is None and judge.checkpoint is None):

@@ -23,9 +23,9 @@ import datetime as _dt
 import getpass
 import subprocess
 from collections import defaultdict
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable
 
 from unlearn.atomic import atomic_write, storage_error
 from unlearn.errors import UserError

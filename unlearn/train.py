@@ -7,17 +7,16 @@ epochs), plus optional hooks around the optimiser step; `fit` does the rest.
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Callable, Iterable, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from unlearn.progress import progress_bar
-
 from unlearn.data.tensors import TensorData
 from unlearn.errors import Diverged
+from unlearn.progress import progress_bar
 from unlearn.seeding import generator as seeded_generator
 from unlearn.spec import Recipe
 
@@ -97,7 +96,7 @@ def use_mixed_precision(device: torch.device, requested: bool | None = None) -> 
 class _Float32:
     """How `fit` runs forward, backward and step: the plain float32 path (every op as written)."""
 
-    def __enter__(self) -> "_Float32":
+    def __enter__(self) -> _Float32:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -128,7 +127,7 @@ class _MixedPrecision(_Float32):
         self.dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
         self.scaler = torch.amp.GradScaler("cuda") if self.dtype == torch.float16 else None
 
-    def __enter__(self) -> "_MixedPrecision":
+    def __enter__(self) -> _MixedPrecision:
         self.model.to(memory_format=torch.channels_last)  # 4-D tensors only; the Parameters stay the same objects
         return self
 

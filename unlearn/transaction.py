@@ -21,9 +21,9 @@ import os
 import re
 import secrets
 import shutil
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path, PurePosixPath
-from typing import Iterator
 
 from unlearn.atomic import atomic_write_text, storage_error
 from unlearn.errors import StorageError

@@ -8,7 +8,8 @@ was. The result is parsed again and must equal the old document except for that 
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import yaml
 

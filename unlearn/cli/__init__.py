@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Sequence
+from collections.abc import Sequence
 
 import unlearn  # noqa: F401  (sets OMP_WAIT_POLICY before torch loads)
 from unlearn.cli import board, cells, forget_sets, listings, run, tune

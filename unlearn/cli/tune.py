@@ -64,12 +64,11 @@ def add_tune(sub: Any) -> None:
 
 def cmd_tune(args: argparse.Namespace) -> int:
 
-    from unlearn.progress import progress_bar
-
     from unlearn import tune as tuning
     from unlearn.harness import Grid, load_kind, plan_grid
     from unlearn.methods import METHODS
     from unlearn.overlay import overlay_path
+    from unlearn.progress import progress_bar
     from unlearn.spec import find_spec, read_spec
 
     spec_path = find_spec(args.benchmark)

@@ -10,9 +10,9 @@ and never unpickle anything. The generated arrays are cached as safetensors unde
 from __future__ import annotations
 
 import random
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 import torch

@@ -8,9 +8,10 @@ are verified by torchvision against their published md5 sums before they are rea
 from __future__ import annotations
 
 import socket
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 from urllib.error import URLError
 
 import numpy as np

@@ -7,7 +7,8 @@ import os
 import signal
 import time
 from collections import deque
-from typing import TYPE_CHECKING, Any, Iterable, Iterator
+from collections.abc import Iterable, Iterator
+from typing import TYPE_CHECKING, Any
 
 from unlearn.device import cpu_count
 from unlearn.executors.base import CellDone, ExecutorStats, UnitDone, WorkUnit, split_units

@@ -5,7 +5,8 @@ from __future__ import annotations
 import importlib.util
 import socket
 import time
-from typing import TYPE_CHECKING, Any, Iterable, Iterator
+from collections.abc import Iterable, Iterator
+from typing import TYPE_CHECKING, Any
 
 from unlearn.device import cpu_count
 from unlearn.errors import UserError

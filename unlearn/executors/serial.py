@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING, Any, Iterable, Iterator
+from collections.abc import Iterable, Iterator
+from typing import TYPE_CHECKING, Any
 
 from unlearn.errors import UserError
 from unlearn.executors.base import CellDone, Executor, ExecutorStats, WorkUnit, run_unit

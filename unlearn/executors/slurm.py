@@ -8,8 +8,9 @@ import socket
 import tempfile
 import time
 from collections import deque
+from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterable, Iterator
+from typing import TYPE_CHECKING, Any
 
 from unlearn.errors import UserError
 from unlearn.executors.base import CellDone, ExecutorStats, WorkUnit, split_units

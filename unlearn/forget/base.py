@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -36,9 +37,9 @@ class ModelSource:
     benchmark: str
     original_key: Callable[[int], str]
     """Seed -> the hash of everything that determines the original model of that seed (its cache key)."""
-    original: Callable[[int], "nn.Module"]
+    original: Callable[[int], nn.Module]
     """Seed -> the original model (loaded from the cache or trained)."""
-    new_model: Callable[..., "nn.Module"]
+    new_model: Callable[..., nn.Module]
     """(seed, *tags) -> a freshly initialised model of the benchmark."""
 
 
@@ -92,7 +93,7 @@ class ForgetBuilder(ABC):
         data, original model and oracles); None when the set does not manipulate the data."""
         return None
 
-    def manipulation(self, params: dict[str, Any], dataset: Dataset, seed: int) -> "Manipulated | None":
+    def manipulation(self, params: dict[str, Any], dataset: Dataset, seed: int) -> Manipulated | None:
         """The training data the cell's original model is trained on, when the forget set belongs to a
         manipulation of it (corrective sets); None for the benchmark's own training data."""
         return None
@@ -125,12 +126,12 @@ class ForgetSpec:
     def builder(self) -> ForgetBuilder:
         return BUILDERS.get(self.kind)()
 
-    def manipulation(self, dataset: Dataset, seed: int) -> "Manipulated | None":
+    def manipulation(self, dataset: Dataset, seed: int) -> Manipulated | None:
         """The manipulated training data of this forget set's cells (None: the benchmark's own)."""
         return self.builder.manipulation(self.params, dataset, seed)
 
     @classmethod
-    def parse(cls, text: str) -> "ForgetSpec":
+    def parse(cls, text: str) -> ForgetSpec:
         """Parse one spec; raise UserError naming the accepted forms when it is malformed."""
         text = text.strip()
         kind, sep, arg = text.partition(":")

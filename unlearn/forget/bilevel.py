@@ -19,8 +19,9 @@ Differences from the reference code, on purpose:
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable, Literal
+from typing import Literal
 
 import numpy as np
 import torch
@@ -28,9 +29,8 @@ import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, NonNegativeFloat, PositiveFloat, PositiveInt
 from torch import Tensor, nn
 
-from unlearn.progress import progress_bar
-
 from unlearn.data.tensors import TensorData
+from unlearn.progress import progress_bar
 from unlearn.seeding import derive_seed
 from unlearn.seeding import generator as seeded_generator
 from unlearn.train import Phase, fit

@@ -53,7 +53,7 @@ class ForgetManifest(BaseModel):
     indices: list[int]
 
     @model_validator(mode="after")
-    def _consistent(self) -> "ForgetManifest":
+    def _consistent(self) -> ForgetManifest:
         if self.sha256 != indices_sha256(self.indices) or self.size != len(self.indices):
             raise ValueError("indices do not match their recorded sha256 or size")
         if self.indices != sorted(set(self.indices)) or (self.indices and not 0 <= self.indices[0] <= self.indices[-1] < self.n_train):
@@ -66,7 +66,7 @@ class ForgetManifest(BaseModel):
         return stable_hash(self.model_dump(by_alias=True, exclude={"checksum"}))
 
     @classmethod
-    def sealed(cls, **fields: Any) -> "ForgetManifest":
+    def sealed(cls, **fields: Any) -> ForgetManifest:
         """A new manifest with its checksum computed."""
         unsealed = cls.model_construct(**fields)
         return cls.model_validate({**unsealed.model_dump(by_alias=True), "checksum": unsealed._content_hash()})

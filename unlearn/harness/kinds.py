@@ -13,8 +13,9 @@ This module imports no torch: a spec's `kind` is looked up here when a grid is p
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from functools import cached_property
-from typing import TYPE_CHECKING, Any, Callable, ClassVar, Sequence
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from unlearn.errors import UserError
 from unlearn.registry import Registry

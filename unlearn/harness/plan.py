@@ -5,8 +5,9 @@ This module imports neither torch nor any method: `plan_grid` resolves the names
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 from unlearn.errors import UserError
 from unlearn.names import brief

@@ -7,8 +7,9 @@ adds (`Kind.resources`: banks, a judge). The settings the metrics read go into e
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from functools import cached_property
-from typing import TYPE_CHECKING, Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any
 
 from unlearn.metrics import METRICS, Evaluation, Scores, evaluate
 

@@ -12,7 +12,7 @@ H is 0 (it forgets nothing), so "vs original" says whether a method's H is above
 from __future__ import annotations
 
 import re
-from typing import Sequence
+from collections.abc import Sequence
 
 from unlearn.leaderboard.tables import RUN_TIME, Layout, Table, register_layout
 from unlearn.results import ResultRecord

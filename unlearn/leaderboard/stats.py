@@ -21,8 +21,8 @@ from __future__ import annotations
 
 import math
 import warnings
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -47,7 +47,7 @@ class Stat:
     half: float | None = None
 
     @classmethod
-    def of(cls, values: pd.Series | Sequence[float]) -> "Stat":
+    def of(cls, values: pd.Series | Sequence[float]) -> Stat:
         values = pd.Series(values, dtype=float).dropna()
         if values.empty:
             return cls(None, None, 0)

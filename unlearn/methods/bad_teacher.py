@@ -9,7 +9,16 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from unlearn.data.tensors import TensorData
-from unlearn.methods.base import METHODS, Fraction, Method, PositiveFloat, PositiveInt, UnlearnRequest, frozen_copy, run_fit
+from unlearn.methods.base import (
+    METHODS,
+    Fraction,
+    Method,
+    PositiveFloat,
+    PositiveInt,
+    UnlearnRequest,
+    frozen_copy,
+    run_fit,
+)
 from unlearn.train import Phase
 
 

@@ -11,9 +11,10 @@ from __future__ import annotations
 import copy
 import dataclasses
 import math
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Annotated, Any, Callable, ClassVar, Mapping, Sequence
+from typing import Annotated, Any, ClassVar
 
 import torch
 from pydantic import Field, TypeAdapter, ValidationError

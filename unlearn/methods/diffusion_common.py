@@ -4,8 +4,8 @@ second data stream drawn per step (a retain batch next to each forget batch)."""
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Iterable
 
 import torch
 from torch import Tensor, nn

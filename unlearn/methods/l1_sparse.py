@@ -9,10 +9,10 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from unlearn.methods.base import (
-    NonNegativeInt,
     METHODS,
     Method,
     NonNegativeFloat,
+    NonNegativeInt,
     PositiveFloat,
     PositiveInt,
     SGDHParams,
@@ -20,6 +20,7 @@ from unlearn.methods.base import (
     sgd_fit,
 )
 from unlearn.train import Phase
+
 
 @dataclass(frozen=True)
 class L1SparseHParams(SGDHParams):

@@ -9,8 +9,8 @@ interval as the method's spread, and reproduce its cells with the recorded threa
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Iterator
 
 import torch
 import torch.nn.functional as F

@@ -9,10 +9,10 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from unlearn.methods.base import (
-    NonNegativeInt,
     METHODS,
     Method,
     NonNegativeFloat,
+    NonNegativeInt,
     PositiveFloat,
     PositiveInt,
     SGDHParams,
@@ -21,6 +21,7 @@ from unlearn.methods.base import (
     sgd_fit,
 )
 from unlearn.train import Phase
+
 
 def distill_kl(student_logits: Tensor, teacher_logits: Tensor, temperature: float) -> Tensor:
     """KL(teacher ‖ student) of the softmaxes at `temperature`, summed over classes, mean over the batch, × T².

@@ -40,8 +40,6 @@ import torch
 from pydantic import Field
 from torch import Tensor, nn
 
-from unlearn.progress import progress_bar
-
 from unlearn.errors import Diverged, UserError
 from unlearn.methods.base import (
     METHODS,
@@ -56,6 +54,7 @@ from unlearn.methods.base import (
 )
 from unlearn.methods.diffusion_common import next_remaining
 from unlearn.models.diffusion import TIMESTEPS, ClassConditionalDDPM
+from unlearn.progress import progress_bar
 from unlearn.seeding import derive_seed
 from unlearn.train import check_finite
 

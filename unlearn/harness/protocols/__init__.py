@@ -25,7 +25,6 @@ PROTOCOLS.declare("corrective", "unlearn.harness.protocols.corrective:Corrective
 PROTOCOLS.declare("continual", "unlearn.harness.protocols.continual:Continual")
 
 
-
 def bind_protocol(models: Models, forget: ForgetSpec, seed: int) -> Protocol:
     """The protocol of `forget`'s builder, bound for its cells of `seed` on `models`."""
     return PROTOCOLS.get(forget.builder.protocol).bind(models, forget, seed)
