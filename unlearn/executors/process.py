@@ -38,6 +38,12 @@ def _process_main(payload: Payload, conn: Any) -> None:
             conn.send(event)
 
 
+PRELOAD = ["unlearn.harness.grid", "unlearn.harness.classification", "unlearn.harness.protocols.single",
+           "unlearn.banks", "unlearn.executors.worker"]
+"""What the fork server imports once for every worker: the grid, the classification kind and its banks (torch and
+scikit-learn with them); a worker imports any other kind (generation: diffusers) when it first needs it."""
+
+
 def _pool_context() -> Any:
     """Where workers come from: a fork server that has imported the harness once (each worker is then a fork of
     it, instead of a fresh interpreter importing torch, diffusers and scikit-learn: about 5 s on 2 busy cores), or
@@ -46,7 +52,7 @@ def _pool_context() -> Any:
     if "forkserver" not in multiprocessing.get_all_start_methods():
         return multiprocessing.get_context("spawn")
     context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload(["unlearn.harness"])  # no effect once the server runs, which then has it already
+    context.set_forkserver_preload(PRELOAD)  # no effect once the server runs, which then has them already
     return context
 
 
