@@ -143,6 +143,14 @@ def test_a_forget_set_or_method_the_kind_cannot_run_is_refused_when_planned(blob
         plan_grid(spec, methods=["finetune"])
 
 
+def test_unlearn_methods_lists_a_method_of_a_third_kind_under_that_kind(blobs_kind, capsys):
+    from unlearn.cli import main
+
+    assert main(["methods"]) == 0
+    rows = {line.split()[0]: line.split()[1] for line in capsys.readouterr().out.splitlines() if line.strip()}
+    assert rows["blobs-random-label"] == "blobs" and rows["random-label"] == "cls" and rows["retrain"] == "cls+gen"
+
+
 def test_an_unknown_kind_in_a_spec_is_refused_naming_the_known_ones(blobs_kind):
     with pytest.raises(ValueError, match="unknown kind 'clasification' .did you mean classification.*known: "
                                          ".*classification"):

@@ -8,12 +8,15 @@ from typing import Any
 
 from unlearn.cli.options import add_benchmark, print_table
 
+SHORT_KINDS = {"classification": "cls", "generation": "gen"}
+"""How `unlearn methods` abbreviates the kinds a method unlearns; any other kind is listed by its name."""
+
 
 def add_methods(sub: Any) -> None:
     methods = sub.add_parser(
         "methods", help="list unlearning methods, or show one method's hyperparameters",
         description="Without NAME: one line per method (name; the models it unlearns: cls = classifiers, gen = "
-        "class-conditional diffusion models; data-access track; summary). With NAME: its "
+        "class-conditional diffusion models, any other kind by its name; data-access track; summary). With NAME: its "
         "description, hyperparameters (reference defaults, and the benchmark's tuned values) and tuning grid.")
     methods.add_argument("name", nargs="?", help="a method to describe")
     add_benchmark(methods, "whose tuned values to show (default: digits)")
@@ -47,7 +50,7 @@ def cmd_methods(args: argparse.Namespace) -> int:
     def lines() -> Iterator[tuple[str, ...]]:  # one at a time: a broken plugin fails after the lines before it
         for name in METHODS.names():
             cls = resolve_method(name)
-            kinds = "+".join("gen" if k == "generation" else "cls" for k in cls.kinds)
+            kinds = "+".join(SHORT_KINDS.get(k, k) for k in cls.kinds)
             yield name, kinds, cls().track.value, summary(cls)
 
     print_table(lines(), [-(max(len(n) for n in METHODS.names()) + 1), -8, -12, None], sep=" ")
