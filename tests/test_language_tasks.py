@@ -192,6 +192,15 @@ def test_check_answers_refuses_a_tokenizer_that_cannot_tell_answers_apart(suite)
     with pytest.raises(UserError, match=rf"task 'city': .*'{item.answer}' and '{item.distractor}'.*unknown token"):
         check_answers(narrow, [item])
 
+    class OneId:  # a tokenizer that encodes every word alike
+        unk_token_id = 0
+
+        def __call__(self, text, add_special_tokens=True):
+            return {"input_ids": [7]}
+
+    with pytest.raises(UserError, match=r"task 'city': .*apart as continuations \(both encode to \[7\]\)"):
+        check_answers(OneId(), [item])
+
 
 def test_importing_the_tasks_stays_light():
     code = ("import sys, unlearn.language.tasks, unlearn.language.tokenizer; "

@@ -18,6 +18,11 @@ pretraining text, but no question about them appears in any training item. `make
 
 Every random choice draws from a `random.Random` seeded from (seed, purpose), never the global generator, so a
 suite is a pure function of its arguments; `Suite.fingerprint` hashes its content for caches to key on.
+
+The API: `make_suite(seed, n_train, n_test, tasks)` -> `Suite`; `suite.task(name)` -> `TaskSplit` (train, test,
+answers, family, statements); `suite.items("train" | "test")`; `pretraining_text(suite)`; `task_names(family)`;
+`get_task(name)`; `vocabulary(suite)`. The tokenizer is in `unlearn.language.tokenizer` (`build_tokenizer`,
+`check_answers`).
 """
 
 from __future__ import annotations
