@@ -2,5 +2,8 @@
 
 `unlearn.language.tasks` generates the task suite from a seed (pure Python, no torch);
 `unlearn.language.tokenizer` builds a word-level tokenizer for it and checks that any tokenizer can score
-an item's two answers. Nothing is imported here, so importing the package stays light.
+an item's two answers. `unlearn.language.encode` turns items and pretraining text into `TensorData` (x [N, C, 2, L]:
+token ids and their roles), and `unlearn.language.model` holds `TwoChoiceLM` (a transformers causal LM scoring
+each option by its continuation's log-likelihood), `lm_loss` and `LMBlueprint` (a small GPT-2 from a config, or a
+local checkpoint). Nothing is imported here, so importing the package stays light.
 """
