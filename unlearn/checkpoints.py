@@ -26,8 +26,15 @@ from unlearn.errors import UserError
 
 
 def save_weights(model: nn.Module, path: Path, metadata: dict[str, Any] | None = None) -> None:
-    """Atomically write the model's state dict (on CPU) and JSON metadata to a safetensors file."""
-    state = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
+    """Atomically write the model's state dict (on CPU) and JSON metadata to a safetensors file. Tied weights (a
+    language model's input embedding and output head) are written once per name; loading ties them again."""
+    state: dict[str, Tensor] = {}
+    storages: set[int] = set()
+    for key, value in model.state_dict().items():
+        tensor = value.detach().to("cpu").contiguous()
+        storage = tensor.untyped_storage().data_ptr()
+        state[key] = tensor.clone() if storage in storages else tensor  # safetensors refuses shared memory
+        storages.add(storage)
     meta = {"unlearn": json.dumps(metadata or {}, sort_keys=True)}
     atomic_write(path, lambda tmp: save_file(state, str(tmp), metadata=meta), "model checkpoint")
 

@@ -40,13 +40,25 @@ class Phase:
 
 
 def cross_entropy(model: nn.Module, x: Tensor, y: Tensor) -> Tensor:
-    """Mean cross-entropy of the model's logits against `y`."""
-    return F.cross_entropy(model(x), y)
+    """The supervised loss of labels `y`: the mean cross-entropy of the model's logits against `y`, or, when the
+    model defines `label_loss(x, y)`, that (a language model's next-token cross-entropy of the labelled answer,
+    `unlearn.language.model`), so that every method trains any kind of model with its own objective."""
+    own = getattr(model, "label_loss", None)
+    return own(x, y) if own is not None else F.cross_entropy(model(x), y)
 
 
 def negative_cross_entropy(model: nn.Module, x: Tensor, y: Tensor) -> Tensor:
-    """Minus the mean cross-entropy: minimising it is gradient ascent on the loss."""
-    return -F.cross_entropy(model(x), y)
+    """Minus `cross_entropy`: minimising it is gradient ascent on the loss."""
+    return -cross_entropy(model, x, y)
+
+
+def label_log_likelihood(model: nn.Module, x: Tensor, y: Tensor) -> Tensor:
+    """log p(y | x) per sample: log-softmax of the logits at `y`, or the model's own `label_log_likelihood(x, y)`
+    when it defines one (a language model's summed log-likelihood of the labelled answer's tokens)."""
+    own = getattr(model, "label_log_likelihood", None)
+    if own is not None:
+        return own(x, y)
+    return torch.log_softmax(model(x).float(), dim=1).gather(1, y[:, None]).squeeze(1)
 
 
 def crop_flip(x: Tensor, gen: torch.Generator, pad: int = 4) -> Tensor:

@@ -10,6 +10,8 @@ from unlearn.forget import worst_case as _worst_case  # noqa: F401  (registers "
 from unlearn.forget.base import BUILDERS, BuildContext, BuiltSet, ForgetBuilder, ForgetSpec, ModelSource
 from unlearn.forget.manifest import ForgetManifest, load_or_build, manifest_path, read_manifest
 
+BUILDERS.declare("task", "unlearn.language.forget:TaskForget")  # the language kind's task forget sets
+
 __all__ = [
     "BUILDERS",
     "BuildContext",

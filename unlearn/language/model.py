@@ -7,7 +7,10 @@ choice: their argmax is the model's answer (as lm-evaluation-harness picks the o
 log-likelihood, not the length-normalised one), cross-entropy against y is the two-choice loss, and the accuracy
 metrics, which take `model(x).argmax(1)`, work unchanged.
 
-`lm_loss` is the pretraining objective: the mean next-token cross-entropy over the scored tokens of option 0.
+`label_loss(x, y)` is the model's supervised loss (the harness's `cross_entropy` calls it, so every method trains
+it with its own objective): the causal-LM loss of option y's scored tokens, that is, fine-tuning on the labelled
+answer, as the language-model unlearning literature fine-tunes; `label_log_likelihood(x, y)` is log p(option y),
+per sample (NPO's policy). `lm_loss` is the LM loss of a text line.
 
 `LMBlueprint` builds the model either as a small GPT-2 from a config, trained from scratch (initialised by
 `seeded_build`: same seed and tags, same weights; the global RNG untouched), or from `checkpoint`, a local
@@ -67,12 +70,29 @@ class TwoChoiceLM(nn.Module):
         log_probs, scored = self.token_log_probs(x)
         return torch.where(scored, log_probs, 0.0).sum(-1)
 
+    def chosen_log_probs(self, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
+        """`token_log_probs` of option y[n] of each sample only (one forward pass per sample): both [B, L-1]."""
+        picked = x.gather(1, y.view(-1, 1, 1, 1).expand(-1, 1, *x.shape[2:]))
+        log_probs, scored = self.token_log_probs(picked)
+        return log_probs[:, 0], scored[:, 0]
+
+    def label_log_likelihood(self, x: Tensor, y: Tensor) -> Tensor:
+        """log p(option y[n] | context) per sample: the summed log-likelihood of its scored tokens, [B]."""
+        log_probs, scored = self.chosen_log_probs(x, y)
+        return torch.where(scored, log_probs, 0.0).sum(-1)
+
+    def label_loss(self, x: Tensor, y: Tensor) -> Tensor:
+        """The supervised loss of labels y (`unlearn.train.cross_entropy` uses it): the causal-LM loss of option
+        y[n], the mean next-token cross-entropy over the scored tokens of the batch, padding excluded. For an
+        item that is fine-tuning on the answer y names after the question; for a text row (y = 0), the LM loss
+        of the line."""
+        log_probs, scored = self.chosen_log_probs(x, y)
+        return -torch.where(scored, log_probs, 0.0).sum() / scored.sum().clamp(min=1)
+
 
 def lm_loss(model: nn.Module, x: Tensor, y: Tensor) -> Tensor:
-    """The causal-LM loss as a `LossFn`: mean next-token cross-entropy over the scored tokens of option 0 (the
-    text line of `encode_text`), padding excluded; `y` is unused."""
-    log_probs, scored = model.token_log_probs(x[:, :1])
-    return -torch.where(scored, log_probs, 0.0).sum() / scored.sum().clamp(min=1)
+    """The causal-LM loss of option 0 (the text line of `encode_text`) as a `LossFn`; `y` is unused."""
+    return model.label_loss(x[:, :1], torch.zeros_like(y))
 
 
 @dataclass(frozen=True)

@@ -23,6 +23,7 @@ class Finetune(Method):
     """FT: cross-entropy on the retain set only, SGD at a constant learning rate (as in SalUn's FT)."""
 
     paper = "https://arxiv.org/abs/2310.12508"
+    kinds = ("classification", "language")
     HParams = FinetuneHParams
     search = {"lr": (0.01, 0.03, 0.07, 0.1), "epochs": (10, 30, 60)}
 

@@ -34,6 +34,7 @@ class GradAscent(Method):
     """
 
     paper = "https://arxiv.org/abs/2109.13398"
+    kinds = ("classification", "language")
     HParams = GradAscentHParams
     search = {"lr": (1e-3, 5e-3, 1e-2), "max_grad_norm": (None, 0.5)}
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from unlearn.methods.base import METHODS, Method, PositiveFloat, PositiveInt, SGDHParams, Track, UnlearnRequest, sgd_fit
@@ -36,6 +35,7 @@ class RandomLabel(Method):
     """
 
     paper = "https://arxiv.org/abs/1911.04933"
+    kinds = ("classification", "language")
     HParams = RandomLabelHParams
     search = {"lr": (0.002, 0.005, 0.013, 0.03), "epochs": (5, 10)}
 
@@ -58,7 +58,7 @@ def random_label_phases(request: UnlearnRequest, batch_size: int, retain: bool =
 
     def random_label_loss(model: nn.Module, x: Tensor, y: Tensor) -> Tensor:
         y_random = torch.randint(0, request.num_classes, y.shape, generator=labels).to(y.device)
-        return F.cross_entropy(model(x), y_random)
+        return cross_entropy(model, x, y_random)
 
     phases = [Phase(request.forget, random_label_loss, batch_size)]
     if retain:

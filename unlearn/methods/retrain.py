@@ -20,7 +20,7 @@ class Retrain(Method):
     """
 
     cache_output = True
-    kinds = ("classification", "generation")
+    kinds = ("classification", "generation", "language")
 
     def unlearn(self, request: UnlearnRequest) -> nn.Module:
         return request.train_recipe(request.new_model(), request.require_retain())

@@ -61,6 +61,7 @@ class SalUn(Method):
     """
 
     paper = "https://arxiv.org/abs/2310.12508"
+    kinds = ("classification", "language")
     HParams = SalUnHParams
     search = {"lr": (0.002, 0.005, 0.013, 0.03), "ratio": (0.3, 0.5, 0.7)}
 

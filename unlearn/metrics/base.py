@@ -67,6 +67,7 @@ DEPENDENCIES: dict[str, str] = {
     "shadows": "shadow models trained on random halves and unlearned (set `bank: {size: N}`; only `unlearn run`)",
     "task-start": "the model at the start of a continual task (cells of a continual forget set only)",
     "judge": "the judge classifier of a generation benchmark (`kind: generation`; `evaluation.generation.judge`)",
+    "language": "the task and per-row tasks of a language benchmark's cell (`kind: language`)",
 }
 """What a metric may depend on besides the splits, with where it comes from (for error messages)."""
 
