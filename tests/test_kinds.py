@@ -138,9 +138,9 @@ def test_a_forget_set_or_method_the_kind_cannot_run_is_refused_when_planned(blob
     with pytest.raises(UserError, match=r"blobs benchmark 'blobs' takes forget sets random:\.\.\., class:\.\.\., not "
                                         r"'continual:3x1'"):
         plan_grid(spec, forgets=["continual:3x1"])
-    with pytest.raises(UserError, match="method 'finetune' unlearns classification models, benchmark 'blobs' is a "
+    with pytest.raises(UserError, match="method 'scrub' unlearns classification models, benchmark 'blobs' is a "
                                         "blobs benchmark; its methods: blobs-random-label"):
-        plan_grid(spec, methods=["finetune"])
+        plan_grid(spec, methods=["scrub"])
 
 
 def test_unlearn_methods_lists_a_method_of_a_third_kind_under_that_kind(blobs_kind, capsys):
@@ -148,7 +148,7 @@ def test_unlearn_methods_lists_a_method_of_a_third_kind_under_that_kind(blobs_ki
 
     assert main(["methods"]) == 0
     rows = {line.split()[0]: line.split()[1] for line in capsys.readouterr().out.splitlines() if line.strip()}
-    assert rows["blobs-random-label"] == "blobs" and rows["random-label"] == "cls" and rows["retrain"] == "cls+gen"
+    assert rows["blobs-random-label"] == "blobs" and rows["scrub"] == "cls" and rows["retrain"] == "cls+gen+lm"
 
 
 def test_an_unknown_kind_in_a_spec_is_refused_naming_the_known_ones(blobs_kind):

@@ -8,7 +8,7 @@ from typing import Any
 
 from unlearn.cli.options import add_benchmark, print_table
 
-SHORT_KINDS = {"classification": "cls", "generation": "gen"}
+SHORT_KINDS = {"classification": "cls", "generation": "gen", "language": "lm"}
 """How `unlearn methods` abbreviates the kinds a method unlearns; any other kind is listed by its name."""
 
 
@@ -53,7 +53,7 @@ def cmd_methods(args: argparse.Namespace) -> int:
             kinds = "+".join(SHORT_KINDS.get(k, k) for k in cls.kinds)
             yield name, kinds, cls().track.value, summary(cls)
 
-    print_table(lines(), [-(max(len(n) for n in METHODS.names()) + 1), -8, -12, None], sep=" ")
+    print_table(lines(), [-(max(len(n) for n in METHODS.names()) + 1), -11, -12, None], sep=" ")
     return 0
 
 

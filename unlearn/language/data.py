@@ -74,6 +74,9 @@ class SuiteOptions:
                 raise UserError(f"dataset {text!r}: {key} must be a whole number, not {value!r}") from None
             if values[key] < (0 if key == "seed" else 1):
                 raise UserError(f"dataset {text!r}: {key} must be {'>= 0' if key == 'seed' else 'positive'}")
+        if "tasks" in values and len(set(values["tasks"])) < 2:
+            raise UserError(f"dataset {text!r}: a language benchmark needs at least two tasks (one to forget, the others "
+                            f"to measure what is retained)")
         return cls(**values)
 
     def suite(self) -> Suite:
@@ -112,7 +115,7 @@ def encode_suite(options: SuiteOptions, suite: Suite, tokenizer: PreTrainedToken
     test_items = [item for task in suite.tasks for item in task.test[options.val:]]
     statements = list(suite.statements)
     items = encode_items(train_items, tokenizer, suite.seed, max_length=max_length)
-    lines = statement_rows(statements, tokenizer, max_length)
+    lines = statement_rows(statements, tokenizer, max_length) if statements else items.x[:0]
     width = max(items.x.shape[-1], lines.shape[-1])
     train = TensorData.of(
         torch.cat([widen(items.x, width, tokenizer), widen(lines, width, tokenizer)]),

@@ -4,8 +4,10 @@ The grid, records, cache, protocols and methods are the harness's; `Language` (r
 point of `unlearn.kinds`) supplies the data, the model and the splits:
 
 - the dataset is a tasks-lm suite (`unlearn.language.data`; spec `dataset: tasks-lm[:options]`) encoded with the
-  model's tokenizer; the original model is "pretrained" on the whole mixture (every task's train items with their
-  true answers, and the fact statements) by the spec's recipe and its `label_loss`;
+  model's tokenizer; the original model is pretrained on the whole mixture (every task's train items with their
+  true answers, and the fact statements) as text, with the causal-LM loss (`text_loss`) and the spec's recipe.
+  That one step is the paper's two (pretraining, then fine-tuning on the task with correct labels). Methods then
+  train with the model's `label_loss`, the loss of the answer tokens only, as a task is fine-tuned;
 - the model (spec `model`) is a small GPT-2 built from a named config (`LM_CONFIGS`) and trained from scratch, or
   `checkpoint:DIR`, a local directory of a pretrained causal LM with its tokenizer (a hub name with `--download`);
 - forget sets are `task:NAME[:n=N]` (`unlearn.language.forget`). A cell's splits: `forget` (the N items),
@@ -25,12 +27,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
+from torch import nn
 
 from unlearn.errors import UserError
 from unlearn.harness.kinds import Kind, forget_mask
 from unlearn.language.data import LanguageDataset, SuiteOptions, encode_suite
-from unlearn.language.model import LMBlueprint
+from unlearn.language.model import LMBlueprint, text_loss
 from unlearn.language.tokenizer import build_tokenizer, check_answers
+from unlearn.train import train_with_recipe
 
 if TYPE_CHECKING:
     from unlearn.data import TensorData
@@ -99,6 +103,11 @@ class Language(Kind):
         if checkpoint is not None:
             return LMBlueprint(checkpoint=checkpoint, pad_id=pad, download=self.download)
         return LMBlueprint(vocab_size=len(self.dataset.tokenizer), pad_id=pad, **config_of(self.spec))
+
+    def train_recipe(self, model: nn.Module, data: TensorData, seed: int, progress: str | None = None) -> nn.Module:
+        """Pretraining (and the oracle's retraining): the spec's recipe with the causal-LM loss of every row as
+        text (`text_loss`: an item's question and true answer, a statement's words)."""
+        return train_with_recipe(model, data, self.spec.train, seed, progress, loss=text_loss)
 
     def check_vocabulary(self) -> None:
         """UserError when the tokenizer gives ids the checkpoint's embedding has no row for (a tokenizer and model
@@ -169,14 +178,15 @@ def checkpoint_tokenizer(checkpoint: str, download: bool) -> tuple[Any, int | No
     """The checkpoint's own tokenizer and context length; UserError when it cannot be read (or needs download)."""
     from transformers import AutoConfig, AutoTokenizer
 
-    from unlearn.language.model import first_line
+    from unlearn.language.model import first_line, quiet_transformers
 
     where = f"checkpoint {checkpoint!r}"
     if not download and not Path(checkpoint).is_dir():
         raise UserError(f"{where} is not a local directory (pass --download to fetch it from the Hugging Face hub)")
     try:
-        tokenizer = AutoTokenizer.from_pretrained(checkpoint, local_files_only=not download)
-        config = AutoConfig.from_pretrained(checkpoint, local_files_only=not download)
+        with quiet_transformers():
+            tokenizer = AutoTokenizer.from_pretrained(checkpoint, local_files_only=not download)
+            config = AutoConfig.from_pretrained(checkpoint, local_files_only=not download)
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise UserError(f"{where}: its tokenizer cannot be read ({first_line(exc)})") from None
     context = getattr(config, "n_positions", None) or getattr(config, "max_position_embeddings", None)

@@ -21,6 +21,8 @@ float32. transformers is imported only when a model is built, so importing this 
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -90,6 +92,15 @@ class TwoChoiceLM(nn.Module):
         return -torch.where(scored, log_probs, 0.0).sum() / scored.sum().clamp(min=1)
 
 
+def text_loss(model: nn.Module, x: Tensor, y: Tensor) -> Tensor:
+    """The pretraining objective as a `LossFn`: the causal-LM loss of option y[n] read as plain text, every
+    non-padding token after the first (an item's question and its answer alike; a statement's words)."""
+    picked = x.gather(1, y.view(-1, 1, 1, 1).expand(-1, 1, *x.shape[2:])).clone()
+    roles = picked[:, :, 1]
+    picked[:, :, 1] = torch.where(roles == PADDING, PADDING, SCORED)
+    return model.label_loss(picked, torch.zeros_like(y))
+
+
 def lm_loss(model: nn.Module, x: Tensor, y: Tensor) -> Tensor:
     """The causal-LM loss of option 0 (the text line of `encode_text`) as a `LossFn`; `y` is unused."""
     return model.label_loss(x[:, :1], torch.zeros_like(y))
@@ -124,7 +135,8 @@ class LMBlueprint:
         from a checkpoint, its pretrained weights (the same for every seed and tag)."""
         checkpoint = self.checkpoint
         if checkpoint is not None:
-            return seeded_build(lambda: TwoChoiceLM(load_causal_lm(checkpoint, self.download)), seed, tags, device)
+            with quiet_transformers():
+                return seeded_build(lambda: TwoChoiceLM(load_causal_lm(checkpoint, self.download)), seed, tags, device)
         return seeded_build(lambda: TwoChoiceLM(self.gpt2()), seed, tags, device)
 
     def gpt2(self) -> PreTrainedModel:
@@ -188,6 +200,23 @@ def check_causal(lm: PreTrainedModel, where: str) -> None:
     if not torch.allclose(before, after, rtol=1e-4, atol=1e-4):
         raise UserError(f"{where} holds a {lm.config.model_type!r} model that is no causal language model: its "
                         f"predictions depend on later tokens")
+
+
+@contextmanager
+def quiet_transformers() -> Iterator[None]:
+    """transformers' progress bar and warnings off for the block: the harness shows its own progress, and says in
+    one line what is wrong with a checkpoint."""
+    from transformers.utils import logging
+
+    shown, verbosity = logging.is_progress_bar_enabled(), logging.get_verbosity()
+    logging.disable_progress_bar()
+    logging.set_verbosity_error()
+    try:
+        yield
+    finally:
+        logging.set_verbosity(verbosity)
+        if shown:
+            logging.enable_progress_bar()
 
 
 def first_line(exc: BaseException) -> str:
