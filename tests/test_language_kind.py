@@ -107,10 +107,10 @@ def test_grid_runs_end_to_end_and_the_oracle_never_saw_the_task(tmp_path, shared
 def test_random_label_forgetting_brings_forget_accuracy_to_chance(tmp_path, shared_cache, capsys):
     """The paper's protocol: a model that answers a task well, fine-tuned on its forget items with labels drawn
     uniformly from the two options (no retain data), answers them at about chance."""
-    spec = tiny_spec(tmp_path, name="protocol-lm", dataset="tasks-lm:train=200:val=10:test=60:tasks=city+last",
-                     train={"epochs": 20, "batch_size": 32, "lr": 3e-3},
+    spec = tiny_spec(tmp_path, name="protocol-lm", dataset="tasks-lm:train=200:val=10:test=60:tasks=compare+last",
+                     train={"epochs": 30, "batch_size": 32, "lr": 3e-3},
                      hparams={"random-label": {"retain": False, "epochs": 10, "lr": 0.05, "batch_size": 16}})
-    args = run_args(spec, tmp_path, shared_cache, "--methods", "retrain,random-label", "--forget", "task:city:n=150")
+    args = run_args(spec, tmp_path, shared_cache, "--methods", "retrain,random-label", "--forget", "task:last:n=150")
     code, _, err = run_cli(capsys, *args)
     assert code == 0, err
     records = {r.method: r for p in (tmp_path / "work").rglob("*.json") if "runs" in p.parts for r in [read_record(p)]}
