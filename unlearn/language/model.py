@@ -68,10 +68,10 @@ class TwoChoiceLM(nn.Module):
     def hidden_states(self, x: Tensor) -> tuple[Tensor, ...]:
         """For x [B, C, 2, L]: the LM's hidden states, each [B, C, L, D], padding masked out of attention: the
         embedding output, then every block's output (the last one after the final norm, as transformers returns
-        it: what the LM head reads)."""
+        it: what the LM head reads). The LM head is not run (over a large vocabulary it is most of the cost)."""
         batch, options, _, length = x.shape
         ids, roles = x[:, :, 0].reshape(-1, length), x[:, :, 1].reshape(-1, length)
-        out = self.lm(input_ids=ids, attention_mask=(roles != PADDING).long(), output_hidden_states=True)
+        out = self.lm.base_model(input_ids=ids, attention_mask=(roles != PADDING).long(), output_hidden_states=True)
         return tuple(state.view(batch, options, length, -1) for state in out.hidden_states)
 
     def forward(self, x: Tensor) -> Tensor:
