@@ -67,6 +67,15 @@ class TwoChoiceLM(nn.Module):
         scored = roles[:, 1:] == SCORED
         return log_probs.view(batch, options, length - 1), scored.view(batch, options, length - 1)
 
+    def hidden_states(self, x: Tensor) -> tuple[Tensor, ...]:
+        """For x [B, C, 2, L]: the LM's hidden states, each [B, C, L, D], padding masked out of attention: the
+        embedding output, then every block's output (the last one after the final norm, as transformers returns
+        it: what the LM head reads). The LM head is not run (over a large vocabulary it is most of the cost)."""
+        batch, options, _, length = x.shape
+        ids, roles = x[:, :, 0].reshape(-1, length), x[:, :, 1].reshape(-1, length)
+        out = self.lm.base_model(input_ids=ids, attention_mask=(roles != PADDING).long(), output_hidden_states=True)
+        return tuple(state.view(batch, options, length, -1) for state in out.hidden_states)
+
     def forward(self, x: Tensor) -> Tensor:
         """Each option's summed log-likelihood of its scored tokens: [B, C]."""
         log_probs, scored = self.token_log_probs(x)
