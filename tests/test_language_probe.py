@@ -18,7 +18,7 @@ from unlearn.language.model import LMBlueprint
 from unlearn.language.tasks import Item, make_suite
 from unlearn.language.tokenizer import build_tokenizer
 from unlearn.metrics import Evaluation
-from unlearn.metrics.language_probe import covariance_trace, last_token_states, pair_labels, predictors, probe_accuracy
+from unlearn.metrics.language_probe import answers, covariance_trace, predictors, probe_accuracy, question_states
 from unlearn.results import read_record
 from unlearn.spec import ProbeSettings
 
@@ -39,14 +39,15 @@ def model(tokenizer):
                        pad_id=tokenizer.pad_token_id).build(0).eval()
 
 
-def probe_layers(model, train, held, labels=None):
-    states, _ = last_token_states(model, train.x, 64)
-    held_states, _ = last_token_states(model, held.x, 64)
-    train_y = pair_labels(train.y.numpy()).reshape(-1) if labels is None else labels
-    held_y = pair_labels(held.y.numpy()).reshape(-1)
-    return [probe_accuracy(states[layer].reshape(len(train_y), -1), train_y,
-                           held_states[layer].reshape(len(held_y), -1), held_y, ProbeSettings(), 0)
-            for layer in range(len(states))], len(held_y)
+def probe_layers(model, train, held, shuffle=False):
+    states, held_states = question_states(model, train.x, 64), question_states(model, held.x, 64)
+    train_answers, _ = answers(train.x, train.y)
+    if shuffle:
+        train_answers = [train_answers[i] for i in np.random.default_rng(0).permutation(len(train_answers))]
+    held_answers, held_distractors = answers(held.x, held.y)
+    return [probe_accuracy(states[layer], train_answers, held_states[layer], held_answers, held_distractors,
+                           ProbeSettings(), 0)
+            for layer in range(len(states))]
 
 
 def test_hidden_states_are_what_the_head_reads_and_ignore_padding(suite, tokenizer, model):
@@ -58,37 +59,33 @@ def test_hidden_states_are_what_the_head_reads_and_ignore_padding(suite, tokeniz
         logits = model.lm(input_ids=ids, attention_mask=(data.x[:, :, 1] >= 0).long().view(len(ids), -1)).logits
         torch.testing.assert_close(model.lm.lm_head(states[-1]).view(logits.shape), logits)
         wider = encode_items(suite.task("member").train[:6], tokenizer, seed=0, length=data.x.shape[-1] + 5)
-        pairs, questions = last_token_states(model, data.x, 4)
-        wide_pairs, wide_questions = last_token_states(model, wider.x, 4)
-    np.testing.assert_allclose(wide_pairs, pairs, rtol=1e-5, atol=1e-5)
-    np.testing.assert_allclose(wide_questions, questions, rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(question_states(model, wider.x, 4), question_states(model, data.x, 4),
+                                   rtol=1e-5, atol=1e-5)
 
 
-def test_probe_reads_the_answer_token(suite, tokenizer, model):
-    # Items whose true answer is always "yes": correctness is the identity of the pair's last token, so a probe
-    # that reads the last token (even the embedding output, L0) finds it; one reading padding or the question's
-    # end, which cannot see the answer, could not.
-    items = [Item("compare", item.question, "yes", "no") for item in suite.task("compare").train]
-    train = encode_items(items[:80], tokenizer, seed=0, length=12)
-    held = encode_items(items[80:], tokenizer, seed=1, length=12)
-    accuracies, _ = probe_layers(model, train, held)
-    assert min(accuracies) == 100.0
+def test_the_probe_reads_the_question_state(suite, tokenizer, model):
+    # Items whose question ENDS with its true answer word: the question's last token names the answer, so a probe
+    # reading the question's last state (even the embedding output, L0) finds it on every layer; one reading the
+    # answer token or padding would see both options alike and could not.
+    items = [Item("compare", f"{item.question} {item.answer}", item.answer, item.distractor)
+             for item in suite.task("compare").train]
+    train = encode_items(items[:80], tokenizer, seed=0, length=14)
+    held = encode_items(items[80:], tokenizer, seed=1, length=14)
+    assert min(probe_layers(model, train, held)) == 100.0
 
 
-def test_answer_identity_alone_is_not_the_task_and_shuffled_labels_give_chance(suite, tokenizer, model):
-    # On a real task both answers are true equally often: the embedding output at the last token (L0) knows only
-    # which answer word it is, so its probe gets exactly the held-out items whose true answer is one word, or the
-    # rest: never the task.
-    items = suite.task("compare")
-    train, held = encode_items(items.train, tokenizer, seed=0), encode_items(items.test, tokenizer, seed=1)
-    accuracies, _ = probe_layers(model, train, held)
-    share = 100.0 * np.mean([item.answer == "yes" for item in items.test])
-    assert accuracies[0] in (pytest.approx(share), pytest.approx(100.0 - share))
-    # The blocks' features with the probe's training labels shuffled: nothing to learn, held-out accuracy is chance.
-    shuffled = np.random.default_rng(0).permutation(pair_labels(train.y.numpy()).reshape(-1))
-    accuracies, pairs = probe_layers(model, train, held, shuffled)
-    for accuracy in accuracies[1:]:
-        assert binomtest(round(accuracy * pairs / 100), pairs, 0.5).pvalue > 0.01, accuracies
+def test_a_question_end_alone_is_not_the_task_and_shuffled_answers_give_chance(suite, tokenizer, model):
+    # On a real task every question ends with "?": the embedding output there (L0) is one vector, so its probe
+    # names the answer most frequent in training for every item, right exactly on the held-out items whose true
+    # answer that is.
+    task = suite.task("compare")
+    train, held = encode_items(task.train, tokenizer, seed=0), encode_items(task.test, tokenizer, seed=1)
+    accuracies = probe_layers(model, train, held)
+    majority = max(("yes", "no"), key=lambda word: sum(item.answer == word for item in task.train))
+    assert accuracies[0] == pytest.approx(100.0 * np.mean([item.answer == majority for item in task.test]))
+    # The blocks' features with the training answers shuffled: nothing to learn, held-out accuracy is chance.
+    for accuracy in probe_layers(model, train, held, shuffle=True)[1:]:
+        assert binomtest(round(accuracy * len(held) / 100), len(held), 0.5).pvalue > 0.01, accuracy
 
 
 def test_variability_is_the_covariance_trace_at_the_question_end(suite, tokenizer, model):
@@ -143,7 +140,7 @@ def test_metrics_appear_in_the_records_of_a_grid(tmp_path, shared_cache, capsys)
         assert record.original_metrics["Probe-Δorig"] == 0.0 and record.oracle_metrics["Probe-Δoracle"] == 0.0
         assert record.metrics["Probe-Δorig"] == pytest.approx(record.metrics["Probe"] - record.original_metrics["Probe"])
         assert record.metrics["Probe-Δoracle"] == pytest.approx(record.metrics["Probe"] - record.oracle_metrics["Probe"])
-        assert record.metric_info["lm-probe"]["pairs"] == {"probe_train": 200, "probe_heldout": 80}
+        assert record.metric_info["lm-probe"]["items"] == {"probe_train": 100, "probe_heldout": 40}
         assert record.config["evaluation"]["probe"]["C"] == 1.0
     # The predictors are the original model's: the same in every record of the cell.
     assert len({(r.metrics["Confidence"], r.metrics["Variability"]) for r in records.values()}) == 1

@@ -5,34 +5,42 @@ the kind's probe splits: `probe_train`, all of the forgotten task's training ite
 test items (`unlearn.language.kind`). An item x[n] holds two options (`unlearn.language.encode`): "question true
 answer" and "question distractor", y[n] the option of the true answer.
 
-`lm-probe` (the paper's probes). Each item gives two (question, answer) pairs, its true-answer option (label 1,
-"correct") and its distractor option (label 0). A pair's features are the hidden state at its LAST token (the
-answer's last token) at one layer: the embedding output (`Probe@L0`) and each transformer block's output
-(`Probe@L1` ... `Probe@Ln`; transformers returns the last block's after the final layer norm). Per layer an
-L2-regularised logistic regression (scikit-learn, lbfgs, on standardised features, `evaluation.probe.C` and
-`max_iter`) is fitted on the probe_train pairs and its accuracy (%) scored on the probe_heldout pairs (chance 50).
+`lm-probe` (the paper's probes, read where our models compute the answer). Per item, the features are the hidden
+state at the question's LAST token (the last context token, the state from which the model predicts the answer;
+the same in both options, as the model is causal) at one layer: the embedding output (`Probe@L0`) and each
+transformer block's output (`Probe@L1` ... `Probe@Ln`; transformers returns the last block's after the final layer
+norm). Per layer an L2-regularised multinomial logistic regression (scikit-learn, lbfgs, on standardised features,
+`evaluation.probe.C` and `max_iter`) is fitted on the probe_train items to name the true answer among the task's
+answers, and scored on the probe_heldout items as the model is, as a two-choice question: right when it gives the
+true answer a higher probability than the distractor (a tie counts half; an answer it never saw in training has
+probability 0). Accuracy in %, chance 50.
+
+Why not the paper's features. The paper probes the state at the last token of each (question, answer) pair, to
+say whether the pair is correct. Its LMs were pretrained on text, where every position predicts the next. Ours
+learn a task only from the loss of the answer given the question, so nothing follows the answer in training and
+nothing makes the state at the answer token encode correctness: measured on tasks-lm, a 4-layer, 128-wide GPT-2
+trained on `last` to 99.7 % train and 98 % test accuracy probed at 46-50 % on every layer with the paper's
+features, as untrained. The question's last token is where our models hold what they know of the answer, so a
+probe there asks the paper's question (does a linear read-out still perform the task after forgetting?) of the
+state that was trained. For a two-answer task (yes/no, even/odd) naming the true answer and saying which pair is
+correct are the same decision.
 
 - `Probe` summarises the layers as the MEAN over the blocks' outputs (L1..Ln). Not the best layer: choosing the
   layer by its held-out accuracy would select on the scored data and bias every model's value upward, most for
-  the model with the most layers of noise. Not L0: the embedding output at the last token is that token's
-  embedding alone (its identity and position), a control that cannot read the question, so it measures the
-  answer words' balance rather than the model. Not the last block alone: the paper reports that probes recover
-  the task "at most layers", a claim about all of them, and a mean is the least noisy single number for it.
+  the model with the most layers of noise. Not L0: the embedding output at the question's last token is that
+  token's embedding alone (mostly "?"), a control that cannot read the question. Not the last block alone: the
+  paper reports that probes recover the task "at most layers", a claim about all of them, and a mean is the least
+  noisy single number for it.
 - `Probe-Δorig` and `Probe-Δoracle`: `Probe` minus the original model's and minus the oracle's (each computed once
   per cell, memoized on their Evaluations). The paper's finding is Probe-Δorig ≈ 0 after random-label forgetting
   even where the answers fall to chance; the oracle (retrained without the task) is the floor of what a model
-  that never learnt the task still probes at (a probe fitted on 2 × |train| pairs may learn the task itself).
+  that never learnt the task still probes at (a probe fitted on |train| items may learn the task itself).
 
-A caveat measured on tasks-lm: a model trained only by `label_loss` (the loss of the answer given the question)
-is never trained on what follows the answer, so nothing makes its state at the answer token encode correctness. A
-4-layer, 128-wide GPT-2 trained on `last` to 99.7 % train and 98 % test accuracy probed at 46-50 % on every layer
-(chance), as untrained. The paper's LMs were pretrained on text, where every position predicts the next.
-
-Differences from the paper: it stops the probe's training early on held-out data; here the probe is fitted to
-convergence under a fixed L2 strength (C, default 1 on standardised features), which needs no third split and
+Other differences from the paper: it stops the probe's training early on held-out data; here the probe is fitted
+to convergence under a fixed L2 strength (C, default 1 on standardised features), which needs no third split and
 is deterministic. The paper's per-layer results are plotted, with no summary number; `Probe` is ours.
 `evaluation.probe`'s holdout, shots, repeats and min_per_class (the image probe's) are not used: the splits are
-the kind's, and every item gives one pair of each label.
+the kind's.
 
 `lm-predictors` (the paper's two task-level predictors of how far forgetting generalises), computed on the
 ORIGINAL model, so every record of a cell carries the same values:
@@ -62,7 +70,7 @@ import numpy as np
 import torch
 
 from unlearn.errors import UserError
-from unlearn.language.encode import CONTEXT, PADDING
+from unlearn.language.encode import CONTEXT, SCORED
 from unlearn.metrics.base import Evaluation, Scores, eval_mode, metric
 from unlearn.spec import ProbeSettings
 
@@ -70,48 +78,62 @@ CHANCE = 50.0
 
 
 @torch.no_grad()
-def last_token_states(model: Any, x: torch.Tensor, batch_size: int) -> tuple[np.ndarray, np.ndarray]:
-    """For items x [N, 2, 2, L], in one no-grad pass in eval mode: every layer's hidden state at each option's last
-    token, [layers + 1, N, 2, D], and the last layer's at the question's last token, [N, D] (float32, on CPU)."""
-    pairs, questions = [], []
+def question_states(model: Any, x: torch.Tensor, batch_size: int) -> np.ndarray:
+    """For items x [N, 2, 2, L], in one no-grad pass in eval mode: every layer's hidden state at the question's last
+    token, [layers + 1, N, D] (float32, on CPU; option 0's, which equals option 1's in a causal model)."""
+    chunks = []
     with eval_mode(model):
         for start in range(0, len(x), batch_size):
-            chunk = x[start:start + batch_size]
-            roles = chunk[:, :, 1]
-            last = (roles != PADDING).sum(-1) - 1  # right-padded: the last real token, [B, 2]
-            question_end = (roles[:, 0] == CONTEXT).sum(-1) - 1  # the context comes first, [B]
-            states = model.hidden_states(chunk)
-            stacked = torch.stack(states)  # [layers + 1, B, 2, L, D]
-            index = last[None, :, :, None, None].expand(len(states), -1, -1, 1, stacked.shape[-1])
-            pairs.append(stacked.gather(3, index).squeeze(3).float().cpu())
+            chunk = x[start:start + batch_size, :1]  # one option: the question's states do not depend on the answer
+            question_end = (chunk[:, 0, 1] == CONTEXT).sum(-1) - 1  # the context comes first, [B]
             rows = torch.arange(len(chunk), device=chunk.device)
-            questions.append(states[-1][rows, 0, question_end].float().cpu())
-    if not pairs:
+            chunks.append(torch.stack([state[rows, 0, question_end] for state in model.hidden_states(chunk)])
+                          .float().cpu())
+    if not chunks:
         raise UserError("the language probes need at least one item of the forgotten task in each probe split")
-    return torch.cat(pairs, dim=1).numpy(), torch.cat(questions).numpy()
+    return torch.cat(chunks, dim=1).numpy()
 
 
-def split_states(ev: Evaluation, split: str) -> tuple[np.ndarray, np.ndarray]:
-    """`last_token_states` of a split, computed once per Evaluation (the probe and the predictors share it)."""
-    return ev.memoized(("lm-states", split), lambda: last_token_states(ev.model, ev.splits[split].x, ev.batch_size))
+def split_states(ev: Evaluation, split: str) -> np.ndarray:
+    """`question_states` of a split, computed once per Evaluation (the probe and the predictors share it)."""
+    return ev.memoized(("lm-states", split), lambda: question_states(ev.model, ev.splits[split].x, ev.batch_size))
 
 
-def pair_labels(y: np.ndarray) -> np.ndarray:
-    """Per item and option, 1 where the option holds the true answer: [N, 2]."""
-    return (np.arange(2)[None, :] == y[:, None]).astype(np.int64)
+def answers(x: torch.Tensor, y: torch.Tensor) -> tuple[list[tuple[int, ...]], list[tuple[int, ...]]]:
+    """Each item's true answer and distractor, as the token ids of their scored continuations."""
+    def scored(n: int, option: int) -> tuple[int, ...]:
+        ids, roles = x[n, option, 0], x[n, option, 1]
+        return tuple(ids[roles == SCORED].tolist())
+
+    labels = y.tolist()
+    return [scored(n, c) for n, c in enumerate(labels)], [scored(n, 1 - c) for n, c in enumerate(labels)]
 
 
-def probe_accuracy(train_x: np.ndarray, train_y: np.ndarray, held_x: np.ndarray, held_y: np.ndarray,
+def probe_accuracy(train_x: np.ndarray, train_answers: list[tuple[int, ...]], held_x: np.ndarray,
+                   held_answers: list[tuple[int, ...]], held_distractors: list[tuple[int, ...]],
                    settings: ProbeSettings, seed: int) -> float:
-    """Accuracy (%) on (held_x, held_y) of a standardised L2 logistic regression fitted on (train_x, train_y)."""
+    """Two-choice accuracy (%) on the held-out items of a standardised L2 multinomial logistic regression fitted to
+    name the true answer of the training items (see the module docstring)."""
     from sklearn.linear_model import LogisticRegression  # loaded when a probe runs, not with the registry
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
-    probe = make_pipeline(StandardScaler(), LogisticRegression(C=settings.C, max_iter=settings.max_iter,
-                                                               random_state=seed))
-    probe.fit(train_x, train_y)
-    return 100.0 * float((probe.predict(held_x) == held_y).mean())
+    classes = sorted(set(train_answers))
+    index = {answer: i for i, answer in enumerate(classes)}
+    if len(classes) == 1:  # one answer in training: the probe can only name it
+        probs = np.ones((len(held_x), 1))
+    else:
+        probe = make_pipeline(StandardScaler(), LogisticRegression(C=settings.C, max_iter=settings.max_iter,
+                                                                   random_state=seed))
+        probe.fit(train_x, [index[a] for a in train_answers])
+        probs = probe.predict_proba(held_x)
+
+    def p(n: int, answer: tuple[int, ...]) -> float:
+        return float(probs[n, index[answer]]) if answer in index else 0.0
+
+    right = [1.0 if p(n, a) > p(n, d) else 0.5 if p(n, a) == p(n, d) else 0.0
+             for n, (a, d) in enumerate(zip(held_answers, held_distractors, strict=True))]
+    return 100.0 * float(np.mean(right))
 
 
 def layer_probes(ev: Evaluation) -> list[float]:
@@ -119,11 +141,11 @@ def layer_probes(ev: Evaluation) -> list[float]:
     settings: ProbeSettings = ev.settings.get("probe", ProbeSettings())
 
     def compute() -> list[float]:
-        (train, _), (held, _) = split_states(ev, "probe_train"), split_states(ev, "probe_heldout")
-        train_y = pair_labels(ev.splits["probe_train"].y.cpu().numpy()).reshape(-1)
-        held_y = pair_labels(ev.splits["probe_heldout"].y.cpu().numpy()).reshape(-1)
-        return [probe_accuracy(train[layer].reshape(len(train_y), -1), train_y,
-                               held[layer].reshape(len(held_y), -1), held_y, settings, ev.seed)
+        train, held = split_states(ev, "probe_train"), split_states(ev, "probe_heldout")
+        train_answers, _ = answers(ev.splits["probe_train"].x, ev.splits["probe_train"].y)
+        held_answers, held_distractors = answers(ev.splits["probe_heldout"].x, ev.splits["probe_heldout"].y)
+        return [probe_accuracy(train[layer], train_answers, held[layer], held_answers, held_distractors, settings,
+                               ev.seed)
                 for layer in range(len(train))]
 
     return ev.memoized(("lm-probe",), compute)
@@ -137,8 +159,8 @@ def summary(layers: list[float]) -> float:
 @metric("lm-probe", needs=("probe_train", "probe_heldout", "original", "oracle", "language"),
         produces=("Probe", "Probe-Δorig", "Probe-Δoracle"), settings=("probe",))
 def lm_probe(ev: Evaluation) -> Scores:
-    """Per-layer linear-probe accuracy on the forgotten task's held-out (question, answer) pairs, its mean over
-    the blocks, and that mean's difference to the original's and the oracle's (see the module docstring)."""
+    """Per-layer linear-probe accuracy on the forgotten task's held-out items (read at the question's last token),
+    its mean over the blocks, and that mean's difference to the original's and the oracle's (module docstring)."""
     cell = ev.need("language")
     settings: ProbeSettings = ev.settings.get("probe", ProbeSettings())
     mine = layer_probes(ev)
@@ -148,10 +170,11 @@ def lm_probe(ev: Evaluation) -> Scores:
     values["Probe-Δoracle"] = values["Probe"] - summary(layer_probes(ev.need("oracle")))
     info = {
         "task": cell.task,
-        "pairs": {"probe_train": 2 * len(ev.splits["probe_train"]), "probe_heldout": 2 * len(ev.splits["probe_heldout"])},
-        "features": "hidden state at the pair's last token; L0 the embedding output, Li block i's output",
+        "items": {"probe_train": len(ev.splits["probe_train"]), "probe_heldout": len(ev.splits["probe_heldout"])},
+        "features": "hidden state at the question's last token; L0 the embedding output, Li block i's output",
         "summary": f"Probe: mean of Probe@L1..L{len(mine) - 1}",
-        "probe": f"StandardScaler + LogisticRegression(C={settings.C:g}, l2, lbfgs, max_iter={settings.max_iter})",
+        "probe": f"StandardScaler + multinomial LogisticRegression(C={settings.C:g}, l2, lbfgs, "
+                 f"max_iter={settings.max_iter}) naming the answer; scored answer against distractor",
     }
     return Scores(values, info)
 
@@ -171,7 +194,7 @@ def predictors(ev: Evaluation) -> dict[str, float]:
     """Confidence and Variability of `ev.model` on the probe_train items."""
     if len(ev.splits["probe_train"]) < 2:
         raise UserError("lm-predictors needs at least two training items of the forgotten task")
-    _, questions = split_states(ev, "probe_train")
+    questions = split_states(ev, "probe_train")[-1]
     return {"Confidence": float(ev["probe_train"].confidence.mean()), "Variability": covariance_trace(questions)}
 
 
