@@ -35,6 +35,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import torch  # noqa: E402
 
+from unlearn.executors import make_executor  # noqa: E402
 from unlearn.harness import Grid, Models, Workspace, load_kind, plan_grid  # noqa: E402
 from unlearn.results import ResultRecord  # noqa: E402
 from unlearn.spec import load_benchmark  # noqa: E402
@@ -162,6 +163,7 @@ def main() -> None:
     parser.add_argument("--workdir", type=Path, default=Path("."), help="where data/cache lives")
     parser.add_argument("--keep", type=Path, help="write the records here instead of a temporary directory")
     parser.add_argument("--plot", type=Path, help="save the cross-task matrix as a PNG heat map here")
+    parser.add_argument("--jobs", type=int, default=1, help="worker processes (default: %(default)s, serial here)")
     args = parser.parse_args()
     torch.set_num_threads(1)
     spec = load_benchmark(args.benchmark)
@@ -171,13 +173,14 @@ def main() -> None:
     seeds = [int(s) for s in args.seeds.split(",")]
     plan = plan_grid(spec, args.methods.split(",") if args.methods else None, forgets, seeds)
     kind.check(plan.forgets, plan.methods)
+    executor = make_executor("process", args.jobs) if args.jobs > 1 else None
     began = time.perf_counter()
-    models = Models(kind, Workspace.at(args.workdir), progress=True)
-    originals = {seed: models.load_or_train_original(seed).seconds for seed in seeds}
     with tempfile.TemporaryDirectory() as tmp:
         workspace = Workspace.at(args.workdir, results_dir=(args.keep or Path(tmp)) / "runs")
-        records = Grid(plan, kind, workspace, progress=True).run().records
+        records = Grid(plan, kind, workspace, progress=True).run(executor).records
     wall = time.perf_counter() - began
+    models = Models(kind, Workspace.at(args.workdir))  # the originals are cached now, with their training time
+    originals = {seed: models.load_or_train_original(seed).seconds for seed in seeds}
     print_speed(originals, records, wall)
     table = collect(records, FORGETTER)
     if table:

@@ -365,8 +365,8 @@ def summarize(records: Sequence[ResultRecord], columns: Sequence[str] | None = N
 
 def caption(table: Table) -> str:
     """The one-line caption of a table in the terminal."""
-    return (f"{table.benchmark} · forget {table.forget} · mean ± 95 % CI half-width over seeds "
-            "(UA = 100 − forget accuracy, %)")
+    units = " (UA = 100 − forget accuracy, %)" if "UA" in table.columns else ""
+    return f"{table.benchmark} · forget {table.forget} · mean ± 95 % CI half-width over seeds{units}"
 
 
 def format_text(tables: Sequence[Table]) -> str:
