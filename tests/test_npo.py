@@ -9,16 +9,15 @@ import pytest
 import torch
 import torch.nn.functional as F
 from conftest import make_grid, make_request
+from tiny_lm import answer_log_likelihood, lm_request, tiny_lm
 from torch import nn
 
 from unlearn.data.tensors import TensorData
 from unlearn.forget import ForgetSpec, load_or_build
 from unlearn.harness import Workspace
-from unlearn.methods import METHODS, Track, UnlearnRequest, make_hparams
+from unlearn.methods import METHODS, Track, make_hparams
 from unlearn.methods.base import frozen_copy
 from unlearn.methods.npo import npo_loss
-from unlearn.spec import Recipe
-from unlearn.train import label_log_likelihood
 
 
 def npo(**hparams):
@@ -98,38 +97,12 @@ def test_npo_forgets_a_digits_class(retain, digits_kind, digits):
 
 
 @pytest.fixture(scope="module")
-def tiny_lm():
-    """(an untrained 2-layer GPT-2 TwoChoiceLM, forget: compare items, retain: city items)."""
-    from unlearn.language.encode import encode_items
-    from unlearn.language.model import LMBlueprint
-    from unlearn.language.tasks import make_suite
-    from unlearn.language.tokenizer import build_tokenizer
-
-    suite = make_suite(0, n_train=40, n_test=10, tasks=["compare", "city"])
-    tokenizer = build_tokenizer(suite)
-    blueprint = LMBlueprint(vocab_size=len(tokenizer), n_layer=2, n_head=2, n_embd=32, n_positions=32,
-                            pad_id=tokenizer.pad_token_id)
-    forget, retain = (encode_items(suite.task(name).train, tokenizer, seed=0) for name in ("compare", "city"))
-    return blueprint.build(0), forget, retain
+def tiny():
+    return tiny_lm()
 
 
-def answer_log_likelihood(model: nn.Module, data: TensorData) -> float:
-    """The mean over items of log p(true answer | question)."""
-    model.eval()
-    with torch.no_grad():
-        return label_log_likelihood(model, data.x, data.y).mean().item()
-
-
-def lm_request(model, forget, retain, track) -> UnlearnRequest:
-    return UnlearnRequest(
-        model=copy.deepcopy(model), forget=forget, retain=retain, num_classes=2, device=torch.device("cpu"), seed=0,
-        recipe=Recipe(epochs=1, batch_size=8, lr=1e-3), new_model=lambda *tags: model, track=track,
-        train_recipe=lambda model, data: model,
-    )
-
-
-def test_npo_lowers_a_language_models_likelihood_of_the_forget_answers(tiny_lm):
-    model, forget, retain = tiny_lm
+def test_npo_lowers_a_language_models_likelihood_of_the_forget_answers(tiny):
+    model, forget, retain = tiny
     runs = {}
     for keep in (True, False):
         method = npo(epochs=2, lr=1e-3, retain=keep)
