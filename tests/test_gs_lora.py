@@ -1,5 +1,6 @@
 """GS-LoRA and GS-LoRA++ on a small ViT trained on digits: forgetting two classes from 4-shot retain data, only the
-FFN weights changing, the reported adapter groups, bad configurations, and determinism."""
+FFN weights changing, the reported adapter groups, bad configurations, and determinism; GS-LoRA on a tiny GPT-2 and
+the default FFN targets of other language models."""
 
 from __future__ import annotations
 
@@ -8,11 +9,13 @@ import copy
 import pytest
 import torch
 from conftest import make_request
+from tiny_lm import answer_log_likelihood, lm_request, tiny_lm
 
 from unlearn.data.tensors import TensorData
 from unlearn.errors import UserError
 from unlearn.harness import Classification
-from unlearn.methods import METHODS, make_hparams
+from unlearn.methods import METHODS, Track, make_hparams
+from unlearn.methods.gs_lora import FFN_LINEARS, block_of, targeted_linears
 from unlearn.spec import Recipe
 from unlearn.train import train_with_recipe
 
@@ -148,3 +151,51 @@ def test_the_same_seed_gives_the_same_weights(vit_task, original, data, gs_lora)
     assert all(torch.equal(first[k], v) for k, v in again.state_dict().items())
     short = [run("gs-lora", vit_task, original, data, seed=seed, epochs=2)[0].state_dict() for seed in (0, 1)]
     assert any(not torch.equal(short[0][k], v) for k, v in short[1].items())
+
+
+def test_gs_lora_adapts_only_a_language_models_ffn_and_its_forget_term_pushes():
+    """On a 3-block GPT-2 TwoChoiceLM: each block's mlp.c_fc and mlp.c_proj (transformers' Conv1D) change, nothing
+    else; the merged model is the plain model with the original keys; with a bound above the forget answers' NLL
+    the forget term lowers their likelihood against a run without it (β = 0)."""
+    model, forget, retain = tiny_lm(n_layer=3)
+    cls = METHODS.get("gs-lora")
+    assert "language" in cls.kinds and "language" not in METHODS.get("gs-lora-plus").kinds
+    unlearned = {}
+    for beta in (0.0, 1.0):
+        method = cls(make_hparams(cls, "gs-lora", {"epochs": 5, "warmup_epochs": 1, "batch_size": 16,
+                                                   "forget_batch_size": 16, "beta": beta, "bnd": 20.0}))
+        request = lm_request(model, forget, retain, Track.FULL)
+        unlearned[beta] = method.unlearn(request)
+        assert request.info["adapter_groups"] == 3 and len(request.info["block_updates"]) == 3
+    before, after = model.state_dict(), unlearned[1.0].state_dict()
+    assert type(unlearned[1.0]) is type(model) and list(after) == list(before)
+    assert all(after[k].shape == before[k].shape for k in before)
+    changed = {k for k in before if not torch.equal(before[k], after[k])}
+    assert changed == {f"lm.transformer.h.{b}.mlp.{layer}.weight" for b in range(3) for layer in ("c_fc", "c_proj")}
+    assert not any("lora" in name for name, _ in unlearned[1.0].named_modules())
+    assert answer_log_likelihood(unlearned[1.0], forget) < answer_log_likelihood(unlearned[0.0], forget) - 0.1
+
+
+def llama():
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    return LlamaForCausalLM(LlamaConfig(vocab_size=16, hidden_size=16, intermediate_size=32, num_hidden_layers=2,
+                                        num_attention_heads=2, num_key_value_heads=2))
+
+
+def gpt_neox():
+    from transformers import GPTNeoXConfig, GPTNeoXForCausalLM
+
+    return GPTNeoXForCausalLM(GPTNeoXConfig(vocab_size=16, hidden_size=16, intermediate_size=32, num_hidden_layers=2,
+                                            num_attention_heads=2))
+
+
+@pytest.mark.parametrize(("build", "layers"), [(llama, ("gate_proj", "up_proj", "down_proj")),
+                                               (gpt_neox, ("dense_h_to_4h", "dense_4h_to_h"))])
+def test_the_default_targets_are_the_ffn_of_each_block_of_other_language_models(build, layers):
+    from unlearn.language.model import TwoChoiceLM
+
+    matched = targeted_linears(TwoChoiceLM(build()), FFN_LINEARS, rank=8)
+    blocks = sorted({block_of(name) for name in matched})
+    assert len(blocks) == 2 and all(block.startswith("lm.") for block in blocks)
+    assert sorted(matched) == sorted(f"{block}.mlp.{layer}" for block in blocks for layer in layers)

@@ -1,10 +1,11 @@
 """GS-LoRA: LoRA adapters on the FFN of every transformer block, trained with a bounded forget loss and a
-group-sparse penalty per block, then merged into the weights."""
+group-sparse penalty per block, then merged into the weights; for a ViT classifier or a causal language model."""
 
 from __future__ import annotations
 
 import math
 import re
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -25,10 +26,20 @@ from unlearn.methods.base import (
 )
 from unlearn.methods.neggrad_plus import cycle_batches
 from unlearn.seeding import derive_seed
-from unlearn.train import Phase
+from unlearn.train import Phase, cross_entropy
 
-FFN_LINEARS = r".*encoder_layer_\d+\.mlp\.(0|3)"
-"""The two FFN linears of every block of the benchmark's ViT (`unlearn.models.vit`)."""
+FFN_LAYERS = {
+    "vit": r".*encoder_layer_\d+\.mlp\.(0|3)",
+    "gpt2": r".*\.h\.\d+\.mlp\.(c_fc|c_proj)",
+    "llama": r".*\.layers\.\d+\.mlp\.(gate_proj|up_proj|down_proj)",
+    "gpt-neox": r".*\.layers\.\d+\.mlp\.(dense_h_to_4h|dense_4h_to_h)",
+}
+"""The FFN layers of every transformer block, by architecture: the benchmark's ViT (`unlearn.models.vit`), GPT-2
+(transformers' `Conv1D` layers), and the Llama and GPT-NeoX (Pythia) families (`nn.Linear`), as names inside a
+language model (`TwoChoiceLM.lm`). Each name's grandparent is its block (`block_of`)."""
+
+FFN_LINEARS = "|".join(FFN_LAYERS.values())
+"""The default `target_modules`: a regex matching the FFN layers of any architecture of `FFN_LAYERS`."""
 
 GROUP_EPS = 1e-8
 """Inside each group's square root: the gradient of sqrt(‖θ_g‖²) is NaN at θ_g = 0 (groups start at ‖A‖ > 0,
@@ -38,8 +49,8 @@ UNTOUCHED = 1e-3
 """A block whose adapted weights move by at most this fraction (relative Frobenius norm of the merged
 update) counts as left untouched, its group as zero."""
 
-ExtraLoss = Callable[[Tensor, Tensor, Tensor, Tensor], Tensor]
-"""(retain embeddings, retain labels, forget embeddings, forget labels) -> an extra loss term."""
+Terms = Callable[[nn.Module, Tensor, Tensor, Tensor, Tensor], tuple[Tensor, Tensor | None]]
+"""(model, retain x, retain y, forget x, forget y) -> (GS-LoRA's data loss, a further term or None)."""
 
 
 @dataclass(frozen=True)
@@ -51,10 +62,14 @@ class GSLoRAHParams:
 
     `bnd` is the bound of the forget loss relu(BND − CE); None (the default) uses 2·ln(C) for C classes:
     the reference's BND of 105-110 is for CosFace logits scaled by 64, a plain softmax head's
-    cross-entropy is a few nats. `batch_size` (retain) and `forget_batch_size` are this benchmark's
-    choice (the reference's face-recognition batches do not fit few-shot data). `target_modules` is a
-    regular expression that must match the whole name of each adapted linear layer (as peft's string
-    `target_modules`); the default matches the benchmark ViT's FFN linears.
+    cross-entropy is a few nats. For a two-choice language model C = 2, so BND = 2·ln 2 ≈ 1.39 nats, but
+    its CE is the answer tokens' mean next-token NLL over the whole vocabulary, not a two-way choice: the
+    forget term stops pushing once a forget batch's answer tokens have a geometric-mean probability below
+    1/4, whatever the distractors' probabilities; it does not aim at chance accuracy on the two options. `batch_size` (retain) and `forget_batch_size` are this benchmark's choice (the reference's
+    face-recognition batches do not fit few-shot data). `target_modules` is a regular expression that
+    must match the whole name of each adapted linear layer (as peft's string `target_modules`); the
+    default matches the FFN layers of the benchmark's ViT, of GPT-2 and of the Llama and GPT-NeoX
+    families (`FFN_LAYERS`).
     """
 
     epochs: PositiveInt = 100
@@ -71,7 +86,18 @@ class GSLoRAHParams:
     target_modules: str = FFN_LINEARS
 
 
-def targeted_linears(model: nn.Module, pattern: str, rank: int, method: str = "gs-lora") -> dict[str, nn.Linear]:
+def linear_features(module: nn.Module) -> tuple[int, int] | None:
+    """(in, out) features of a linear layer peft's LoRA adapts: `nn.Linear`, or transformers' `Conv1D` (GPT-2's,
+    its weight stored in × out); None for any other module."""
+    if isinstance(module, nn.Linear):
+        return module.in_features, module.out_features
+    conv1d = getattr(sys.modules.get("transformers.pytorch_utils"), "Conv1D", None)  # loaded if a model has one
+    if conv1d is not None and isinstance(module, conv1d):
+        return module.nx, module.nf
+    return None
+
+
+def targeted_linears(model: nn.Module, pattern: str, rank: int, method: str = "gs-lora") -> dict[str, nn.Module]:
     """The linear layers of `model` whose full name matches `pattern`; UserError if none does, if one is
     not a linear layer or if `rank` exceeds a layer's width."""
     try:
@@ -81,16 +107,16 @@ def targeted_linears(model: nn.Module, pattern: str, rank: int, method: str = "g
     matched = {name: module for name, module in model.named_modules() if name and regex.fullmatch(name)}
     if not matched:
         raise UserError(
-            f"{method}: target_modules {pattern!r} matches no layer of the model (it adapts a ViT's FFN linears; "
-            "use a vit model or a regex matching linear layers)"
+            f"{method}: target_modules {pattern!r} matches no layer of the model (it adapts the FFN of a "
+            f"transformer: a ViT, GPT-2, Llama or GPT-NeoX; use such a model or a regex matching linear layers)"
         )
     for name, module in matched.items():
-        if not isinstance(module, nn.Linear):
+        features = linear_features(module)
+        if features is None:
             raise UserError(f"{method}: target_modules matches {name}, a {type(module).__name__}, not a linear layer")
-        width = min(module.in_features, module.out_features)
-        if rank > width:
+        if rank > min(features):
             raise UserError(
-                f"{method}: rank={rank} exceeds the width {width} of {name} ({module.in_features}→{module.out_features})"
+                f"{method}: rank={rank} exceeds the width {min(features)} of {name} ({features[0]}→{features[1]})"
             )
     return matched
 
@@ -119,7 +145,7 @@ def block_updates(model: nn.Module, layers: list[str], blocks: list[str]) -> lis
 
 @METHODS.register("gs-lora")
 class GSLoRA(Method):
-    """GS-LoRA: rank-8 LoRA on both FFN linears of every block, only the adapters train, with the loss
+    """GS-LoRA: rank-8 LoRA on the FFN linears of every block, only the adapters train, with the loss
     CE(retain) + β·relu(BND − CE(forget)) + α·Σ_blocks sqrt(Σ‖A‖²_F + ‖B‖²_F + eps).
 
     Zhao et al., "Continual Forgetting for Pre-trained Vision Models", CVPR 2024 (bjzhb666/GS-LoRA,
@@ -145,7 +171,15 @@ class GSLoRA(Method):
     ‖A‖ ≈ sqrt(2r/3)); after a full 100-epoch run the two agree (suppressed groups end near 1e-7).
     It also reports the forget bound used (`bnd`).
 
-    Deliberate differences: BND defaults to 2·ln(C) (see the hyperparameters); the reference's timm
+    CE is the model's own supervised loss (`unlearn.train.cross_entropy`): the classifier's cross-entropy,
+    or for a language model (`TwoChoiceLM`) the causal-LM loss of the labelled answer's tokens, so the same
+    method adapts the FFN of GPT-2 (`mlp.c_fc`, `mlp.c_proj`, transformers' `Conv1D`, which peft adapts with
+    `fan_in_fan_out`) or of a Llama or GPT-NeoX checkpoint, one group per transformer block; the retain
+    batches are then the other tasks' items and the fact statements. See the hyperparameters for what the
+    default BND means there.
+
+    Deliberate differences: BND defaults to 2·ln(C) (see the hyperparameters); language models are this
+    benchmark's extension (the reference adapts ViTs only); the reference's timm
     cosine schedule adds 3 warm-up epochs, a floor of 1e-5 and 10 cool-down epochs, here it is plain
     `CosineAnnealingLR` over `epochs`; eps = 1e-8 inside each square root (the reference has none); the
     reference picks its checkpoint by H on the test set, here the last epoch's model is returned.
@@ -153,6 +187,7 @@ class GSLoRA(Method):
 
     paper = "https://arxiv.org/abs/2403.11530"
     docs = "docs/continual.md#gs-lora-and-gs-lora"
+    kinds = ("classification", "language")
     HParams = GSLoRAHParams
     search = {"lr": (3e-3, 1e-2, 3e-2), "beta": (0.05, 0.15, 0.5)}
     label = "gs-lora"
@@ -161,9 +196,16 @@ class GSLoRA(Method):
         hp: GSLoRAHParams = self.hparams
         targeted_linears(model, hp.target_modules, hp.rank, self.label)
 
-    def extra_loss(self, request: UnlearnRequest) -> ExtraLoss | None:
-        """A further loss term on the embeddings (GS-LoRA++'s prototypes), built before adapters are added."""
-        return None
+    def terms(self, request: UnlearnRequest, bnd: float) -> Terms:
+        """The loss on a retain and a forget batch without the group penalty, and a further term (GS-LoRA++'s
+        prototypes; None here), built before the adapters are added."""
+        beta = self.hparams.beta
+
+        def terms(model: nn.Module, x: Tensor, y: Tensor, x_forget: Tensor, y_forget: Tensor) -> tuple[Tensor, None]:
+            value = cross_entropy(model, x, y)
+            return value + beta * F.relu(bnd - cross_entropy(model, x_forget, y_forget)), None
+
+        return terms
 
     def unlearn(self, request: UnlearnRequest) -> nn.Module:
         from peft import LoraConfig, get_peft_model
@@ -172,11 +214,14 @@ class GSLoRA(Method):
         model = request.model
         layers = targeted_linears(model, hp.target_modules, hp.rank, self.label)
         retain = request.require_retain()
-        extra = self.extra_loss(request)
+        bnd = 2 * math.log(request.num_classes) if hp.bnd is None else hp.bnd
+        terms = self.terms(request, bnd)
         keys = list(model.state_dict())
         requires_grad = {name: p.requires_grad for name, p in model.named_parameters()}
 
-        config = LoraConfig(r=hp.rank, lora_alpha=hp.lora_alpha, lora_dropout=0.0, target_modules=hp.target_modules)
+        conv1d = any(not isinstance(layer, nn.Linear) for layer in layers.values())  # GPT-2's weights are in × out
+        config = LoraConfig(r=hp.rank, lora_alpha=hp.lora_alpha, lora_dropout=0.0, target_modules=hp.target_modules,
+                            fan_in_fan_out=conv1d)
         cuda = [request.device.index or 0] if request.device.type == "cuda" else []
         with torch.random.fork_rng(devices=cuda):
             torch.manual_seed(derive_seed(request.seed, "gs-lora"))
@@ -190,7 +235,6 @@ class GSLoRA(Method):
         lora = [p for params in groups.values() for p in params]
         trainable, total = peft_model.get_nb_trainable_parameters()
 
-        bnd = 2 * math.log(request.num_classes) if hp.bnd is None else hp.bnd
         forget_batches = cycle_batches(request.forget, hp.forget_batch_size, request.generator("forget-batches"))
         alpha = [0.0]
 
@@ -199,13 +243,11 @@ class GSLoRA(Method):
 
         def loss(model: nn.Module, x: Tensor, y: Tensor) -> Tensor:
             x_forget, y_forget = next(forget_batches)
-            emb, emb_forget = model.features(x), model.features(x_forget)  # two passes, as the reference
-            value = F.cross_entropy(model.head(emb), y)
-            value = value + hp.beta * F.relu(bnd - F.cross_entropy(model.head(emb_forget), y_forget))
+            value, extra = terms(model, x, y, x_forget, y_forget)  # two passes, as the reference
             if alpha[0] > 0:
                 value = value + alpha[0] * group_norms(groups, GROUP_EPS).sum()
             if extra is not None:
-                value = value + extra(emb, y, emb_forget, y_forget)
+                value = value + extra
             return value
 
         optimizer = torch.optim.AdamW(lora, lr=hp.lr, weight_decay=hp.weight_decay)

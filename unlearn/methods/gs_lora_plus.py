@@ -11,7 +11,7 @@ from torch import Tensor, nn
 
 from unlearn.data.tensors import TensorData
 from unlearn.methods.base import METHODS, NonNegativeFloat, PositiveFloat, UnlearnRequest, frozen_copy
-from unlearn.methods.gs_lora import ExtraLoss, GSLoRA, GSLoRAHParams
+from unlearn.methods.gs_lora import GSLoRA, GSLoRAHParams, Terms
 
 CHUNK = 512
 """Samples per forward pass when computing prototypes."""
@@ -87,14 +87,19 @@ class GSLoRAPlus(GSLoRA):
     adapter initialisation for a seed, so the two differ only by the prototype term.
 
     Deliberate differences: w_f, w_r and BND_pro are this benchmark's (see the hyperparameters), not the
-    reference's values for a CosFace head; `request.info` also reports `bnd_pro`.
+    reference's values for a CosFace head; `request.info` also reports `bnd_pro`. Classifiers only: the
+    prototypes need the model's embeddings (`features`) before its head, which a language model's answer
+    likelihoods do not split into (GS-LoRA itself also runs on language models).
     """
 
     paper = "https://arxiv.org/abs/2501.09705"
+    kinds = ("classification",)
     HParams = GSLoRAPlusHParams
     label = "gs-lora-plus"
 
-    def extra_loss(self, request: UnlearnRequest) -> ExtraLoss | None:
+    def terms(self, request: UnlearnRequest, bnd: float) -> Terms:
+        """GS-LoRA's loss from the classifier's embeddings (`features`, then `head`), and the prototype loss on the
+        same embeddings."""
         hp: GSLoRAPlusHParams = self.hparams
         original = frozen_copy(request.model)
         data = request.forget.concat(request.require_retain())
@@ -108,8 +113,11 @@ class GSLoRAPlus(GSLoRA):
             log_p = F.log_softmax(emb, dim=1)
             return (log_p.exp() * (log_p - log_protos[y])).sum(1).mean()
 
-        def loss(emb_retain: Tensor, y_retain: Tensor, emb_forget: Tensor, y_forget: Tensor) -> Tensor:
+        def terms(model: nn.Module, x: Tensor, y: Tensor, x_forget: Tensor, y_forget: Tensor) -> tuple[Tensor, Tensor]:
+            emb, emb_forget = model.features(x), model.features(x_forget)  # two passes, as the reference
+            value = F.cross_entropy(model.head(emb), y)
+            value = value + hp.beta * F.relu(bnd - F.cross_entropy(model.head(emb_forget), y_forget))
             forget = F.relu(bnd_pro - own_kl(emb_forget, y_forget))
-            return hp.w_forget * forget + hp.w_retain * own_kl(emb_retain, y_retain)
+            return value, hp.w_forget * forget + hp.w_retain * own_kl(emb, y)
 
-        return loss
+        return terms
