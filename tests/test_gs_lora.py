@@ -15,7 +15,7 @@ from unlearn.data.tensors import TensorData
 from unlearn.errors import UserError
 from unlearn.harness import Classification
 from unlearn.methods import METHODS, Track, make_hparams
-from unlearn.methods.gs_lora import FFN_LINEARS, block_of, targeted_linears
+from unlearn.methods.gs_lora import FFN_LAYERS, FFN_LINEARS, block_of, targeted_linears
 from unlearn.spec import Recipe
 from unlearn.train import train_with_recipe
 
@@ -163,7 +163,8 @@ def test_gs_lora_adapts_only_a_language_models_ffn_and_its_forget_term_pushes():
     unlearned = {}
     for beta in (0.0, 1.0):
         method = cls(make_hparams(cls, "gs-lora", {"epochs": 5, "warmup_epochs": 1, "batch_size": 16,
-                                                   "forget_batch_size": 16, "beta": beta, "bnd": 20.0}))
+                                                   "forget_batch_size": 16, "beta": beta, "bnd": 20.0,
+                                                   "target_modules": FFN_LAYERS["gpt2"]}))
         request = lm_request(model, forget, retain, Track.FULL)
         unlearned[beta] = method.unlearn(request)
         assert request.info["adapter_groups"] == 3 and len(request.info["block_updates"]) == 3
@@ -190,12 +191,14 @@ def gpt_neox():
                                             num_attention_heads=2))
 
 
-@pytest.mark.parametrize(("build", "layers"), [(llama, ("gate_proj", "up_proj", "down_proj")),
-                                               (gpt_neox, ("dense_h_to_4h", "dense_4h_to_h"))])
-def test_the_default_targets_are_the_ffn_of_each_block_of_other_language_models(build, layers):
+@pytest.mark.parametrize(("build", "arch", "layers"), [(llama, "llama", ("gate_proj", "up_proj", "down_proj")),
+                                                       (gpt_neox, "gpt-neox", ("dense_h_to_4h", "dense_4h_to_h"))])
+def test_the_ffn_targets_are_the_ffn_of_each_block_of_other_language_models(build, arch, layers):
     from unlearn.language.model import TwoChoiceLM
 
-    matched = targeted_linears(TwoChoiceLM(build()), FFN_LINEARS, rank=8)
+    with pytest.raises(UserError, match="matches no layer"):  # the default is the ViT's
+        targeted_linears(TwoChoiceLM(build()), FFN_LINEARS, rank=8)
+    matched = targeted_linears(TwoChoiceLM(build()), FFN_LAYERS[arch], rank=8)
     blocks = sorted({block_of(name) for name in matched})
     assert len(blocks) == 2 and all(block.startswith("lm.") for block in blocks)
     assert sorted(matched) == sorted(f"{block}.mlp.{layer}" for block in blocks for layer in layers)

@@ -38,8 +38,10 @@ FFN_LAYERS = {
 (transformers' `Conv1D` layers), and the Llama and GPT-NeoX (Pythia) families (`nn.Linear`), as names inside a
 language model (`TwoChoiceLM.lm`). Each name's grandparent is its block (`block_of`)."""
 
-FFN_LINEARS = "|".join(FFN_LAYERS.values())
-"""The default `target_modules`: a regex matching the FFN layers of any architecture of `FFN_LAYERS`."""
+FFN_LINEARS = FFN_LAYERS["vit"]
+"""The default `target_modules`: the benchmark ViT's FFN linears, as before language models (a changed default would
+change the hash of every committed gs-lora cell); a language benchmark names its architecture's entry of
+`FFN_LAYERS` in its spec (benchmarks/tasks-lm.yaml)."""
 
 GROUP_EPS = 1e-8
 """Inside each group's square root: the gradient of sqrt(‖θ_g‖²) is NaN at θ_g = 0 (groups start at ‖A‖ > 0,
@@ -68,8 +70,8 @@ class GSLoRAHParams:
     1/4, whatever the distractors' probabilities; it does not aim at chance accuracy on the two options. `batch_size` (retain) and `forget_batch_size` are this benchmark's choice (the reference's
     face-recognition batches do not fit few-shot data). `target_modules` is a regular expression that
     must match the whole name of each adapted linear layer (as peft's string `target_modules`); the
-    default matches the FFN layers of the benchmark's ViT, of GPT-2 and of the Llama and GPT-NeoX
-    families (`FFN_LAYERS`).
+    default matches the FFN linears of the benchmark's ViT, and `FFN_LAYERS` gives those of GPT-2 and of
+    the Llama and GPT-NeoX families (a language benchmark's spec names one).
     """
 
     epochs: PositiveInt = 100
@@ -107,8 +109,8 @@ def targeted_linears(model: nn.Module, pattern: str, rank: int, method: str = "g
     matched = {name: module for name, module in model.named_modules() if name and regex.fullmatch(name)}
     if not matched:
         raise UserError(
-            f"{method}: target_modules {pattern!r} matches no layer of the model (it adapts the FFN of a "
-            f"transformer: a ViT, GPT-2, Llama or GPT-NeoX; use such a model or a regex matching linear layers)"
+            f"{method}: target_modules {pattern!r} matches no layer of the model (the FFN layers are "
+            f"{'; '.join(f'{arch}: {ffn}' for arch, ffn in FFN_LAYERS.items())})"
         )
     for name, module in matched.items():
         features = linear_features(module)
