@@ -97,6 +97,15 @@ def mini(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
+def run_cli(capsys, *args: str) -> tuple[int, str, str]:
+    """`unlearn ARGS` in this process: (exit code, stdout, stderr)."""
+    from unlearn.cli import main
+
+    code = main(list(args))
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
 def files_under(path: Path) -> list[Path]:
     """Every file below `path` (empty when it does not exist)."""
     return [p for p in Path(path).rglob("*") if p.is_file()] if Path(path).exists() else []

@@ -9,10 +9,9 @@ import plugin_methods
 import pytest
 import torch
 import yaml
-from conftest import files_under
+from conftest import files_under, run_cli
 from torch import nn
 
-from unlearn.cli import main
 from unlearn.data.tensors import TensorData
 from unlearn.errors import UserError
 from unlearn.forget import ForgetSpec
@@ -42,12 +41,6 @@ def tiny_spec(tmp_path: Path, **generation) -> Path:
     path = tmp_path / "tiny-ddpm.yaml"
     path.write_text(yaml.safe_dump(spec, sort_keys=False))
     return path
-
-
-def run_cli(capsys, *args: str) -> tuple[int, str, str]:
-    code = main(list(args))
-    out = capsys.readouterr()
-    return code, out.out, out.err
 
 
 def test_grid_runs_end_to_end_with_records_sample_grids_and_leaderboard_links(tmp_path, shared_cache, capsys):

@@ -8,9 +8,8 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import files_under, spy_oracle_training
+from conftest import files_under, run_cli, spy_oracle_training
 
-from unlearn.cli import main
 from unlearn.errors import UserError
 from unlearn.forget import BuildContext, ForgetSpec
 from unlearn.harness import Workspace, load_kind
@@ -35,12 +34,6 @@ def tiny_spec(tmp_path: Path, name: str = "tiny-lm", **changes) -> Path:
     path = tmp_path / f"{name}.yaml"
     path.write_text(yaml.safe_dump(spec, sort_keys=False))
     return path
-
-
-def run_cli(capsys, *args: str) -> tuple[int, str, str]:
-    code = main(list(args))
-    out = capsys.readouterr()
-    return code, out.out, out.err
 
 
 def run_args(spec: Path, tmp_path: Path, cache: Path, *extra: str) -> list[str]:

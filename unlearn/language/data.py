@@ -1,9 +1,10 @@
 """The language kind's dataset: a tasks-lm suite encoded for one tokenizer, as the harness's train/val/test splits.
 
-A spec's `dataset` names the suite: `tasks-lm` is the default one (seed 0, 1200 train, 100 validation and 200 test
-items per task, every task), and options after colons change it, e.g. `tasks-lm:seed=3:train=200:test=50:val=20:
-tasks=compare+city` (the tests use small suites). Validation and test items are the suite's unseen items of each
-task, the first `val` of them validation, the rest test.
+A spec's `dataset` names the suite: `tasks-lm` is the default one (seed 0, 1000 train, 100 validation and 200 test
+items per task, every task; `task:T` then forgets all 1000 of a task's training items, the paper's larger forget
+set), and options after colons change it, e.g. `tasks-lm:seed=3:train=200:test=50:val=20:tasks=compare+city`
+(the tests use small suites). Validation and test items are the suite's unseen items of each task, the first `val`
+of them validation, the rest test.
 
 Every split is `TensorData` in the layout of `unlearn.language.encode`, all with two options (x [N, 2, 2, L]):
 
@@ -36,7 +37,7 @@ if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
 
 SUITE = "tasks-lm"
-DEFAULTS: dict[str, Any] = {"seed": 0, "train": 1200, "val": 100, "test": 200, "tasks": None}
+DEFAULTS: dict[str, Any] = {"seed": 0, "train": 1000, "val": 100, "test": 200, "tasks": None}
 """The default suite's options (`tasks` None: every task)."""
 OPTIONS = ("answer", "option")
 """The 'classes' of a two-choice item: the option positions (random labels are drawn over these)."""
@@ -47,7 +48,7 @@ class SuiteOptions:
     """A parsed `dataset` entry of a language spec."""
 
     seed: int = 0
-    train: int = 1200
+    train: int = 1000
     val: int = 100
     test: int = 200
     tasks: tuple[str, ...] | None = None

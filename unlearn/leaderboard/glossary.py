@@ -19,6 +19,7 @@ RELEARN = f"{METRICS_DOC}#relearn-attack-relearn"
 BANKS = f"{METRICS_DOC}#per-example-scores-on-banks-of-models"
 GENERATION = "docs/generation.md#metrics-unlearnmetricsgenerationpy"
 CONTINUAL = "docs/continual.md#metrics-after-every-task"
+LANGUAGE = "docs/language.md#the-protocol"
 GAPS = f"{METRICS_DOC}#avg-gap-and-robust-gap"
 
 
@@ -78,6 +79,24 @@ COLUMNS: dict[str, dict[str, tuple[str, str | None]]] = {
     },
     "generality": {"UA-near": ("UA on conditions between the forgotten class's label embedding and each "
                                "remaining class's", GENERATION)},
+    "lm-forgetting": {
+        "Acc-f": ("accuracy on the forget items (two choices: 50 is chance), %", LANGUAGE),
+        "Acc-h": ("accuracy on the forgotten task's unseen test items, %", LANGUAGE),
+        "Gap-f": ("forget gap on the forget items: Acc-f − 50, points", LANGUAGE),
+        "Gap-h": ("forget gap on the task's unseen items: Acc-h − 50, points", LANGUAGE),
+        "Ratio-f": ("forget ratio on the forget items: (original − Acc-f) / (original − 50); 1 = chance", LANGUAGE),
+        "Ratio-h": ("forget ratio on the task's unseen items; 1 = chance, 0 = nothing forgotten", LANGUAGE),
+    },
+    "lm-tasks": {"Acc-o": ("accuracy on the other tasks' test items, %", LANGUAGE)},
+    "lm-probe": {
+        "Probe": ("linear probes' two-choice accuracy on the task's unseen items, mean over the blocks, %", LANGUAGE),
+        "Probe-Δorig": ("Probe − the original model's Probe, points", LANGUAGE),
+        "Probe-Δoracle": ("Probe − the oracle's Probe, points", LANGUAGE),
+    },
+    "lm-predictors": {
+        "Confidence": ("the original's mean probability of the true answer against the distractor", LANGUAGE),
+        "Variability": ("trace of the covariance of the original's question states (last layer)", LANGUAGE),
+    },
     "continual": {
         "Acc_f": ("test accuracy on the classes this task forgets, %", CONTINUAL),
         "Acc_r": ("test accuracy on the classes no task has forgotten yet, %", CONTINUAL),
