@@ -2,6 +2,7 @@
 
     python scripts/language.py [--methods retrain,random-label,...] [--seeds 0,1,2] [--tasks compare,city,...]
                                [--n 1000] [--workdir DIR] [--keep DIR] [--plot FILE] [--jobs N]
+                               [--records RESULTS_DIR]
 
 Runs the tasks-lm grid (default: the spec's methods, every task forgotten with `task:T:n=N`, seeds 0, 1, 2; each
 seed has its own pretrained model) through the ordinary harness and prints:
@@ -37,7 +38,7 @@ import torch  # noqa: E402
 
 from unlearn.executors import make_executor  # noqa: E402
 from unlearn.harness import Grid, Models, Workspace, load_kind, plan_grid  # noqa: E402
-from unlearn.results import ResultRecord  # noqa: E402
+from unlearn.results import ResultRecord, read_record  # noqa: E402
 from unlearn.spec import load_benchmark  # noqa: E402
 
 FORGETTER = "random-label"
@@ -147,10 +148,18 @@ def print_speed(originals: dict[int, float], records: list[ResultRecord], wall: 
             times[r.method].append(r.run_time_s)
     for method, values in sorted(times.items()):
         print(f"  {method}: {statistics.fmean(values):.1f} s per run (max {max(values):.1f}, {len(values)} runs)")
-    print(f"  grid: {len(records)} cells in {wall:.0f} s wall")
+    print(f"  grid: {len(records)} cells in {wall:.0f} s wall (this script's; with --records, reading them)")
     failed = [r for r in records if r.status == "failed"]
     for r in failed:
         print(f"  FAILED {r.method} {r.forget.spec} seed {r.seed}: {r.error}")
+
+
+def plan_forgets(plan) -> set[str]:
+    return {forget.text for forget in plan.forgets}
+
+
+def plan_methods(plan) -> set[str]:
+    return {choice.name for choice in plan.methods}
 
 
 def main() -> None:
@@ -164,6 +173,8 @@ def main() -> None:
     parser.add_argument("--keep", type=Path, help="write the records here instead of a temporary directory")
     parser.add_argument("--plot", type=Path, help="save the cross-task matrix as a PNG heat map here")
     parser.add_argument("--jobs", type=int, default=1, help="worker processes (default: %(default)s, serial here)")
+    parser.add_argument("--records", type=Path, help="read the records under this results directory (e.g. "
+                        "WORKDIR/data/runs of `unlearn run`) instead of running the grid")
     args = parser.parse_args()
     torch.set_num_threads(1)
     spec = load_benchmark(args.benchmark)
@@ -173,11 +184,15 @@ def main() -> None:
     seeds = [int(s) for s in args.seeds.split(",")]
     plan = plan_grid(spec, args.methods.split(",") if args.methods else None, forgets, seeds)
     kind.check(plan.forgets, plan.methods)
-    executor = make_executor("process", args.jobs) if args.jobs > 1 else None
     began = time.perf_counter()
-    with tempfile.TemporaryDirectory() as tmp:
-        workspace = Workspace.at(args.workdir, results_dir=(args.keep or Path(tmp)) / "runs")
-        records = Grid(plan, kind, workspace, progress=True).run(executor).records
+    if args.records is not None:  # the records of an earlier run, e.g. `unlearn run --benchmark tasks-lm`
+        records = [r for path in sorted((args.records / spec.name).rglob("*.json")) for r in [read_record(path)]
+                   if r.seed in seeds and r.forget.spec in plan_forgets(plan) and r.method in plan_methods(plan)]
+    else:
+        executor = make_executor("process", args.jobs) if args.jobs > 1 else None
+        with tempfile.TemporaryDirectory() as tmp:
+            workspace = Workspace.at(args.workdir, results_dir=(args.keep or Path(tmp)) / "runs")
+            records = Grid(plan, kind, workspace, progress=True).run(executor).records
     wall = time.perf_counter() - began
     models = Models(kind, Workspace.at(args.workdir))  # the originals are cached now, with their training time
     originals = {seed: models.load_or_train_original(seed).seconds for seed in seeds}

@@ -1,23 +1,20 @@
-"""The language kind's model and data: the encoded layout, two-choice scores, seeded building, pretraining on a
-rule task, and loading (or refusing) checkpoint directories. Nothing is downloaded."""
+"""The language kind's model and data: the encoded layout, two-choice scores, seeded building and loading (or
+refusing) checkpoint directories (tests/test_language_kind.py trains one until it knows a task). Nothing is
+downloaded."""
 
 from __future__ import annotations
 
 import json
 import pickle
-import time
 
 import pytest
 import torch
-from scipy.stats import binomtest
 
 from unlearn.errors import UserError
 from unlearn.language.encode import CONTEXT, PADDING, SCORED, encode_items, encode_text
 from unlearn.language.model import LMBlueprint, lm_loss
 from unlearn.language.tasks import make_suite, pretraining_text
 from unlearn.language.tokenizer import build_tokenizer, continuation_ids
-from unlearn.spec import Recipe
-from unlearn.train import train_with_recipe
 
 
 @pytest.fixture(scope="module")
@@ -130,24 +127,6 @@ def test_same_seed_same_weights_other_tags_other_weights(blueprint):
 def accuracy(model, data):
     with torch.no_grad():
         return (model.eval()(data.x).argmax(1) == data.y).float().mean().item()
-
-
-def test_pretraining_on_a_rule_task_teaches_it():
-    suite = make_suite(0, n_train=200, n_test=100, tasks=["compare"])
-    tokenizer = build_tokenizer(suite)
-    model = LMBlueprint(vocab_size=len(tokenizer), n_layer=2, n_head=2, n_embd=64, n_positions=32,
-                        pad_id=tokenizer.pad_token_id).build(0)
-    text = encode_text(pretraining_text(suite), tokenizer, max_length=model.context_length)
-    recipe = Recipe(epochs=100, batch_size=32, lr=3e-3, optimizer="adam", weight_decay=0.0, schedule="cosine")
-    start = time.perf_counter()
-    train_with_recipe(model, text, recipe, seed=0, loss=lm_loss)
-    train, test = (encode_items(suite.task("compare").items(split), tokenizer, seed=0) for split in ("train", "test"))
-    train_acc, test_acc = accuracy(model, train), accuracy(model, test)
-    print(f"compare: {recipe.epochs} epochs in {time.perf_counter() - start:.1f} s, "
-          f"train accuracy {train_acc:.2f}, test accuracy {test_acc:.2f}")
-    assert train_acc > 0.8
-    # Above chance on unseen questions: one-sided binomial test against 1/2.
-    assert binomtest(round(test_acc * len(test)), len(test), 0.5, alternative="greater").pvalue < 0.01
 
 
 def test_checkpoint_gives_the_same_scores(suite, tokenizer, blueprint, tmp_path):
