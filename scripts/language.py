@@ -13,9 +13,10 @@ seed has its own pretrained model) through the ordinary harness and prints:
    difference from the original and from the oracle, and the two predictors (the original's confidence and the
    variability of its representations);
 3. the cross-task matrix: the forget ratio on every task (columns) after forgetting task T (rows) with
-   random-label, the diagonal being the task's own held-out items; `--plot` saves it as a heat map (PNG);
-4. Spearman rank correlations across tasks between each predictor and the held-out forget ratio (scipy.stats),
-   with their p-values and the number of tasks;
+   random-label, the diagonal being the task's own held-out items, over the tasks the original models learned
+   (`LEARNED`); `--plot` saves it as a heat map (PNG);
+4. Spearman rank correlations across the learned tasks between each predictor and the held-out forget ratio
+   (scipy.stats), with their p-values and the number of tasks;
 5. the same summary for every other method that ran.
 
 Models come from (and go to) WORKDIR/data/cache; records go to `--keep` or a temporary directory. A forget ratio
@@ -44,6 +45,10 @@ from unlearn.spec import load_benchmark  # noqa: E402
 FORGETTER = "random-label"
 TASK_COLUMNS = ("Acc-f", "Acc-h", "Gap-f", "Gap-h", "Ratio-f", "Ratio-h", "Probe", "Probe-Δorig", "Probe-Δoracle")
 PREDICTORS = ("Confidence", "Variability")
+LEARNED = 10.0
+"""A task counts as learned, and its forget ratios enter the matrix and the correlations, when the original models
+answer its unseen items at least this many points above chance: the ratio divides by that margin, so near chance
+it is noise (a ratio of 4 from a 1-point margin says nothing)."""
 
 
 def mean_std(values: list[float]) -> str:
@@ -80,9 +85,19 @@ def print_tasks(table: dict[str, dict[str, list[float]]], method: str) -> None:
         print(f"{task:10s}" + "".join(f"{mean_std(table[task].get(c, [])):>16s}" for c in columns))
 
 
-def cross_task_matrix(table: dict[str, dict[str, list[float]]]) -> tuple[list[str], list[list[float | None]]]:
-    """Rows: the forgotten task; columns: the task measured (the diagonal is the task's own held-out ratio)."""
-    tasks = sorted(table)
+def learned(records: list[ResultRecord]) -> dict[str, float]:
+    """The original models' mean accuracy (%) on each task's unseen test items, over seeds."""
+    seen: dict[str, list[float]] = defaultdict(list)
+    for r in {(r.seed, r.forget.spec): r for r in records if r.status == "ok"}.values():
+        seen[task_of(r)].append(r.original_metrics["Acc-h"])
+    return {task: statistics.fmean(values) for task, values in seen.items()}
+
+
+def cross_task_matrix(table: dict[str, dict[str, list[float]]], known: dict[str, float]
+                      ) -> tuple[list[str], list[list[float | None]]]:
+    """Rows: the forgotten task; columns: the task measured (the diagonal is the task's own held-out ratio); only
+    tasks the original models learned (`LEARNED`), since a ratio over a margin near chance is noise."""
+    tasks = sorted(t for t in table if known.get(t, 0.0) - 50.0 >= LEARNED)
     matrix: list[list[float | None]] = []
     for forgotten in tasks:
         row = []
@@ -124,13 +139,14 @@ def plot_matrix(tasks: list[str], matrix: list[list[float | None]], path: Path) 
     print(f"heat map: {path}")
 
 
-def print_correlations(table: dict[str, dict[str, list[float]]]) -> None:
+def print_correlations(table: dict[str, dict[str, list[float]]], tasks: list[str]) -> None:
     from scipy.stats import spearmanr
 
-    print("\npredictors against the held-out forget ratio, across tasks (Spearman rank correlation)")
+    print(f"\npredictors against the held-out forget ratio, across the learned tasks ({', '.join(tasks)}; "
+          f"Spearman rank correlation)")
     for predictor in PREDICTORS:
-        pairs = [(statistics.fmean(row[predictor]), statistics.fmean(row["Ratio-h"]))
-                 for row in table.values() if row.get(predictor) and row.get("Ratio-h")]
+        pairs = [(statistics.fmean(table[t][predictor]), statistics.fmean(table[t]["Ratio-h"]))
+                 for t in tasks if table[t].get(predictor) and table[t].get("Ratio-h")]
         if len(pairs) < 3:
             print(f"  {predictor}: fewer than 3 tasks with both values")
             continue
@@ -197,14 +213,19 @@ def main() -> None:
     models = Models(kind, Workspace.at(args.workdir))  # the originals are cached now, with their training time
     originals = {seed: models.load_or_train_original(seed).seconds for seed in seeds}
     print_speed(originals, records, wall)
+    known = learned(records)
+    print("\nthe original models' accuracy on each task's unseen items (mean over seeds, %): "
+          + ", ".join(f"{task} {acc:.1f}" for task, acc in sorted(known.items()))
+          + f"; learned (at least {LEARNED:g} points above chance): "
+          + ", ".join(t for t, acc in sorted(known.items()) if acc - 50.0 >= LEARNED))
     table = collect(records, FORGETTER)
     if table:
         print_tasks(table, FORGETTER)
-        names, matrix = cross_task_matrix(table)
+        names, matrix = cross_task_matrix(table, known)
         print_matrix(names, matrix)
         if args.plot:
             plot_matrix(names, matrix, args.plot)
-        print_correlations(table)
+        print_correlations(table, names)
     for method in [m.name for m in plan.methods]:
         if method not in (FORGETTER, "retrain"):
             other = collect(records, method)

@@ -121,7 +121,9 @@ def submit(
     if stale:
         report.notes.append(f"ignored {stale} records made under an older version of the {spec.name} spec")
 
-    forgets, seeds = list(dict.fromkeys(spec.grid.forget)), list(dict.fromkeys(spec.grid.seeds))
+    # cells are named by the canonical spec (task:compare is task:compare:n=1000 in its records)
+    forgets = list(dict.fromkeys(ForgetSpec.parse(text).text for text in spec.grid.forget))
+    seeds = list(dict.fromkeys(spec.grid.seeds))
     grid = {(f, s) for f in forgets for s in seeds}
     by_cell: dict[tuple[str, str, int], list[tuple[Path, ResultRecord]]] = defaultdict(list)
     for path, r in current:
