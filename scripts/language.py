@@ -210,8 +210,10 @@ def main() -> None:
             workspace = Workspace.at(args.workdir, results_dir=(args.keep or Path(tmp)) / "runs")
             records = Grid(plan, kind, workspace, progress=True).run(executor).records
     wall = time.perf_counter() - began
-    models = Models(kind, Workspace.at(args.workdir))  # the originals are cached now, with their training time
-    originals = {seed: models.load_or_train_original(seed).seconds for seed in seeds}
+    models = Models(kind, Workspace.at(args.workdir))  # the originals' training times, where they are cached
+    cached = {seed: models.cache.load("original", kind.original_key(seed), lambda seed=seed: kind.new_model(seed))
+              for seed in seeds}
+    originals = {seed: hit.seconds for seed, hit in cached.items() if hit is not None}
     print_speed(originals, records, wall)
     known = learned(records)
     print("\nthe original models' accuracy on each task's unseen items (mean over seeds, %): "
