@@ -58,6 +58,15 @@ def test_task_forget_sets_take_n_seeded_items_of_the_task(small_kind):
     assert {tasks[i] for s in sets for i in s.tolist()} == {"compare"}
 
 
+def test_copies_of_the_kind_keep_the_download_permission(small_kind):
+    small_kind.download = True
+    try:
+        assert small_kind.with_spec(small_kind.spec).download
+        assert small_kind.with_data(small_kind.dataset, {}).download
+    finally:
+        small_kind.download = False
+
+
 def test_a_cell_splits_by_task(small_kind):
     from unlearn.forget.manifest import load_or_build
 

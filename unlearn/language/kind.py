@@ -89,6 +89,17 @@ class Language(Kind):
         return kind
 
     download = False
+    """Whether a checkpoint may be fetched from the hub (the workspace's `--download`), kept by every copy below."""
+
+    def with_data(self, dataset, extra_splits):  # type: ignore[no-untyped-def]
+        kind = super().with_data(dataset, extra_splits)
+        kind.download = self.download
+        return kind
+
+    def with_spec(self, spec):  # type: ignore[no-untyped-def]
+        kind = super().with_spec(spec)
+        kind.download = self.download
+        return kind
 
     @classmethod
     def provides(cls, spec: BenchmarkSpec, runs_methods: bool = True) -> set[str]:
