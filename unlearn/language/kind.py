@@ -7,7 +7,7 @@ point of `unlearn.kinds`) supplies the data, the model and the splits:
   model's tokenizer; the original model is trained on the whole mixture by the spec's recipe with the model's
   `label_loss`: the causal-LM loss of each statement's words (pretraining text) and of each train item's true
   answer after its question (fine-tuning with correct labels), so that one run does the paper's two steps. The
-  question's own tokens are not trained on: with them (`text_loss`) a 2-layer GPT-2 spent its capacity on the
+  question's own tokens are not trained on: with them (measured) a 2-layer GPT-2 spent its capacity on the
   unpredictable numbers and letters of the rule tasks' questions and learned fewer tasks in the same time
   (brackets 60 % against 88 %, last 46 % against 100 % on unseen items). Methods train with the same `label_loss`;
 - the model (spec `model`) is a small GPT-2 built from a named config (`LM_CONFIGS`) and trained from scratch, or
@@ -59,7 +59,6 @@ class LanguageCell:
 
     task: str
     test_tasks: tuple[str, ...]
-    layers: int
 
 
 class Language(Kind):
@@ -154,7 +153,7 @@ class Language(Kind):
     def resources(self, group: CellGroup, choice: MethodChoice | None, models: Models) -> dict[str, Callable[[], Any]]:
         task = self.task_of(group.manifest)
         others = tuple(name for name in self.dataset.tasks["test"] if name != task)
-        cell = LanguageCell(task, others, int(self.new_model(0).lm.config.num_hidden_layers))
+        cell = LanguageCell(task, others)
         return {"language": lambda: cell}
 
 

@@ -101,15 +101,6 @@ class TwoChoiceLM(nn.Module):
         return -torch.where(scored, log_probs, 0.0).sum() / scored.sum().clamp(min=1)
 
 
-def text_loss(model: nn.Module, x: Tensor, y: Tensor) -> Tensor:
-    """The pretraining objective as a `LossFn`: the causal-LM loss of option y[n] read as plain text, every
-    non-padding token after the first (an item's question and its answer alike; a statement's words)."""
-    picked = x.gather(1, y.view(-1, 1, 1, 1).expand(-1, 1, *x.shape[2:])).clone()
-    roles = picked[:, :, 1]
-    picked[:, :, 1] = torch.where(roles == PADDING, PADDING, SCORED)
-    return model.label_loss(picked, torch.zeros_like(y))
-
-
 def lm_loss(model: nn.Module, x: Tensor, y: Tensor) -> Tensor:
     """The causal-LM loss of option 0 (the text line of `encode_text`) as a `LossFn`; `y` is unused."""
     return model.label_loss(x[:, :1], torch.zeros_like(y))
