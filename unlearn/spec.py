@@ -202,6 +202,10 @@ class GenerationSettings(BaseModel):
     """Generality: condition on (1 − λ)·e(c_f) + λ·e(c) for each λ here and each remaining class c."""
     near_samples: PositiveInt = 20
     """Samples per (λ, remaining class) of the generality metric."""
+    shell: list[float] = Field(default_factory=list)
+    """Generality on RealEra's neighbourhood: `shell_samples` random conditions at each cosine here from e(c_f),
+    with the same norm (empty: not measured)."""
+    shell_samples: PositiveInt = 50
     grid_columns: int = Field(8, ge=1, le=32)
     """Samples per class in the PNG grid saved next to each record."""
     judge: JudgeSettings | None = None
@@ -212,6 +216,13 @@ class GenerationSettings(BaseModel):
         if any(not 0.0 < v < 1.0 for v in near):
             raise ValueError(f"near weights must lie strictly between 0 and 1, got {near}")
         return near
+
+    @field_validator("shell")
+    @classmethod
+    def _cosines(cls, shell: list[float]) -> list[float]:
+        if any(not 0.0 < v < 1.0 for v in shell):
+            raise ValueError(f"shell cosines must lie strictly between 0 and 1, got {shell}")
+        return shell
 
 
 class EvaluationSettings(BaseModel):

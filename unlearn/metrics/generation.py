@@ -188,9 +188,33 @@ def generation(evaluation: Evaluation) -> Scores:
     return Scores(out, settings_info(evaluation, made))
 
 
-@metric("generality", needs=("judge",), produces=("UA-near",), settings=("generation",))
+def shell_conditions(centre: Tensor, cosines: list[float], count: int, gen: torch.Generator) -> tuple[Tensor, Tensor]:
+    """`count` embeddings per cosine c on the shell around `centre`: ‖e‖·(c·ê + √(1 − c²)·u), with u a random unit
+    direction orthogonal to ê drawn from `gen` (RealEra's neighbourhood, at a fixed cosine rather than a range).
+    Returns (embeddings, the cosine of each row)."""
+    norm = centre.norm()
+    unit = centre / norm
+    rows, cos = [], []
+    for c in cosines:
+        u = torch.randn(count, len(centre), generator=gen).to(centre)
+        u = u - (u @ unit)[:, None] * unit  # the component orthogonal to ê
+        u = u / u.norm(dim=1, keepdim=True)
+        rows.append(norm * (c * unit + (1.0 - c * c) ** 0.5 * u))
+        cos.extend([c] * count)
+    return torch.cat(rows), torch.tensor(cos, dtype=torch.float64)
+
+
+def misses(cell: GenerationCell, images: Tensor, targets: Tensor, batch: int) -> Tensor:
+    """Whether the judge does not assign each image to its target (forgotten) class."""
+    probs, _ = cell.judge.outputs(images, batch)
+    return probs.argmax(1) != targets
+
+
+@metric("generality", needs=("judge",), produces=("UA-near", "UA-shell"), settings=("generation",))
 def generality(evaluation: Evaluation) -> Scores:
-    """UA on conditions interpolated between each forgotten class's embedding and every remaining class's."""
+    """UA on conditions near each forgotten class's embedding: interpolated towards every remaining class's
+    (`UA-near`), and, when the spec sets `shell` cosines, on a cosine shell around it (`UA-shell`, RealEra's
+    concept residue)."""
     cell: GenerationCell = evaluation.need("judge")
     settings = evaluation.settings["generation"]
     model = evaluation.model
@@ -205,12 +229,34 @@ def generality(evaluation: Evaluation) -> Scores:
                     owners.extend([(c_f, lam)] * settings.near_samples)
     conditions = torch.cat(rows)
     images = sample_conditions(model, conditions, evaluation, "near")
-    probs, _ = cell.judge.outputs(images, evaluation.batch_size)
-    targets = torch.tensor([c_f for c_f, _ in owners])
-    hit = probs.argmax(1) == targets
-    out = {"UA-near": 100.0 * (1.0 - float(hit.float().mean()))}
+    missed = misses(cell, images, torch.tensor([c_f for c_f, _ in owners]), evaluation.batch_size)
+    out = {"UA-near": 100.0 * float(missed.float().mean())}
     lams = torch.tensor([lam for _, lam in owners])
     for lam in settings.near:
-        out[f"UA-near@{lam:g}"] = 100.0 * (1.0 - float(hit[lams == lam].float().mean()))
-    return Scores(out, {"near": list(settings.near), "near_samples": settings.near_samples,
-                        "conditions": len(conditions)})
+        out[f"UA-near@{lam:g}"] = 100.0 * float(missed[lams == lam].float().mean())
+    info: dict[str, Any] = {"near": list(settings.near), "near_samples": settings.near_samples,
+                            "conditions": len(conditions)}
+    if settings.shell:
+        out.update(shell_scores(evaluation, cell, table))
+        info.update(shell=list(settings.shell), shell_samples=settings.shell_samples)
+    return Scores(out, info)
+
+
+def shell_scores(evaluation: Evaluation, cell: GenerationCell, table: Tensor) -> dict[str, float]:
+    """UA-shell and UA-shell@c: UA on `shell_samples` random conditions at each cosine c from each forgotten
+    class's embedding, the same directions for every model of a cell (seeded by the cell seed)."""
+    settings = evaluation.settings["generation"]
+    gen = seeded_generator(evaluation.seed, "generality-shell")
+    conditions, cosines, targets = [], [], []
+    for c_f in cell.forgotten:
+        embedded, cos = shell_conditions(table[c_f], settings.shell, settings.shell_samples, gen)
+        conditions.append(embedded)
+        cosines.append(cos)
+        targets.extend([c_f] * len(embedded))
+    images = sample_conditions(evaluation.model, torch.cat(conditions), evaluation, "shell")
+    missed = misses(cell, images, torch.tensor(targets), evaluation.batch_size)
+    cos = torch.cat(cosines)
+    out = {"UA-shell": 100.0 * float(missed.float().mean())}
+    for c in settings.shell:
+        out[f"UA-shell@{c:g}"] = 100.0 * float(missed[cos == c].float().mean())
+    return out
