@@ -77,8 +77,12 @@ COLUMNS: dict[str, dict[str, tuple[str, str | None]]] = {
         "FD": ("Fréchet distance between judge features of generated and real remaining-class images", GENERATION),
         "Samples/s": ("sampling throughput with the benchmark's pinned sampler settings", GENERATION),
     },
-    "generality": {"UA-near": ("UA on conditions between the forgotten class's label embedding and each "
-                               "remaining class's", GENERATION)},
+    "generality": {
+        "UA-near": ("UA on conditions between the forgotten class's label embedding and each remaining class's",
+                    GENERATION),
+        "UA-shell": ("UA on random conditions at fixed cosines from the forgotten class's label embedding "
+                     "(RealEra's concept residue)", "docs/metrics.md#generality-of-a-forgotten-class-generality-ua-near-ua-shell"),
+    },
     "lm-forgetting": {
         "Acc-f": ("accuracy on the forget items (two choices: 50 is chance), %", LANGUAGE),
         "Acc-h": ("accuracy on the forgotten task's unseen test items, %", LANGUAGE),
