@@ -268,14 +268,9 @@ def _averaged(output: Tensor, channels_first: bool, mask: Tensor | None) -> Tens
     return (units * weights).sum(1) / weights.sum(1).clamp(min=1)
 
 
-def unit_names(layers: list[Layer]) -> list[tuple[str, int]]:
-    """(producer, output index) of every unit, in `read_units` order."""
-    return [(layer.producer, i) for layer in layers for i in range(layer.size)]
-
-
 @torch.no_grad()
 def switch_off(model: nn.Module, layers: list[Layer], units: list[int]) -> dict[str, int]:
-    """Zero the incoming weights and bias of `units` (indices into `unit_names(layers)`), and the affine weight and
+    """Zero the incoming weights and bias of `units` (indices into the units of `layers`, in order), and the affine weight and
     bias of their BatchNorm, so that each one's activation output is exactly 0; returns how many per layer."""
     modules = dict(model.named_modules())
     starts, total = [], 0
