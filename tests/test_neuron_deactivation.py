@@ -17,6 +17,7 @@ from unlearn.errors import UserError
 from unlearn.methods import Track, resolve_method
 from unlearn.models import Classifier, build_model
 from unlearn.train import train_with_recipe
+from unlearn.units import example_layers, find_layers
 
 
 def small_cnn(seed: int = 0):
@@ -224,3 +225,40 @@ def test_k_larger_than_the_units_exits_2_with_one_line(tmp_path, capsys):
     assert code == 2 and err.count("\n") == 1, err
     assert "neuron-deactivation: k=5000 is larger than the 112 hidden units of this model" in err
     assert not (tmp_path / "data" / "runs").exists()
+
+
+# Every registered classifier's units, counted from its code: the ResNet's stem conv and each block's conv1 (64 + 2 ×
+# (64 + 128 + 256 + 512)), never a conv2 or downsample (their sum with the shortcut enters the ReLU); the ViT's fc1.
+UNITS = {"mlp": (1, (8, 8), 2 * 256), "small-cnn": (1, (8, 8), 16 + 32 + 64), "cnn1d": (1, (1, 40), 3 * 25),
+         "vit": (1, (8, 8), 4 * 128), "resnet18": (3, (8, 8), 64 + 2 * (64 + 128 + 256 + 512))}
+
+
+@pytest.mark.parametrize("name", sorted(UNITS))
+def test_each_models_units_are_found_from_its_own_input(name):
+    channels, size, count = UNITS[name]
+    torch.manual_seed(0)
+    layers = example_layers(build_model(name, channels, size, 10, [0.5] * channels, [0.5] * channels))
+    assert sum(layer.size for layer in layers) == count
+    assert not any(("conv2" in layer.producer or "downsample" in layer.producer or "head" in layer.producer
+                    or layer.producer.endswith("mlp.3")) for layer in layers)
+    if name == "resnet18":
+        assert all(layer.norm == layer.producer.replace("conv", "bn") for layer in layers)
+
+
+class Odd(nn.Module):
+    """Layers that have no units: a functional ReLU, a sigmoid (f(0) ≠ 0), a layer called twice; then one that has."""
+
+    def __init__(self):
+        super().__init__()
+        self.functional, self.sigmoid, self.shared = nn.Linear(4, 4), nn.Linear(4, 4), nn.Linear(4, 4)
+        self.sig, self.relu = nn.Sigmoid(), nn.ReLU()
+        self.last, self.norm = nn.Linear(4, 6), nn.BatchNorm1d(6)
+
+    def forward(self, x):
+        x = self.relu(self.shared(self.relu(self.shared(self.sig(self.sigmoid(torch.relu(self.functional(x))))))))
+        return self.relu(self.norm(self.last(x)))
+
+
+def test_only_a_layer_feeding_an_activation_with_f0_0_once_has_units():
+    layers = find_layers(Odd(), torch.rand(3, 4))
+    assert [(layer.producer, layer.norm, layer.size) for layer in layers] == [("last", "norm", 6)]

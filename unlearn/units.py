@@ -22,6 +22,7 @@ tokens). Any other module is run whole, its activations averaged over every posi
 from __future__ import annotations
 
 import sys
+from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -207,10 +208,9 @@ def find_layers(model: nn.Module, x: Tensor) -> list[Layer]:
     """The layers of units of `model`, in the order their activations run on inputs `x` (a batch, or one sample)."""
     modules = dict(model.named_modules())
     found: dict[str, Layer] = {}
-    calls: dict[str, int] = {}
+    calls = Counter()
 
     def on_unit(producer: str, norm: str | None, activation: str, entered: Tensor, output: Tensor) -> None:
-        calls[producer] = calls.get(producer, 0) + 1
         module, dim = modules[producer], weight_dim(modules[producer])
         channels_first = dim == 0 and not isinstance(module, nn.Linear)
         size = module.weight.shape[dim]
@@ -220,10 +220,15 @@ def find_layers(model: nn.Module, x: Tensor) -> list[Layer]:
                 entered.shape[1 if channels_first else -1] == size:
             found.setdefault(producer, Layer(producer, norm, activation, int(size), int(dim), channels_first))
 
-    reader = reader_of(model)
-    with _evaluating(model), _following(model, None, on_unit):
-        reader.run(model, x)
-    return [layer for name, layer in found.items() if calls[name] == 1]
+    counting = [module.register_forward_hook(lambda *_, name=name: calls.update([name]))
+                for name, module in modules.items() if weight_dim(module) is not None]
+    try:
+        with _evaluating(model), _following(model, None, on_unit):
+            reader_of(model).run(model, x)
+    finally:
+        for handle in counting:
+            handle.remove()
+    return [layer for name, layer in found.items() if calls[name] == 1]  # a layer called twice shares its weights
 
 
 def example_layers(model: nn.Module) -> list[Layer] | None:
