@@ -89,7 +89,8 @@ class NeuronDeactivation(Deactivation):
     neurons): every hidden unit (an MLP or FFN neuron, a conv channel: `unlearn/units.py`) is scored by the average
     precision (sklearn's `average_precision_score`) of its activation as a score for the forget samples (positives)
     against retain samples (negatives); the k highest are deactivated, ties going to the unit found first. An
-    activation is the unit's output after its nonlinearity, averaged over spatial positions, over image tokens in
+    activation is the unit's output after its nonlinearity, averaged over spatial positions, over all tokens (the class
+    token with the patches) in
     the ViT, and over the non-padding tokens of an item's first option in a language model (`unlearn/units.py`).
 
     Deliberate differences: the paper contrasts one relation's prompts with other relations' and deactivates at
