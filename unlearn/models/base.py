@@ -40,6 +40,8 @@ class Classifier(nn.Module):
         self.head = head
         self.probe_block = f"body.{probe_block}" if probe_block else None
         """The earlier block whose output probes read besides the penultimate features (a submodule path)."""
+        self.input_shape: tuple[int, int, int] | None = None
+        """(channels, height, width) of the images it takes, when known (`build_model` sets it; not saved)."""
 
     def features(self, x: Tensor) -> Tensor:
         """Penultimate-layer features of images `x` in [0, 1]."""
@@ -61,7 +63,9 @@ def build_model(
 ) -> Classifier:
     """Build the registered model `name` for images of the given shape (weights from the global RNG)."""
     body, head, *block = MODELS.get(name)(in_channels, image_size, num_classes)
-    return Classifier(body, head, mean, std, block[0] if block else None)
+    model = Classifier(body, head, mean, std, block[0] if block else None)
+    model.input_shape = (in_channels, *image_size)
+    return model
 
 
 @dataclass(frozen=True)
