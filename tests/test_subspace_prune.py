@@ -111,3 +111,12 @@ def test_runs_from_the_command_line_and_refuses_bad_hyperparameters(tmp_path, sh
     record = read_record(next((tmp_path / "data" / "runs").rglob("*.json")))
     assert record.status == "ok" and record.method == "subspace-prune"
     assert 0 < record.method_info["pruned_fraction"] < 0.01 and record.method_info["normal_conditions"] == 9
+
+
+def test_a_layer_the_forward_pass_never_calls_gets_an_empty_mask(tiny_ddpm):
+    model = copy.deepcopy(tiny_ddpm)
+    model.unused = torch.nn.Linear(3, 2)
+    masks = union(timestep_masks(model, torch.tensor([FORGET]), torch.tensor([0, 1]), SETTINGS,
+                                 torch.Generator().manual_seed(0)))
+    assert masks["unused"].shape == (2, 3) and not masks["unused"].any()
+    assert any(m.any() for m in masks.values())

@@ -154,11 +154,14 @@ def timestep_masks(
     run = (settings.timesteps, settings.sampler_steps, settings.guidance)
     mem_norms, nor_norms = column_norms(model, mem, noise, *run), column_norms(model, nor, noise, *run)
     layers = prunable_layers(model)
-    return [
-        {name: wanda_mask(weight_matrix(m), at_m[name], at_n[name], settings.skill_ratio).view(m.weight.shape)
-         for name, m in layers.items()}
-        for at_m, at_n in zip(mem_norms, nor_norms, strict=True)
-    ]
+
+    def mask(name: str, m: nn.Module, at_m: dict[str, Tensor], at_n: dict[str, Tensor]) -> Tensor:
+        if name not in at_m:  # a layer the forward pass never calls: nothing to score
+            return torch.zeros(m.weight.shape, dtype=torch.bool)
+        return wanda_mask(weight_matrix(m), at_m[name], at_n[name], settings.skill_ratio).view(m.weight.shape)
+
+    return [{name: mask(name, m, at_m, at_n) for name, m in layers.items()}
+            for at_m, at_n in zip(mem_norms, nor_norms, strict=True)]
 
 
 def memorisation_masks(
