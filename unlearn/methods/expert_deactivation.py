@@ -123,7 +123,7 @@ class ExpertDeactivation(Method):
         if not layers:
             raise UserError(
                 f"{self.name} needs a mixture-of-experts model with a router (a layer with route_bias and route()); "
-                f"this benchmark's model ({type(model).__name__} of {model_summary(model)}) has none, use model: moe"
+                f"this benchmark's model (of {model_summary(model)}) has none; use one with model: moe (e.g. digits-moe)"
             )
         most = switchable(layers, hp.mode)
         if hp.k > most:
