@@ -55,12 +55,12 @@ def test_the_tuning_grid_is_small_starts_with_the_learning_rate_and_validates(na
 @pytest.mark.parametrize("name", NAMES)
 def test_each_method_accepts_its_benchmarks_model_with_its_defaults(name, digits_kind):
     """Every method fits the model of a benchmark whose grid runs it (GS-LoRA needs digits-vit's ViT, the diffusion
-    methods digits-ddpm's DDPM); a method no frozen grid runs, the first benchmark of its kind (npo: the digits
-    classifier; subspace-prune: the digits DDPM)."""
+    methods digits-ddpm's DDPM, expert deactivation digits-moe's mixture of experts); a method no frozen grid runs,
+    the first benchmark of its kind (npo: the digits classifier; subspace-prune: the digits DDPM)."""
     from unlearn.harness import kind_class
     from unlearn.spec import load_benchmark
 
-    specs = (digits_kind.spec, load_benchmark("digits-vit"), load_benchmark("digits-ddpm"))
+    specs = (digits_kind.spec, load_benchmark("digits-vit"), load_benchmark("digits-ddpm"), load_benchmark("digits-moe"))
     spec = next((s for s in specs if name in s.grid.methods), None)
     if spec is None:  # the first frozen benchmark of a kind the method unlearns
         spec = next((s for s in specs if s.kind in resolve_method(name).kinds), None)
