@@ -196,3 +196,13 @@ def test_memorized_on_a_classification_benchmark_exits_2(tmp_path, capsys):
     code, _, err = run_cli(capsys, "run", "--benchmark", "digits", "--forget", "memorized", "--methods", "retrain",
                            "--workdir", str(tmp_path), "--no-progress", "--device", "cpu")
     assert code == 2 and "planted none" in err and len(err.strip().splitlines()) == 1
+
+
+def test_forget_set_build_names_the_memorized_set_by_its_kind(tmp_path, shared_cache, capsys):
+    common = ["--benchmark", str(tiny_memo_spec(tmp_path)), "--workdir", str(tmp_path), "--cache-dir", str(shared_cache),
+              "--no-progress", "--device", "cpu"]
+    code, out, err = run_cli(capsys, "forget-set", "build", "memorized", *common)
+    assert code == 0, err
+    assert out.splitlines()[0].endswith("digits+memorized-3x4-seed1/memorized.json")
+    code, _, err = run_cli(capsys, "forget-set", "build", "memorized", "--fraction", "0.1", *common)
+    assert code == 2 and "takes no size" in err
