@@ -27,13 +27,13 @@ MEMO_SPEC = Path(__file__).parents[1] / "benchmarks" / "digits-ddpm-memo.yaml"
 
 def tiny_memo_spec(tmp_path: Path, dataset: str = "digits:memorize=3:copies=4:seed=1", **changes) -> Path:
     """digits-ddpm-memo shrunk to seconds: 3 planted images of 4 copies, 1 epoch, 3 samples per condition, 2 DDIM
-    steps, a 1-epoch judge."""
+    steps, the 5-epoch judge of test_generation."""
     spec = yaml.safe_load(MEMO_SPEC.read_text())
     spec.update(name="tiny-memo", dataset=dataset, **changes)
     spec["train"]["epochs"] = 1
     settings = spec["evaluation"]["generation"]
     settings.update(samples_per_class=3, sampler_steps=2, grid_columns=2)
-    settings["judge"]["train"]["epochs"] = 1
+    settings["judge"]["train"]["epochs"] = 5  # test_generation's tiny judge: one cache entry for both
     path = tmp_path / "tiny-memo.yaml"
     path.write_text(yaml.safe_dump(spec, sort_keys=False))
     return path

@@ -219,7 +219,7 @@ class MemorizationSettings(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
-    threshold: PositiveFloat = 0.1
+    threshold: PositiveFloat = 0.2
     """A sample is extracted when its nearest training image is a planted one at most this far: the root-mean-square
     pixel difference (L2 distance / sqrt(pixels), images in [0, 1]). Calibrated per benchmark (docs/generation.md)."""
 
