@@ -79,7 +79,7 @@ class Generation(Classification):
     @classmethod
     def check_forget(cls, spec: BenchmarkSpec, forget: ForgetSpec) -> None:
         if forget.kind not in cls.forgets:
-            raise UserError(f"generation benchmark {spec.name!r} forgets classes: use class:K, not {forget.text!r}")
+            raise UserError(f"generation benchmark {spec.name!r} forgets classes: use class:K (or memorized, for planted images), not {forget.text!r}")
         if forget.kind == "memorized" and Planting.parse(spec.dataset) is None:
             raise UserError(f"the memorized forget set needs a benchmark that planted images; {spec.name!r} planted none "
                             f"(plant them with dataset: {spec.dataset}:memorize=P)")
