@@ -86,6 +86,8 @@ def test_memorized_forget_set_is_the_planted_rows_and_the_oracle_never_sees_them
     workspace = Workspace.at(tmp_path, cache_dir=shared_cache)
     kind = load_kind(spec, workspace, torch.device("cpu"))
     models = Models(kind, workspace)
+    key = kind.original_key(0)  # the planted data (and the option naming it) enter the original model's cache key
+    assert key["data"] == kind.dataset.fingerprint != kind.real.fingerprint and "memorize=3" in key["dataset"]
     manifest = models.build_manifest(ForgetSpec.parse("memorized"), 0)
     rows = kind.dataset.planted_rows()
     assert manifest.indices == torch.nonzero(rows).flatten().tolist() and manifest.size == 12
