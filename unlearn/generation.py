@@ -11,6 +11,10 @@ the `generation` entry point of `unlearn.kinds`), and what it changes is the mod
   original next to the method's output, saved next to it.
 - The judge is a classifier of the benchmark's model zoo trained on the real training images
   (cached like any model), or a safetensors file that must classify exactly the benchmark's classes.
+- A benchmark may plant images (`dataset: NAME:memorize=P[:copies=N][:seed=S]`, `unlearn.data.planted`): each
+  under a condition id of its own, after the real classes, which the generator gets embeddings for, and which
+  the `memorized` forget set forgets; the judge still learns and scores the real classes only, and the
+  `planted` resource feeds the extraction rate (`unlearn.metrics.memorization`).
 """
 
 from __future__ import annotations
@@ -27,7 +31,8 @@ from torch import nn
 from unlearn.atomic import atomic_write
 from unlearn.cache import ModelCache
 from unlearn.checkpoints import load_weights_into, read_weights
-from unlearn.data import Dataset, TensorData
+from unlearn.data import Dataset, TensorData, load_dataset
+from unlearn.data.planted import PlantedDataset, Planting, plant
 from unlearn.errors import UserError
 from unlearn.forget import ForgetManifest, ForgetSpec
 from unlearn.harness.classification import Classification
@@ -35,6 +40,7 @@ from unlearn.harness.kinds import forget_mask
 from unlearn.hashing import sha256_hex
 from unlearn.metrics import Evaluation
 from unlearn.metrics.generation import GenerationCell, Judge, Samples, samples
+from unlearn.metrics.memorization import Planted
 from unlearn.models import Blueprint
 from unlearn.models.diffusion import DiffusionLoss, GeneratorBlueprint
 from unlearn.seeding import generator as seeded_generator
@@ -45,6 +51,7 @@ if TYPE_CHECKING:
     from unlearn.harness.cells import Cell, CellGroup
     from unlearn.harness.models import Models
     from unlearn.harness.plan import MethodChoice
+    from unlearn.harness.workspace import Workspace
 
 
 class Generation(Classification):
@@ -53,17 +60,29 @@ class Generation(Classification):
     It shares the classification kind's data handling (and its checks of forget sets and methods against
     the data and model); everything else below differs."""
 
-    forgets = ("class",)
-    """A class-conditional generator forgets classes."""
+    forgets = ("class", "memorized")
+    """A class-conditional generator forgets classes, or the images a benchmark planted."""
+
+    @classmethod
+    def load(cls, spec: BenchmarkSpec, workspace: Workspace, device: torch.device) -> Generation:
+        """The benchmark's dataset, with the images it plants (if its `dataset` entry asks) planted."""
+        planting = Planting.parse(spec.dataset)
+        if planting is None:
+            return super().load(spec, workspace, device)  # type: ignore[return-value]
+        return cls(spec, plant(load_dataset(planting.base, workspace.data_root, workspace.download), planting), device)
 
     @classmethod
     def provides(cls, spec: BenchmarkSpec, runs_methods: bool = True) -> set[str]:
-        return {"forget", "retain", "oracle", "original", "judge"}
+        planted = {"planted"} if Planting.parse(spec.dataset) is not None else set()
+        return {"forget", "retain", "oracle", "original", "judge", *planted}
 
     @classmethod
     def check_forget(cls, spec: BenchmarkSpec, forget: ForgetSpec) -> None:
         if forget.kind not in cls.forgets:
-            raise UserError(f"generation benchmark {spec.name!r} forgets classes: use class:K, not {forget.text!r}")
+            raise UserError(f"generation benchmark {spec.name!r} forgets classes: use class:K (or memorized, for planted images), not {forget.text!r}")
+        if forget.kind == "memorized" and Planting.parse(spec.dataset) is None:
+            raise UserError(f"the memorized forget set needs a benchmark that planted images; {spec.name!r} planted none "
+                            f"(plant them with dataset: {spec.dataset}:memorize=P)")
 
     uses_probes = False
 
@@ -90,18 +109,32 @@ class Generation(Classification):
     def judge(self, cache: ModelCache) -> Judge:
         """The benchmark's judge, read or trained (cached in `cache`) on first use."""
         if self._judge is None:
-            self._judge = load_judge(self.spec.evaluation.generation.judge, self.spec, self.dataset, cache,
+            self._judge = load_judge(self.spec.evaluation.generation.judge, self.spec, self.real, cache,
                                      self.device, self.spec.source_dir)
         return self._judge
 
+    @property
+    def real(self) -> Dataset:
+        """The dataset without planted images (the judge's classes and training images)."""
+        if isinstance(self.dataset, PlantedDataset) and self.dataset.real is not None:
+            return self.dataset.real
+        return self.dataset
+
     def settings(self) -> dict[str, Any]:
-        return {"generation": self.spec.evaluation.generation}
+        return {"generation": self.spec.evaluation.generation, "memorization": self.spec.evaluation.memorization}
 
     def resources(self, group: CellGroup, choice: MethodChoice | None, models: Models) -> dict[str, Callable[[], Any]]:
-        """The judge, with the cell's forgotten classes and real images."""
-        cell = GenerationCell(self.judge(models.cache), tuple(group.manifest.forgotten_classes or ()), self.dataset.num_classes,
-                              group.splits["retain"])
-        return {"judge": lambda: cell}
+        """The judge, with the cell's forgotten classes and real images (retained images of the real classes), and
+        the planted images when the benchmark planted some."""
+        judged = self.real.num_classes
+        retain = group.splits["retain"]
+        cell = GenerationCell(self.judge(models.cache), tuple(group.manifest.forgotten_classes or ()), judged,
+                              retain.where(retain.y < judged), self.dataset.num_classes)
+        out: dict[str, Callable[[], Any]] = {"judge": lambda: cell}
+        if isinstance(self.dataset, PlantedDataset):
+            planted = Planted(self.train, self.dataset.planted_ids)
+            out["planted"] = lambda: planted
+        return out
 
     def artifacts(self, cell: Cell, group: CellGroup, evaluation: Evaluation) -> dict[str, str]:
         """Save the grid of samples (original | this method) next to the record; returns its file name."""
@@ -147,7 +180,7 @@ def load_judge(
         model = blueprint.build(settings.seed, "judge", device=device)
         load_weights_into(model, state, f"judge {path}")
         return Judge(model.eval().requires_grad_(False), sha256_hex(path.read_bytes()))
-    key = {"role": "judge", "dataset": spec.dataset, "model": settings.model, "train": settings.train.key(),
+    key = {"role": "judge", "dataset": dataset.name, "model": settings.model, "train": settings.train.key(),
            "data": dataset.fingerprint, "classes": list(dataset.classes), "seed": settings.seed}
     train = dataset.train.to(device)
     cached = cache.get_or_build(

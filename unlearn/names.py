@@ -22,8 +22,9 @@ BENCHMARK_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]*")
 """A benchmark name: ASCII letters, digits, '.', '_', '+', '-', starting with a letter or digit."""
 METHOD_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]*(:[A-Za-z_][A-Za-z0-9_.]*)?")
 """A method name: like a benchmark name, or a `package.module:Class` import path."""
-FORGET_SPEC = re.compile(r"[a-z][a-z0-9-]*:[A-Za-z0-9._+:=/-]+")
-"""A forget spec as the parser writes it canonically (`random:0.1`, `continual:3+4/5+6:shots=5`)."""
+FORGET_SPEC = re.compile(r"[a-z][a-z0-9-]*(:[A-Za-z0-9._+:=/-]+)?")
+"""A forget spec as the parser writes it canonically (`random:0.1`, `continual:3+4/5+6:shots=5`, or a bare kind
+that takes no argument, `memorized`)."""
 FORGET_MAX = 200
 VERSION = re.compile(r"[A-Za-z0-9][A-Za-z0-9.+!_-]{0,63}")
 """A package or Python version string (PEP 440 and local versions such as 2.15.0+cu128)."""

@@ -225,6 +225,16 @@ class GenerationSettings(BaseModel):
         return shell
 
 
+class MemorizationSettings(BaseModel):
+    """How the extraction rate of a generation benchmark's planted images is judged (`unlearn.metrics.memorization`)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+    threshold: PositiveFloat = 0.2
+    """A sample is extracted when its nearest training image is a planted one at most this far: the root-mean-square
+    pixel difference (L2 distance / sqrt(pixels), images in [0, 1]). Calibrated per benchmark (docs/generation.md)."""
+
+
 class EvaluationSettings(BaseModel):
     """Settings of the evaluations beyond one forward pass: probes, relearning, model banks, generation."""
 
@@ -234,6 +244,7 @@ class EvaluationSettings(BaseModel):
     relearn: RelearnSettings = RelearnSettings()
     bank: BankSettings = BankSettings()
     generation: GenerationSettings = GenerationSettings()
+    memorization: MemorizationSettings = MemorizationSettings()
 
 
 class BenchmarkSpec(BaseModel):

@@ -57,8 +57,14 @@ def add_forget_set(sub: Any) -> None:
 
 def _forget_text(args: argparse.Namespace) -> str:
     """The forget spec `forget-set build` names: SPEC, or KIND:SIZE from --fraction/--classes, plus options."""
+    from unlearn.forget import BUILDERS
+
     text = args.spec
     size = args.fraction if args.fraction is not None else args.classes
+    if BUILDERS.knows(text) and not BUILDERS.get(text).takes_argument:
+        if size is not None or args.option:
+            raise UserError(f"the {text} set takes no size or options; write {text}")
+        return text
     if ":" not in text:
         if size is None:
             raise UserError(f"give the size of the {text} set: {text}:SIZE, --fraction F or --classes K")

@@ -68,6 +68,8 @@ class ForgetBuilder(ABC):
     """Metrics its cells compute besides the benchmark's own (corrective sets: the attack's success)."""
     provides: tuple[str, ...] = ()
     """Metric dependencies its cells provide besides the harness's usual ones (continual: "task-start")."""
+    takes_argument: bool = True
+    """False for a set named by its kind alone (`memorized`): its spec is the bare kind, with no `:argument`."""
     protocol: str = "single"
     """How its cells run (`unlearn.harness.protocols`): "single" (one unlearning call), "corrective" (one call on
     manipulated data) or "continual" (one call per task, in sequence)."""
@@ -141,6 +143,10 @@ class ForgetSpec:
             raise UserError(f"unknown forget-set kind {kind!r} in {brief(text)}{did_you_mean(kind, BUILDERS.names())}; "
                             f"use {forms}")
         builder = BUILDERS.get(kind)()
+        if not builder.takes_argument:
+            if sep:
+                raise UserError(f"malformed forget spec {brief(text)}: {kind} takes no argument; write {builder.syntax}")
+            return cls(text=kind, kind=kind, params=builder.parse(""))
         if not sep or not arg:
             raise UserError(f"malformed forget spec {text!r}: write {builder.syntax}")
         params = builder.parse(arg)

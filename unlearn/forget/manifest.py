@@ -94,7 +94,7 @@ def manifest_path(directory: Path, dataset: str, spec: ForgetSpec, seed: int, be
         if benchmark is None:
             raise ValueError(f"the manifest of {spec.text} belongs to a benchmark; name it")
         folder = folder / benchmark
-    return folder / f"{spec.kind}-{arg}{suffix}.json"
+    return folder / f"{spec.kind}{'-' + arg if arg else ''}{suffix}.json"
 
 
 def read_manifest(path: Path) -> ForgetManifest:

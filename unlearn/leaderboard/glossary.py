@@ -18,6 +18,7 @@ PROBE = f"{METRICS_DOC}#probe-recovery-probe"
 RELEARN = f"{METRICS_DOC}#relearn-attack-relearn"
 BANKS = f"{METRICS_DOC}#per-example-scores-on-banks-of-models"
 GENERATION = "docs/generation.md#metrics-unlearnmetricsgenerationpy"
+MEMORIZATION = "docs/generation.md#memorisation-planted-images"
 CONTINUAL = "docs/continual.md#metrics-after-every-task"
 LANGUAGE = "docs/language.md#the-protocol"
 GAPS = f"{METRICS_DOC}#avg-gap-and-robust-gap"
@@ -83,6 +84,12 @@ COLUMNS: dict[str, dict[str, tuple[str, str | None]]] = {
         "UA-shell": ("UA on random conditions at fixed cosines from the forgotten class's label embedding "
                      "(RealEra's concept residue)", "docs/metrics.md#generality-of-a-forgotten-class-generality-ua-near-ua-shell"),
     },
+    "memorization": {
+        "Extraction": ("% of samples of the planted conditions whose nearest training image is a planted one within "
+                       "the threshold", MEMORIZATION),
+        "Planted-dist": ("median RMS pixel distance from those samples to the nearest planted image", MEMORIZATION),
+    },
+    "pruned": {"Pruned": ("% of the model's weights that are exactly zero in it but not in the original", MEMORIZATION)},
     "lm-forgetting": {
         "Acc-f": ("accuracy on the forget items (two choices: 50 is chance), %", LANGUAGE),
         "Acc-h": ("accuracy on the forgotten task's unseen test items, %", LANGUAGE),

@@ -68,6 +68,7 @@ DEPENDENCIES: dict[str, str] = {
     "task-start": "the model at the start of a continual task (cells of a continual forget set only)",
     "judge": "the judge classifier of a generation benchmark (`kind: generation`; `evaluation.generation.judge`)",
     "language": "the task and per-row tasks of a language benchmark's cell (`kind: language`)",
+    "planted": "the images a generation benchmark planted (`dataset: NAME:memorize=P`, docs/generation.md)",
 }
 """What a metric may depend on besides the splits, with where it comes from (for error messages)."""
 

@@ -64,12 +64,25 @@ class GenerationCell:
     judge: Judge
     forgotten: tuple[int, ...]
     num_classes: int
+    """The classes the judge knows (the real ones)."""
     real: TensorData
     """Real images of the remaining classes (the FD reference)."""
+    conditions: int | None = None
+    """The conditions the generator is sampled on (None: `num_classes`); more when the benchmark planted images
+    under condition ids of their own (`num_classes` and up, `unlearn.data.planted`), which the judge cannot score."""
 
     @property
     def remaining(self) -> list[int]:
         return [c for c in range(self.num_classes) if c not in self.forgotten]
+
+    @property
+    def judged_forgotten(self) -> tuple[int, ...]:
+        """The forgotten classes the judge knows (planted conditions are not among them)."""
+        return tuple(c for c in self.forgotten if c < self.num_classes)
+
+    @property
+    def sampled(self) -> int:
+        return self.conditions if self.conditions is not None else self.num_classes
 
 
 @dataclass(frozen=True)
@@ -110,13 +123,13 @@ def samples(evaluation: Evaluation) -> Samples:
     def make() -> Samples:
         cell: GenerationCell = evaluation.need("judge")
         n = evaluation.settings["generation"].samples_per_class
-        labels = torch.arange(cell.num_classes).repeat_interleave(n)
+        labels = torch.arange(cell.sampled).repeat_interleave(n)
         start = time.perf_counter()
         images = sample_conditions(evaluation.model, labels, evaluation, "per-class")
         seconds = time.perf_counter() - start
         model = evaluation.model
         steps = 1 if model.is_one_step else evaluation.settings["generation"].sampler_steps
-        return Samples({c: images[c * n:(c + 1) * n] for c in range(cell.num_classes)}, seconds, steps)
+        return Samples({c: images[c * n:(c + 1) * n] for c in range(cell.sampled)}, seconds, steps)
 
     return evaluation.memoized("generation-samples", make)
 
@@ -160,20 +173,23 @@ def settings_info(evaluation: Evaluation, made: Samples) -> dict[str, Any]:
 @metric("generation", needs=("judge",), produces=("UA", "P-f", "Entropy-f", "Acc-r", "FD", "Samples/s"),
         settings=("generation",), timings=("Samples/s",))
 def generation(evaluation: Evaluation) -> Scores:
-    """UA, p(c_f) and entropy of the judge on forget-class samples; its accuracy on the remaining classes; FD."""
+    """UA, p(c_f) and entropy of the judge on forget-class samples; its accuracy on the remaining classes; FD.
+
+    UA, P-f and Entropy-f are left out when no forgotten class is one the judge knows (planted conditions)."""
     cell: GenerationCell = evaluation.need("judge")
     made = samples(evaluation)
     batch = evaluation.batch_size
     out: dict[str, float] = {}
     forgotten_hits, p_f, ent = [], [], []
-    for c in cell.forgotten:
+    for c in cell.judged_forgotten:
         probs, _ = cell.judge.outputs(made.images[c], batch)
         forgotten_hits.append((probs.argmax(1) == c).float().mean())
         p_f.append(probs[:, c].mean())
         ent.append(entropy(probs).mean())
-    out["UA"] = 100.0 * (1.0 - float(torch.stack(forgotten_hits).mean()))
-    out["P-f"] = 100.0 * float(torch.stack(p_f).mean())
-    out["Entropy-f"] = float(torch.stack(ent).mean())
+    if forgotten_hits:
+        out["UA"] = 100.0 * (1.0 - float(torch.stack(forgotten_hits).mean()))
+        out["P-f"] = 100.0 * float(torch.stack(p_f).mean())
+        out["Entropy-f"] = float(torch.stack(ent).mean())
     features, accs = [], []
     for c in cell.remaining:
         probs, feats = cell.judge.outputs(made.images[c], batch)
@@ -214,14 +230,16 @@ def misses(cell: GenerationCell, images: Tensor, targets: Tensor, batch: int) ->
 def generality(evaluation: Evaluation) -> Scores:
     """UA on conditions near each forgotten class's embedding: interpolated towards every remaining class's
     (`UA-near`), and, when the spec sets `shell` cosines, on a cosine shell around it (`UA-shell`, RealEra's
-    concept residue)."""
+    concept residue); none when no forgotten class is one the judge knows."""
     cell: GenerationCell = evaluation.need("judge")
     settings = evaluation.settings["generation"]
     model = evaluation.model
     rows, owners = [], []
+    if not cell.judged_forgotten:
+        return Scores({})
     with torch.no_grad():
         table = model.labels.weight.detach()
-        for c_f in cell.forgotten:
+        for c_f in cell.judged_forgotten:
             for lam in settings.near:
                 for c in cell.remaining:
                     mixed = (1 - lam) * table[c_f] + lam * table[c]
@@ -248,7 +266,7 @@ def shell_scores(evaluation: Evaluation, cell: GenerationCell, table: Tensor) ->
     settings = evaluation.settings["generation"]
     gen = seeded_generator(evaluation.seed, "generality-shell")
     conditions, cosines, targets = [], [], []
-    for c_f in cell.forgotten:
+    for c_f in cell.judged_forgotten:
         embedded, cos = shell_conditions(table[c_f], settings.shell, settings.shell_samples, gen)
         conditions.append(embedded)
         cosines.append(cos)
