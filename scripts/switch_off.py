@@ -65,7 +65,7 @@ def plot(rows: dict[tuple[int, str], dict[str, list[float]]], methods: list[str]
             spread = [statistics.stdev(rows[k, method][key]) if len(rows[k, method][key]) > 1 else 0 for k in ks]
             ax.errorbar(ks, means, yerr=spread, marker="o", capsize=3, label=method)
         ax.set_xscale("log", base=2)
-        ax.set_xlabel("k (units switched off)")
+        ax.set_xlabel("k (units or experts switched off)")
         ax.set_ylabel(label)
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=8)
