@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -12,8 +12,9 @@ import numpy as np
 import torch
 
 from unlearn.data.tensors import TensorData
+from unlearn.errors import UserError
 from unlearn.hashing import hash_order
-from unlearn.registry import Registry
+from unlearn.registry import Registry, did_you_mean
 
 
 @dataclass(frozen=True)
@@ -97,3 +98,21 @@ def images_to_tensor(images: np.ndarray | torch.Tensor, scale: float, layout: st
     elif layout != "NCHW":
         raise ValueError(f"unknown layout {layout!r}")
     return x.contiguous()
+
+
+def dataset_options(text: str, allowed: Sequence[str], whole_numbers: Sequence[str], help: str) -> dict[str, str | int]:
+    """The `key=value` options after a spec's dataset name (`NAME:key=value:...`), each key one of `allowed`, the
+    `whole_numbers` among them parsed as int; UserError (ending with `help`) on an unknown key or a bad number."""
+    values: dict[str, str | int] = {}
+    for part in text.split(":")[1:]:
+        key, sep, value = part.partition("=")
+        if not sep or key not in allowed:
+            raise UserError(f"dataset {text!r}: unknown option {part!r}{did_you_mean(key, list(allowed))}; {help}")
+        if key in whole_numbers:
+            try:
+                values[key] = int(value)
+            except ValueError:
+                raise UserError(f"dataset {text!r}: {key} must be a whole number, not {value!r}") from None
+        else:
+            values[key] = value
+    return values

@@ -19,10 +19,9 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from unlearn.data.base import Dataset
+from unlearn.data.base import Dataset, dataset_options
 from unlearn.data.tensors import TensorData
 from unlearn.errors import UserError
-from unlearn.registry import did_you_mean
 from unlearn.seeding import derive_seed
 
 OPTIONS = ("memorize", "copies", "seed")
@@ -46,19 +45,10 @@ class Planting:
         base, *parts = text.split(":")
         if not parts:
             return None
-        values: dict[str, int] = {}
-        for part in parts:
-            key, sep, value = part.partition("=")
-            if not sep or key not in OPTIONS:
-                raise UserError(f"dataset {text!r}: unknown option {part!r}{did_you_mean(key, list(OPTIONS))}; "
-                                f"write {SYNTAX}")
-            try:
-                values[key] = int(value)
-            except ValueError:
-                raise UserError(f"dataset {text!r}: {key} must be a whole number, not {value!r}") from None
+        values = dataset_options(text, OPTIONS, OPTIONS, f"write {SYNTAX}")
         if "memorize" not in values:
             raise UserError(f"dataset {text!r}: name how many images to plant with memorize=P ({SYNTAX})")
-        planting = cls(base, values["memorize"], values.get("copies", 50), values.get("seed", 0))
+        planting = cls(base, int(values["memorize"]), int(values.get("copies", 50)), int(values.get("seed", 0)))
         if planting.images < 1 or not 1 <= planting.copies <= MAX_COPIES or planting.seed < 0:
             raise UserError(f"dataset {text!r}: memorize must be >= 1, copies between 1 and {MAX_COPIES}, seed >= 0")
         return planting

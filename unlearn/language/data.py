@@ -25,13 +25,12 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from unlearn.data.base import Dataset
+from unlearn.data.base import Dataset, dataset_options
 from unlearn.data.tensors import TensorData
 from unlearn.errors import UserError
 from unlearn.hashing import stable_hash
 from unlearn.language.encode import CONTEXT, PADDING, SCORED, encode_items, pad, pad_id, token_ids
 from unlearn.language.tasks import Suite, make_suite
-from unlearn.registry import did_you_mean
 
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
@@ -60,19 +59,12 @@ class SuiteOptions:
         if name != SUITE:
             raise UserError(f"a language benchmark's dataset is {SUITE}[:seed=S][:train=N][:val=N][:test=N]"
                             f"[:tasks=a+b], not {text!r}")
-        values: dict[str, Any] = {}
-        for part in parts:
-            key, sep, value = part.partition("=")
-            if not sep or key not in DEFAULTS:
-                raise UserError(f"dataset {text!r}: unknown option {part!r}{did_you_mean(key, list(DEFAULTS))} "
-                                f"(options: {', '.join(DEFAULTS)})")
+        values: dict[str, Any] = dataset_options(text, list(DEFAULTS), [k for k in DEFAULTS if k != "tasks"],
+                                                 f"options: {', '.join(DEFAULTS)}")
+        for key in values:
             if key == "tasks":
-                values[key] = tuple(value.split("+"))
+                values[key] = tuple(values[key].split("+"))
                 continue
-            try:
-                values[key] = int(value)
-            except ValueError:
-                raise UserError(f"dataset {text!r}: {key} must be a whole number, not {value!r}") from None
             if values[key] < (0 if key == "seed" else 1):
                 raise UserError(f"dataset {text!r}: {key} must be {'>= 0' if key == 'seed' else 'positive'}")
         if "tasks" in values and len(set(values["tasks"])) < 2:
