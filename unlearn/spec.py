@@ -15,6 +15,7 @@ from pydantic import (
     PositiveInt,
     PrivateAttr,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_serializer,
     model_validator,
@@ -210,19 +211,13 @@ class GenerationSettings(BaseModel):
     """Samples per class in the PNG grid saved next to each record."""
     judge: JudgeSettings | None = None
 
-    @field_validator("near")
+    @field_validator("near", "shell")
     @classmethod
-    def _interpolation(cls, near: list[float]) -> list[float]:
-        if any(not 0.0 < v < 1.0 for v in near):
-            raise ValueError(f"near weights must lie strictly between 0 and 1, got {near}")
-        return near
-
-    @field_validator("shell")
-    @classmethod
-    def _cosines(cls, shell: list[float]) -> list[float]:
-        if any(not 0.0 < v < 1.0 for v in shell):
-            raise ValueError(f"shell cosines must lie strictly between 0 and 1, got {shell}")
-        return shell
+    def _inside_unit_interval(cls, values: list[float], info: ValidationInfo) -> list[float]:
+        if any(not 0.0 < v < 1.0 for v in values):
+            what = {"near": "near weights", "shell": "shell cosines"}[info.field_name]
+            raise ValueError(f"{what} must lie strictly between 0 and 1, got {values}")
+        return values
 
 
 class MemorizationSettings(BaseModel):
