@@ -29,12 +29,13 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 import torch  # noqa: E402
 
 from unlearn.harness import Models, Workspace, load_kind  # noqa: E402
+from unlearn.methods.subspace_prune import SubspacePrune  # noqa: E402
 from unlearn.metrics import Evaluation  # noqa: E402
 from unlearn.metrics.generation import sample_conditions  # noqa: E402
 from unlearn.metrics.memorization import Planted, extraction  # noqa: E402
 from unlearn.seeding import generator  # noqa: E402
 from unlearn.spec import load_benchmark  # noqa: E402
-from unlearn.subspace import Masks, MaskSettings, iou, memorisation_masks, prune  # noqa: E402
+from unlearn.subspace import Masks, iou, memorisation_masks, prune  # noqa: E402
 
 ROWS = ("IoU(M1, M2)", "IoU(R1, R2)", "IoU(shuffled)", "Extraction M2", "after M1 mask", "after R1 mask",
         "pruned M1 %", "pruned R1 %")
@@ -64,7 +65,7 @@ def main() -> None:
     ids = torch.tensor(planted.planted)
     real = torch.arange(kind.dataset.first_planted)
     half = len(ids) // 2
-    settings, threshold = MaskSettings(), spec.evaluation.memorization.threshold
+    settings, threshold = SubspacePrune().settings(), spec.evaluation.memorization.threshold
     n = spec.evaluation.generation.samples_per_class
     print(f"{spec.name}: {len(ids)} planted conditions split {half} + {len(ids) - half}; control: {half} + {half} "
           f"of the {len(real)} real classes; subspace-prune's defaults; extraction threshold {threshold}")

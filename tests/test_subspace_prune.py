@@ -16,7 +16,7 @@ from unlearn.results import read_record
 from unlearn.subspace import MaskSettings, iou, prunable_layers, timestep_masks, union, wanda_mask
 
 FORGET = 3
-SETTINGS = MaskSettings(skill_ratio=0.05, timesteps=3, sampler_steps=10)
+SETTINGS = MaskSettings(skill_ratio=0.05, timesteps=3, sampler_steps=10, guidance=2.0, samples_per_condition=1)
 """Short: three scored steps of a ten-step sampler."""
 
 

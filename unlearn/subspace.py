@@ -126,13 +126,14 @@ def union(masks: Sequence[Masks]) -> Masks:
 
 @dataclass(frozen=True)
 class MaskSettings:
-    """What a memorisation mask depends on besides the model and the conditions (see `SubspacePruneHParams`)."""
+    """What a memorisation mask depends on besides the model and the conditions. The defaults live in one place,
+    `SubspacePruneHParams` (`SubspacePrune().settings()` gives them)."""
 
-    skill_ratio: float = 0.01
-    timesteps: int = 10
-    sampler_steps: int = 50
-    guidance: float = 2.0
-    samples_per_condition: int = 1
+    skill_ratio: float
+    timesteps: int
+    sampler_steps: int
+    guidance: float
+    samples_per_condition: int
 
 
 def paired_conditions(memorised: Tensor, normal: Tensor, samples_per_condition: int) -> tuple[Tensor, Tensor]:
