@@ -6,12 +6,22 @@ sample, with its true labels), and forget accuracy is measured after every step 
 REST of D_f, the part the attacker never trains on. Reported:
 
 - Relearn-FA: forget accuracy (%) on that rest after all steps;
-- Relearn-Steps: the first step at which it is within `tolerance` points of the original
-  model's accuracy on the same samples; `steps + 1` when it never gets there (censored,
-  and recorded as such in the metric info).
+- Relearn-Steps: the first step at which it is within `tolerance` points of the target;
+  `steps + 1` when it never gets there (censored, and recorded as such in the metric info).
 
-The oracle is attacked the same way (its values are in every record's oracle metrics),
-so a method is judged against how fast a model that never saw D_f learns it. The model
+The target is the original model's accuracy on the same samples, capped at the best
+accuracy the oracle itself reaches during the same attack: min(original, max over the
+oracle's curve). The reference measures against the original alone. We cap it on purpose
+(issue 24): on a random forget set the oracle generalises to about 98 % of D_f and never
+comes within 1 point of the original's 100 %, so it was censored on every seed and looked
+the most "resistant" model of all. With the cap, the oracle reaches the target by
+construction, and a method counts as relearned once it is back where a model that never
+saw D_f gets. On class-wise sets the oracle relearns to the original's level, so the
+target is the original's there (the records of class sets did not change).
+
+The oracle is attacked the same way (its values are in every record's oracle metrics;
+its curve is computed once per cell), so a method is judged against how fast a model that
+never saw D_f learns it. The model
 under evaluation is never changed: the attack trains a deep copy. Settings
 (`evaluation.relearn` in the benchmark spec): fraction, steps, lr, batch_size, tolerance;
 the optimiser is the harness's SGD (momentum 0.9, weight decay 5e-4).
@@ -71,21 +81,30 @@ def relearn_curve(model: nn.Module, attack: TensorData, scored: TensorData, sett
 
 
 @metric(
-    "relearn", needs=("forget", "original"), produces=("Relearn-FA", "Relearn-Steps"), settings=("relearn",)
+    "relearn", needs=("forget", "original", "oracle"), produces=("Relearn-FA", "Relearn-Steps"),
+    settings=("relearn",),
 )
 def relearn(ev: Evaluation) -> Scores:
-    """Forget accuracy after a few fine-tuning steps on part of D_f, and the steps to reach the original's."""
+    """Forget accuracy after a few fine-tuning steps on part of D_f, and the steps to reach the target:
+    the original's accuracy, capped at the best the oracle reaches (module docstring)."""
     settings: RelearnSettings = ev.settings.get("relearn", RelearnSettings())
     attack, scored = relearn_split(ev.splits["forget"], settings.fraction, ev.seed)
     original: Evaluation = ev.need("original")
-    target = original.memoized(("relearn-target", settings), lambda: accuracy(original.model, scored, ev.batch_size))
-    curve = relearn_curve(ev.model, attack, scored, settings, ev.seed, ev.batch_size)
+    oracle: Evaluation = ev.need("oracle")
+    original_accuracy = original.memoized(
+        ("relearn-target", settings), lambda: accuracy(original.model, scored, ev.batch_size))
+    oracle_curve = oracle.memoized(("relearn-curve", settings), lambda: relearn_curve(
+        oracle.model, attack, scored, settings, ev.seed, ev.batch_size))
+    curve = oracle_curve if ev is oracle else relearn_curve(ev.model, attack, scored, settings, ev.seed, ev.batch_size)
+    target = min(original_accuracy, max(oracle_curve))
     reached = [step for step, acc in enumerate(curve) if acc >= target - settings.tolerance]
     steps = reached[0] if reached else settings.steps + 1
     info = {
         "attack_samples": len(attack),
         "scored_samples": len(scored),
-        "original_forget_accuracy": target,
+        "original_forget_accuracy": original_accuracy,
+        "oracle_best_accuracy": max(oracle_curve),
+        "target": target,
         "steps": settings.steps,
         "lr": settings.lr,
         "tolerance": settings.tolerance,
