@@ -26,6 +26,13 @@ class NanWeights(Method):
         return request.model
 
 
+class FreshModel(Method):
+    """Returns a freshly initialised model: finite weights that have forgotten everything (a collapse, not a NaN)."""
+
+    def unlearn(self, request: UnlearnRequest) -> nn.Module:
+        return request.new_model()
+
+
 class Boom(Method):
     """Raises an ordinary exception."""
 

@@ -83,7 +83,8 @@ def test_the_oracle_cell_takes_the_groups_evaluation_of_the_oracle(digits_spec, 
 
 
 def test_a_diverging_method_becomes_a_failed_record_and_the_grid_goes_on(digits_spec, digits_kind, workspace):
-    methods = ["plugin_methods:NanWeights", "plugin_methods:Boom", "plugin_methods:WrongShape", "grad-ascent", "retrain"]
+    methods = ["plugin_methods:NanWeights", "plugin_methods:Boom", "plugin_methods:WrongShape", "grad-ascent", "retrain",
+               "plugin_methods:FreshModel"]
     hparams = {"grad-ascent": {"lr": 1000.0, "max_grad_norm": None, "epochs": 3}}
     result = make_grid(digits_spec, digits_kind, workspace, methods, ["class:3"], [0], hparams).run()
     status = {r.method: (r.status, r.error) for r in result.records}
@@ -93,6 +94,10 @@ def test_a_diverging_method_becomes_a_failed_record_and_the_grid_goes_on(digits_
     assert status["plugin_methods:WrongShape"][0] == "failed" and "shape" in status["plugin_methods:WrongShape"][1]
     assert status["grad-ascent"][0] == "failed" and status["grad-ascent"][1].startswith("diverged")
     assert status["retrain"] == ("ok", None)
+    collapsed = {r.method: r.collapsed for r in result.records if r.status == "ok"}
+    assert collapsed["retrain"] is None  # a collapse is finite but ruined: recorded as ok, and flagged (issue 24)
+    assert collapsed["plugin_methods:FreshModel"].startswith("RA ") and "below 50% of the original" in (
+        collapsed["plugin_methods:FreshModel"])
     for record in result.records:
         stored = read_record(record_path_of(workspace, record))
         assert stored == record

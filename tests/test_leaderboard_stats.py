@@ -144,3 +144,31 @@ def test_the_same_records_in_any_order_give_the_same_bytes():
     again = summarize(list(reversed(records)))
     assert csv_text(first) == csv_text(again) and format_text(first) == format_text(again)
     assert markdown_table(first[0]) == markdown_table(again[0])
+
+
+def test_a_collapsed_seed_is_counted_in_every_table_and_kept_in_the_statistics():
+    """Issue 24: a run that ends finite but ruined (RA below half the original's) is flagged, not hidden or dropped."""
+    records = grid({"steady": [99.0, 98.0, 97.0]}) + [
+        record("wobbly", 0, {"UA": 99.0, "RA": 100.0}), record("wobbly", 1, {"UA": 99.0, "RA": 10.8}),
+        record("wobbly", 2, {"UA": 98.0, "RA": 99.0}),
+    ]
+    assert [r.is_collapsed for r in records if r.method == "wobbly"] == [False, True, False]
+    table = summarize(records)[0]
+    wobbly = table.row("wobbly")
+    assert (wobbly.collapsed, wobbly.ok, table.row("steady").collapsed) == (1, 3, 0)
+    assert wobbly.stats["RA"].n == 3 and wobbly.stats["RA"].mean == pytest.approx((100.0 + 10.8 + 99.0) / 3)
+    assert "| 3/3, 1 collapsed |" in markdown_table(table)
+    assert "3/3, 1 collapsed" in format_text([table]) and any("collapsed" in n for n in table.notes())
+    csv = pd.read_csv(io.StringIO(csv_text([table]))).set_index("method")
+    assert (csv.loc["wobbly", "seeds collapsed"], csv.loc["steady", "seeds collapsed"]) == (1, 0)
+
+
+@pytest.mark.parametrize(("metrics", "original", "collapsed"), [
+    ({"RA": 49.9}, {"RA": 100.0}, True), ({"RA": 50.0}, {"RA": 100.0}, False),
+    ({"Acc-r": 11.8, "RA": 90.0}, {"Acc-r": 87.8, "RA": 90.0}, False),  # RA comes first where a record has both
+    ({"Acc-r": 11.8}, {"Acc-r": 87.8}, True), ({"Acc-o": 10.0}, {"Acc-o": 68.4}, False),  # no retain score: no call
+])
+def test_collapse_is_the_retain_score_below_half_the_originals(metrics, original, collapsed):
+    from unlearn.collapse import collapse
+
+    assert (collapse(metrics, original) is not None) is collapsed

@@ -11,6 +11,7 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from unlearn.atomic import atomic_write_text
+from unlearn.collapse import collapse
 from unlearn.errors import UserError, validation_problem
 from unlearn.names import (
     BENCHMARK_NAME,
@@ -152,6 +153,14 @@ class ResultRecord(BaseModel):
     models: dict[str, str]
     env: Environment
     submission: Submission | None = None
+    collapsed: str | None = None
+    """Why the run collapsed (unlearn.collapse: its retain score below a stated fraction of the original's), or None.
+    Records written before the flag existed lack it; `is_collapsed` judges every record from its numbers."""
+
+    @property
+    def is_collapsed(self) -> bool:
+        """Whether this finished run collapsed, judged from its metrics (the same rule that set `collapsed`)."""
+        return self.status == "ok" and collapse(self.metrics, self.original_metrics) is not None
 
     @classmethod
     def for_cell(
@@ -189,6 +198,7 @@ class ResultRecord(BaseModel):
             run_time_from_cache=outcome.from_cache,
             method_info=outcome.info,
             artifacts=outcome.artifacts,
+            collapsed=collapse(outcome.scores.values, group.original_metrics),
             **base,
         )
 

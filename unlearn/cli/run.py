@@ -19,6 +19,7 @@ from unlearn.cli.options import (
     slurm_option,
 )
 from unlearn.cli.runtime import overlaid, runtime
+from unlearn.collapse import collapse
 
 RUN_EPILOG = FORGET_FORMS + """
 
@@ -112,6 +113,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     print(f"unlearn: {result.ran} cells run, {result.reused} reused, {len(failed)} failed", file=sys.stderr)
     for r in failed:
         print(f"unlearn: failed: {r.method} · {r.forget.spec} · seed {r.seed}: {r.error}", file=sys.stderr)
+    for r in result.records:
+        if r.is_collapsed:
+            print(f"unlearn: collapsed: {r.method} · {r.forget.spec} · seed {r.seed}: "
+                  f"{collapse(r.metrics, r.original_metrics)}", file=sys.stderr)
     return 0
 
 

@@ -135,7 +135,7 @@ def markdown_table(table: Table, refs: Mapping[str, Reference] | None = None) ->
         for col in table.columns:
             shown = row.stats[col].text()
             cells.append(f"**{shown}**" if col in row.best else shown)
-        cells.append(f"{row.ok}/{row.runs}")
+        cells.append(text(row.seeds))
         if ranked:
             cells.append(text(row.verdict))
         lines.append("| " + " | ".join(cells) + " |")
@@ -278,6 +278,7 @@ def csv_text(tables: Sequence[Table]) -> str:
                 entry[f"{col} ci_high"] = stat.ci_high
             entry["seeds ok"] = row.ok
             entry["seeds run"] = row.runs
+            entry["seeds collapsed"] = row.collapsed
             entry["best"] = ";".join(c for c in table.columns if c in row.best)
             rows.append(entry)
     buffer = io.StringIO()

@@ -16,6 +16,7 @@ unlearn.leaderboard.continual_table).
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -23,6 +24,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from unlearn.collapse import COLLAPSE_FRACTION
 from unlearn.errors import UserError
 from unlearn.leaderboard.stats import ALPHA, Comparison, Scores, Stat, compare, ranking, ranks
 from unlearn.results import ORACLE, ResultRecord
@@ -42,6 +44,9 @@ HIGHER_IS_BETTER = ("Samples/s",)
 HEADLINES = (ROBUST_GAP, AVG_GAP)
 """The columns a table ranks by, the first it has."""
 NOT_TESTED = "—"
+COLLAPSED_NOTE = (f"collapsed: a seed whose retain score (RA, or Acc-r for a generator) fell below "
+                  f"{COLLAPSE_FRACTION:.0%} of the original model's; collapsed seeds stay in the means and tests "
+                  "(dropping them would reward failing) and are counted in Seeds.")
 LIKE_ORIGINAL = "≈ original"
 
 
@@ -65,6 +70,13 @@ class Row:
     rank: int | None = None
     versus_best: Comparison | None = None
     versus_original: Comparison | None = None
+    collapsed: int = 0
+    """Seeds among those that finished whose run collapsed (unlearn.collapse); they stay in the statistics."""
+
+    @property
+    def seeds(self) -> str:
+        """The Seeds cell: finished out of run, and how many of those collapsed."""
+        return f"{self.ok}/{self.runs}" + (f", {self.collapsed} collapsed" if self.collapsed else "")
 
     @property
     def verdict(self) -> str:
@@ -107,6 +119,8 @@ class Table:
         has no interval."""
         out = layout_named(self.layout).notes(self)
         counts = [r.ok for r in self.methods] or [r.ok for r in self.rows]
+        if any(r.collapsed for r in self.rows):
+            out.append(COLLAPSED_NOTE)
         if counts and max(counts) <= 1:
             out.append("One seed: no interval and no test; rank and bold follow the means as shown.")
         elif counts and min(counts) <= 1:
@@ -165,7 +179,8 @@ def records_frame(records: Sequence[ResultRecord]) -> pd.DataFrame:
     """One row per record: identifiers, status, metrics, Avg. Gap, Robust Gap and run time (seconds)."""
     rows = []
     for r in records:
-        row = {"benchmark": r.benchmark, "forget": r.forget.spec, "method": r.method, "seed": r.seed, "status": r.status}
+        row = {"benchmark": r.benchmark, "forget": r.forget.spec, "method": r.method, "seed": r.seed, "status": r.status,
+               "collapsed": r.is_collapsed}
         row.update(r.metrics)
         row[AVG_GAP] = r.gaps.get(AVG_GAP)
         row[ROBUST_GAP] = robust_gap(r) if r.status == "ok" else None
@@ -308,8 +323,8 @@ def _judge(rows: list[Row], columns: Sequence[str], headline: str | None, layout
             methods = {r.method: lower_better(r.values[headline])
                        for r in rows if r.role == "method" and r.values.get(headline)}
             versus = compare(methods, lower_better(original.values[headline]))
-    return [Row(r.method, r.role, r.stats, r.ok, r.runs, frozenset(best[r.method]), r.values, rank.get(r.method),
-                to_best.get(r.method), versus.get(r.method)) for r in rows]
+    return [dataclasses.replace(r, best=frozenset(best[r.method]), rank=rank.get(r.method),
+                                versus_best=to_best.get(r.method), versus_original=versus.get(r.method)) for r in rows]
 
 
 def _row(method: str, runs: pd.DataFrame, columns: Sequence[str]) -> Row:
@@ -323,7 +338,8 @@ def _row(method: str, runs: pd.DataFrame, columns: Sequence[str]) -> Row:
         present = ok[["seed", col]].dropna()
         stats[col] = Stat.of(present[col])
         values[col] = {int(s): float(v) for s, v in zip(present["seed"], present[col], strict=True)}
-    return Row(method, _role(method), stats, len(ok), len(runs), values=values)
+    collapsed = int(ok["collapsed"].fillna(False).astype(bool).sum()) if "collapsed" in ok else 0
+    return Row(method, _role(method), stats, len(ok), len(runs), values=values, collapsed=collapsed)
 
 
 def summarize(records: Sequence[ResultRecord], columns: Sequence[str] | None = None) -> list[Table]:
@@ -376,7 +392,7 @@ def format_text(tables: Sequence[Table]) -> str:
         ranked = table.headline is not None
         frame = pd.DataFrame(
             [{**({"rank": "—" if r.rank is None else str(r.rank)} if ranked else {}), "method": r.method,
-              **{c: r.stats[c].text() for c in table.columns}, "ok": f"{r.ok}/{r.runs}",
+              **{c: r.stats[c].text() for c in table.columns}, "ok": r.seeds,
               **({"vs original": r.verdict} if ranked else {})}
              for r in table.rows]
         )
