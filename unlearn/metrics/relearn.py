@@ -80,6 +80,12 @@ def relearn_curve(model: nn.Module, attack: TensorData, scored: TensorData, sett
     return curve
 
 
+def steps_to(curve: list[float], target: float, tolerance: float) -> int:
+    """The first step at which `curve` is within `tolerance` points of `target`; len(curve) (steps + 1: censored) when
+    it never is."""
+    return next((step for step, acc in enumerate(curve) if acc >= target - tolerance), len(curve))
+
+
 @metric(
     "relearn", needs=("forget", "original", "oracle"), produces=("Relearn-FA", "Relearn-Steps"),
     settings=("relearn",),
@@ -97,8 +103,8 @@ def relearn(ev: Evaluation) -> Scores:
         oracle.model, attack, scored, settings, ev.seed, ev.batch_size))
     curve = oracle_curve if ev is oracle else relearn_curve(ev.model, attack, scored, settings, ev.seed, ev.batch_size)
     target = min(original_accuracy, max(oracle_curve))
-    reached = [step for step, acc in enumerate(curve) if acc >= target - settings.tolerance]
-    steps = reached[0] if reached else settings.steps + 1
+    steps = steps_to(curve, target, settings.tolerance)
+    reached = steps < len(curve)
     info = {
         "attack_samples": len(attack),
         "scored_samples": len(scored),
@@ -108,7 +114,7 @@ def relearn(ev: Evaluation) -> Scores:
         "steps": settings.steps,
         "lr": settings.lr,
         "tolerance": settings.tolerance,
-        "reached": bool(reached),
+        "reached": reached,
         "curve": [round(a, 4) for a in curve],
     }
     return Scores({"Relearn-FA": curve[-1], "Relearn-Steps": float(steps)}, info)
