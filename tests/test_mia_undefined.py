@@ -12,7 +12,8 @@ from test_mia import ConfidenceModel, split
 from unlearn.leaderboard import summarize
 from unlearn.leaderboard.render import markdown_table
 from unlearn.metrics import Evaluation, evaluate
-from unlearn.metrics.base import gaps, gaps_left_out
+from unlearn.metrics.base import gaps, gaps_left_out, undefined_keys
+from unlearn.results import ResultRecord
 
 RNG_SEED = 3
 
@@ -28,7 +29,7 @@ def test_a_correctness_feature_with_one_value_on_the_shadow_set_is_undefined():
     ev = confidence_eval(rng.uniform(0.9, 0.99, 20), rng.uniform(0.6, 0.8, 20), rng.uniform(0.3, 0.9, 10))
     scores = evaluate(ev, ["mia-correctness", "mia-efficacy"])
     assert "MIA-Correctness" not in scores.values  # every shadow sample is classified right: feature all 1
-    assert "one value" in scores.info["mia-correctness"]["undefined"]
+    assert "one feature value" in scores.info["mia-correctness"]["undefined"]
     assert "MIA-Efficacy" in scores.values and "undefined" not in scores.info["mia-efficacy"]
 
 
@@ -41,6 +42,9 @@ def test_members_and_non_members_from_one_distribution_are_undefined(name, key):
     assert key not in scores.values
     reason = scores.info[name]["undefined"]
     assert "chance" in reason and "binomial" in reason
+    r = record("m", 0, {"UA": 0.0, "RA": 100.0})  # the reason fits a record
+    ResultRecord.model_validate({**r.model_dump(by_alias=True), "undefined": {"method": undefined_keys(scores)},
+                                 "gaps_left_out": gaps_left_out([key], undefined_keys(scores), {})})
 
 
 def test_a_separable_shadow_set_is_defined_and_the_reference_number():
@@ -64,8 +68,8 @@ def test_gaps_leave_out_a_key_undefined_for_the_model_or_the_oracle():
     assert gaps({"UA": 4.0, "RA": 98.0, "MIA-Efficacy": 0.0}, {"UA": 10.0, "RA": 100.0}, keys)["Avg. Gap"] == 4.0
     assert gaps({"UA": 4.0, "RA": 98.0, "MIA-Efficacy": 50.0}, oracle, keys)["Avg. Gap"] == pytest.approx(38 / 3)
     left = gaps_left_out(keys, {"MIA-Efficacy": "one value"}, {})
-    assert list(left) == ["MIA-Efficacy"] and "the method" in left["MIA-Efficacy"]
-    assert "the oracle" in gaps_left_out(keys, {}, {"MIA-Efficacy": "chance"})["MIA-Efficacy"]
+    assert list(left) == ["MIA-Efficacy"] and left["MIA-Efficacy"] == "undefined for the method"
+    assert gaps_left_out(keys, {}, {"MIA-Efficacy": "chance"}) == {"MIA-Efficacy": "undefined for the oracle"}
 
 
 def test_the_leaderboard_shows_an_undefined_mia_key_and_marks_the_shorter_avg_gap():

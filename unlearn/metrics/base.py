@@ -252,11 +252,11 @@ def gaps(values: Mapping[str, float], oracle: Mapping[str, float], keys: Sequenc
 
 
 def gaps_left_out(keys: Sequence[str], model: Mapping[str, str], oracle: Mapping[str, str]) -> dict[str, str]:
-    """The gap keys Avg. Gap leaves out, with why, given the model's and the oracle's undefined keys (key -> reason)."""
+    """The gap keys Avg. Gap leaves out, with whom each is undefined for, given the model's and the oracle's
+    undefined keys (key -> reason, which the record keeps in `undefined`)."""
     out = {}
     for k in keys:
-        why = [f"undefined for the {who}: {found[k]}" for who, found in (("method", model), ("oracle", oracle))
-               if k in found]
-        if why:
-            out[k] = "; ".join(why)
+        who = [name for name, found in (("method", model), ("oracle", oracle)) if k in found]
+        if who:
+            out[k] = f"undefined for the {' and the '.join(who)}"
     return out

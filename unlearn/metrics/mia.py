@@ -153,8 +153,8 @@ def one_value(members: np.ndarray, non_members: np.ndarray) -> str | None:
     x, _ = _design(members, non_members)
     if len(x) and not bool(np.all(x == x[0])):
         return None
-    value = "no samples" if len(x) == 0 else np.array2string(x[0], precision=6, threshold=4)
-    return f"the feature takes one value on the shadow set ({value}): the classifier has nothing to learn"
+    value = "no samples" if len(x) == 0 else np.array2string(x[0], precision=4, threshold=4, edgeitems=1)
+    return f"one feature value on the shadow set ({value[:40]}): the classifier has nothing to learn"
 
 
 def degenerate(
@@ -188,9 +188,8 @@ def degenerate(
              "separability_test": f"{folds}-fold stratified CV (seed {FOLD_SEED}), one-sided binomial test vs "
                                   f"chance {100 * chance:.1f} %, alpha {ALPHA:g}"}
     if p > ALPHA:
-        return (f"the shadow set is not separable beyond chance: {folds}-fold cross-validated accuracy "
-                f"{found['shadow_cv_accuracy']:.1f} % against chance {100 * chance:.1f} % "
-                f"(one-sided binomial p = {p:.3g} > {ALPHA:g})"), found
+        return (f"shadow set not separable beyond chance: {folds}-fold CV accuracy {found['shadow_cv_accuracy']:.1f} % "
+                f"vs {100 * chance:.1f} %, one-sided binomial p = {p:.3g} > {ALPHA:g}"), found
     return None, found
 
 
