@@ -104,8 +104,11 @@ def test_runs_end_to_end_on_cpu(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
     assert sorted(r["method"] for r in records) == ["finetune", "random-label", "retrain"]
     assert all(r["status"] == "ok" for r in records), [r.get("error") for r in records]
     assert all(r["benchmark"] == BENCHMARK and r["forget"]["spec"] == "random:0.1" for r in records)
-    assert all({"UA", "RA", "TA", "MIA-Efficacy", "Probe-F", "Relearn-Steps"} <= set(r["metrics"]) for r in records), \
+    assert all({"UA", "RA", "TA", "Probe-F", "Relearn-Steps"} <= set(r["metrics"]) for r in records), \
         [sorted(r["metrics"]) for r in records]
+    # MIA-Efficacy is a number, or undefined with the reason (a barely trained model on fake data may leave the
+    # attack nothing to separate: docs/metrics.md)
+    assert all("MIA-Efficacy" in r["metrics"] or r["undefined"]["method"]["MIA-Efficacy"] for r in records)
 
 
 def _tiny_run(fit_kwargs: dict[str, object] | None) -> dict[str, torch.Tensor]:

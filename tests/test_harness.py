@@ -68,6 +68,13 @@ def test_each_method_lowers_forget_accuracy_on_a_classwise_set(digits_spec, digi
     oracle = result.records[0]
     assert oracle.metrics["UA"] > 99.0 and oracle.metrics["TA"] > 95.0
     assert oracle.metrics == oracle.oracle_metrics and oracle.gaps["Avg. Gap"] == 0.0
+    for record in result.records:  # an undefined attack is absent, with its reason, and left out of the gaps
+        mine, theirs = record.undefined.get("method", {}), record.undefined.get("oracle", {})
+        assert all(k not in record.metrics and record.metric_info[name]["undefined"] == mine[k]
+                   for name, k in (("mia-efficacy", "MIA-Efficacy"),) if k in mine)
+        assert set(record.gaps_left_out) == {k for k in digits_spec.gap_metrics if k in mine or k in theirs}
+        assert set(record.gaps) == {*digits_spec.gap_metrics, "Avg. Gap"} - set(record.gaps_left_out)
+    assert oracle.undefined.get("method") == oracle.undefined.get("oracle")
 
 
 def test_the_oracle_cell_takes_the_groups_evaluation_of_the_oracle(digits_spec, digits_kind, workspace, monkeypatch):

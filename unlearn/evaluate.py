@@ -9,7 +9,7 @@ metrics and the gaps to the oracle: the numbers a leaderboard row holds for one 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +26,7 @@ from unlearn.harness.protocols import PROTOCOLS, Protocol, bind_protocol
 from unlearn.harness.workspace import Workspace
 from unlearn.hashing import sha256_hex, stable_hash
 from unlearn.metrics import check_dependencies, gaps
+from unlearn.metrics.base import gaps_left_out, undefined_keys
 from unlearn.provenance import environment
 from unlearn.saliency import SaliencyMask
 from unlearn.spec import BenchmarkSpec
@@ -53,6 +54,8 @@ class CheckpointScore:
     config_hash: str
     env: dict[str, Any]
     """Package versions, commit, device and platform: a record's `env` block."""
+    gaps_left_out: dict[str, str] = field(default_factory=dict)
+    """Gap metrics undefined for the checkpoint or the oracle, left out of `gaps` (as a record's)."""
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -115,9 +118,10 @@ def evaluate_checkpoint(
     group = protocol.prepare(forget_spec, manifest, seed)
     scoring = protocol.scoring
     try:
-        metrics = scoring.score(scoring.evaluation(model, group, None)).values
+        scores = scoring.score(scoring.evaluation(model, group, None))
     except Diverged as exc:
         raise UserError(f"{checkpoint}: the model's outputs are not finite ({exc})") from None
+    metrics = scores.values
     digest = sha256_hex(Path(checkpoint).read_bytes())
     summary = group.summary()
     config = {**scoring.config(), "forget": forget_spec.text, "forget_sha256": manifest.sha256, "seed": seed,
@@ -137,6 +141,7 @@ def evaluate_checkpoint(
         config=config,
         config_hash=stable_hash(config),
         env=environment(device),
+        gaps_left_out=gaps_left_out(spec.gap_metrics, undefined_keys(scores), summary.undefined.get("oracle", {})),
     )
 
 

@@ -114,7 +114,8 @@ class ResultRecord(BaseModel):
 
     `metrics`, `oracle_metrics` and `original_metrics` hold the same metric keys for
     the unlearned model, the retrained oracle and the original model of the cell;
-    `gaps` holds |metric − oracle| per gap metric and their mean, 'Avg. Gap'. A
+    `gaps` holds |metric − oracle| per gap metric and their mean, 'Avg. Gap', over the gap metrics defined
+    for both (`gaps_left_out` names the others; `undefined` the keys each model leaves out). A
     failed cell has status 'failed', the reason in `error` and no metrics or gaps.
     Records on the leaderboard also carry a `submission` block.
     """
@@ -145,6 +146,12 @@ class ResultRecord(BaseModel):
     """Corrective cells: the oracle retrained without every manipulated sample (gaps use `oracle_metrics`,
     the realistic oracle retrained without the identified samples only)."""
     gaps: dict[MetricKey, float]
+    gaps_left_out: dict[MetricKey, Text] = Field(default_factory=dict)
+    """Gap metrics left out of `gaps` and of its Avg. Gap, with why: undefined for the method or the oracle."""
+    undefined: dict[Literal["method", "oracle", "original", "ideal_oracle"], dict[MetricKey, Text]] = Field(
+        default_factory=dict)
+    """Per model, the metric keys left out of its metrics as undefined, with why (a degenerate membership
+    attack: docs/metrics.md); the method's are also in `metric_info[<metric>]["undefined"]`."""
     run_time_s: float | None
     run_time_from_cache: bool = False
     artifacts: dict[str, str] = Field(default_factory=dict)
@@ -165,11 +172,12 @@ class ResultRecord(BaseModel):
     @classmethod
     def for_cell(
         cls, cell: Any, group: Any, env: dict[str, Any], *, outcome: Any = None, gaps: dict[str, float] | None = None,
+        gaps_left_out: dict[str, str] | None = None, undefined: dict[str, str] | None = None,
         error: str | None = None, traceback: str | None = None,
     ) -> ResultRecord:
         """The record of `cell` (an `unlearn.harness.cells.Cell`) in a group summarised by `group` (a `GroupSummary`;
-        an empty one when the group was never ready): finished, with its `outcome` and `gaps`; or failed, with the
-        `error` (and the `traceback` when there is one)."""
+        an empty one when the group was never ready): finished, with its `outcome`, `gaps`, the gap keys left out
+        and the method's `undefined` keys; or failed, with the `error` (and the `traceback` when there is one)."""
         base = dict(
             benchmark=cell.config["benchmark"],
             method=cell.method.name,
@@ -187,13 +195,17 @@ class ResultRecord(BaseModel):
             models=group.models,
             env=env,
         )
+        references = {who: keys for who, keys in group.undefined.items() if keys}
         if outcome is None:
-            return cls(status="failed", error=error, traceback=traceback, metrics={}, gaps={}, run_time_s=None, **base)
+            return cls(status="failed", error=error, traceback=traceback, metrics={}, gaps={}, run_time_s=None,
+                       undefined=references, **base)
         return cls(
             status="ok",
             metrics=outcome.scores.values,
             metric_info=outcome.scores.info,
             gaps=gaps,
+            gaps_left_out=gaps_left_out or {},
+            undefined={**({"method": undefined} if undefined else {}), **references},
             run_time_s=outcome.seconds,
             run_time_from_cache=outcome.from_cache,
             method_info=outcome.info,

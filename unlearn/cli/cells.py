@@ -76,13 +76,15 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         print(text)
         return 0
     columns = [*spec.gap_metrics, AVG_GAP, *spec.report_metrics]
-    rows = [("checkpoint", {**score.metrics, AVG_GAP: score.gaps[AVG_GAP]}),
+    rows = [("checkpoint", {**score.metrics, **{k: v for k, v in score.gaps.items() if k == AVG_GAP}}),
             ("retrain (oracle)", {**score.oracle_metrics, AVG_GAP: 0.0}),
             ("original", score.original_metrics)]
     print(f"{score.benchmark} · forget {score.forget} · seed {score.seed} · {score.checkpoint}")
     print_table([["", *columns], *([label, *(f"{values[c]:.2f}" if c in values else "—" for c in columns)]
                                    for label, values in rows)],
                 [-18, *[14] * len(columns)])
+    for key, why in score.gaps_left_out.items():  # an undefined metric shows as —
+        print(f"Avg. Gap leaves out {key}: {why}")
     return 0
 
 

@@ -38,11 +38,14 @@ class GroupSummary:
     original_metrics: dict[str, float] = field(default_factory=dict)
     ideal_oracle_metrics: dict[str, float] | None = None
     models: dict[str, str] = field(default_factory=dict)
+    undefined: dict[str, dict[str, str]] = field(default_factory=dict)
+    """Per reference model ('oracle', 'original', 'ideal_oracle'), its undefined metric keys and why."""
 
     @classmethod
     def of_record(cls, record: ResultRecord) -> GroupSummary:
         """The summary a record of the group holds."""
-        return cls(record.oracle_metrics, record.original_metrics, record.ideal_oracle_metrics, record.models)
+        return cls(record.oracle_metrics, record.original_metrics, record.ideal_oracle_metrics, record.models,
+                   {who: keys for who, keys in record.undefined.items() if who != "method"})
 
 
 @dataclass
@@ -82,12 +85,17 @@ class CellGroup:
 
     def summary(self) -> GroupSummary:
         """What every record of this group copies from it."""
+        from unlearn.metrics.base import undefined_keys
+
         return GroupSummary(
             oracle_metrics=self.oracle_metrics,
             original_metrics=self.original_metrics,
             ideal_oracle_metrics=self.ideal_oracle_scores.values if self.ideal_oracle_scores else None,
             models={"original": self.original_key, "oracle": self.oracle_key,
                     **({"ideal_oracle": self.ideal_oracle_key} if self.ideal_oracle_key else {})},
+            undefined={who: undefined_keys(scores) for who, scores in
+                       (("oracle", self.oracle_scores), ("original", self.original_scores),
+                        ("ideal_oracle", self.ideal_oracle_scores)) if scores is not None},
         )
 
 

@@ -27,6 +27,7 @@ from unlearn.hashing import stable_hash
 from unlearn.locks import sweep_stale
 from unlearn.methods import hparams_dict
 from unlearn.metrics import gaps
+from unlearn.metrics.base import gaps_left_out, undefined_keys
 from unlearn.progress import progress_bar
 from unlearn.provenance import environment
 from unlearn.results import InvalidRecord, ResultRecord, read_record, record_dir, record_path
@@ -123,8 +124,11 @@ class Grid:
         summary = group.summary()
         try:
             outcome = protocol.outcome(cell, group)
-            return ResultRecord.for_cell(cell, summary, self.env, outcome=outcome,
-                                         gaps=gaps(outcome.scores.values, group.oracle_metrics, self.spec.gap_metrics))
+            undefined = undefined_keys(outcome.scores)
+            left_out = gaps_left_out(self.spec.gap_metrics, undefined, summary.undefined.get("oracle", {}))
+            return ResultRecord.for_cell(cell, summary, self.env, outcome=outcome, undefined=undefined,
+                                         gaps=gaps(outcome.scores.values, group.oracle_metrics, self.spec.gap_metrics),
+                                         gaps_left_out=left_out)
         except StorageError:  # a full or read-only disk stops the run (finished records are kept)
             raise
         except Exception as exc:  # a method's failure is a result, not a crash of the grid

@@ -133,7 +133,7 @@ def markdown_table(table: Table, refs: Mapping[str, Reference] | None = None) ->
         cells = [str(row.rank) if row.rank is not None else "—"] if ranked else []
         cells.append(f"{method_cell(row.method, refs)}{ROLE_LABEL.get(row.role, '')}")
         for col in table.columns:
-            shown = row.stats[col].text()
+            shown = text(row.text(col))
             cells.append(f"**{shown}**" if col in row.best else shown)
         cells.append(text(row.seeds))
         if ranked:

@@ -16,10 +16,9 @@ unlearn.leaderboard.continual_table).
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import pandas as pd
@@ -48,6 +47,12 @@ COLLAPSED_NOTE = (f"collapsed: a seed whose retain score (RA, or Acc-r for a gen
                   f"{COLLAPSE_FRACTION:.0%} of the original model's; collapsed seeds stay in the means and tests "
                   "(dropping them would reward failing) and are counted in Seeds.")
 LIKE_ORIGINAL = "≈ original"
+UNDEFINED = "n.d."
+"""A cell whose metric is undefined on every seed (a degenerate membership attack, docs/metrics.md)."""
+FEWER_KEYS = "†"
+"""Marks an Avg. Gap or Robust Gap that some seed averages over fewer keys (one undefined for the model or oracle)."""
+UNDEFINED_COLUMN, SHORT_COLUMN = "_undefined", "_short"
+"""Frame columns: per record, the metric keys undefined for its model, and the gap columns averaged over fewer keys."""
 
 
 @dataclass(frozen=True)
@@ -77,6 +82,19 @@ class Row:
     def seeds(self) -> str:
         """The Seeds cell: finished out of run, and how many of those collapsed."""
         return f"{self.ok}/{self.runs}" + (f", {self.collapsed} collapsed" if self.collapsed else "")
+    undefined: Mapping[str, int] = field(default_factory=dict)
+    """Per column, the number of finished seeds where the metric is undefined (left out of its statistics)."""
+    short: frozenset[str] = frozenset()
+    """The gap columns (Avg. Gap, Robust Gap) that some seed averages over fewer keys."""
+
+    def text(self, column: str) -> str:
+        """The cell of `column`: 'm ± h'; 'n.d.' where undefined on every seed; '(n = k)' after the statistics of
+        k seeds where others are undefined; '†' after a gap averaged over fewer keys on some seed."""
+        stat, undefined = self.stats[column], self.undefined.get(column, 0)
+        shown = UNDEFINED if stat.mean is None and undefined else stat.text()
+        if stat.mean is not None and undefined:
+            shown += f" (n = {stat.n})"
+        return shown + (f" {FEWER_KEYS}" if column in self.short else "")
 
     @property
     def verdict(self) -> str:
@@ -118,6 +136,13 @@ class Table:
         """One-line notes that a reader of the table needs: what ± is, what it is ranked by, and why a row
         has no interval."""
         out = layout_named(self.layout).notes(self)
+        if any(r.undefined.get(c) for r in self.rows for c in self.columns):
+            out.append(f"{UNDEFINED}: undefined on every seed (a degenerate attack: one feature value, or a shadow "
+                       "set not separable beyond chance; docs/metrics.md); (n = k): the statistics of the k seeds "
+                       "where it is defined.")
+        if any(r.short & set(self.columns) for r in self.rows):
+            out.append(f"{FEWER_KEYS}: on some seed a gap metric is undefined for the model or the oracle, and "
+                       "the gap averages the others only.")
         counts = [r.ok for r in self.methods] or [r.ok for r in self.rows]
         if any(r.collapsed for r in self.rows):
             out.append(COLLAPSED_NOTE)
@@ -154,10 +179,23 @@ def forget_set_keys(forget: str) -> tuple[str, ...]:
 
 
 def mean_gap(scores: Mapping[str, float], oracle: Mapping[str, float], keys: Sequence[str]) -> float | None:
-    """Mean of |score − oracle| over `keys` (None when `keys` is empty or either side lacks one)."""
-    if not keys or any(k not in scores or k not in oracle for k in keys):
+    """Mean of |score − oracle| over the `keys` both sides define (a key is absent where it is undefined, as in
+    `unlearn.metrics.gaps`); None when there is none."""
+    defined = [k for k in keys if k in scores and k in oracle]
+    if not defined:
         return None
-    return float(np.mean([abs(scores[k] - oracle[k]) for k in keys]))
+    return float(np.mean([abs(scores[k] - oracle[k]) for k in defined]))
+
+
+def fewer_keys(scores: Mapping[str, float], oracle: Mapping[str, float], keys: Sequence[str] | None) -> bool:
+    """Whether `mean_gap` over `keys` leaves some out (undefined on either side)."""
+    return bool(keys) and any(k not in scores or k not in oracle for k in keys)
+
+
+def _short(scores: Mapping[str, float], oracle: Mapping[str, float], record: ResultRecord) -> frozenset[str]:
+    """The gap columns of `scores` (against `oracle`) that average over fewer keys than `record`'s gap metrics."""
+    return frozenset(col for col, keys in ((AVG_GAP, record.config.get("gap_metrics", [])),
+                                            (ROBUST_GAP, robust_keys(record))) if fewer_keys(scores, oracle, keys))
 
 
 def robust_keys(record: ResultRecord) -> list[str] | None:
@@ -185,6 +223,8 @@ def records_frame(records: Sequence[ResultRecord]) -> pd.DataFrame:
         row[AVG_GAP] = r.gaps.get(AVG_GAP)
         row[ROBUST_GAP] = robust_gap(r) if r.status == "ok" else None
         row[RUN_TIME] = r.run_time_s
+        row[UNDEFINED_COLUMN] = frozenset(r.undefined.get("method", {}))
+        row[SHORT_COLUMN] = _short(r.metrics, r.oracle_metrics, r) if r.status == "ok" else frozenset()
         rows.append(row)
     return pd.DataFrame(rows)
 
@@ -209,12 +249,16 @@ def _reference_rows(records: Sequence[ResultRecord]) -> list[dict]:
         if r.original_metrics:
             gaps = {AVG_GAP: mean_gap(r.original_metrics, r.oracle_metrics, r.config.get("gap_metrics", [])),
                     ROBUST_GAP: mean_gap(r.original_metrics, r.oracle_metrics, keys or [])}
-            seen.setdefault((*cell, ORIGINAL), {**base, "method": ORIGINAL, **r.original_metrics, **gaps})
+            seen.setdefault((*cell, ORIGINAL), {**base, "method": ORIGINAL, **r.original_metrics, **gaps,
+                                                UNDEFINED_COLUMN: frozenset(r.undefined.get("original", {})),
+                                                SHORT_COLUMN: _short(r.original_metrics, r.oracle_metrics, r)})
         if cell not in has_retrain and r.oracle_metrics:
             zero = {AVG_GAP: 0.0, ROBUST_GAP: 0.0 if keys else None}
-            seen.setdefault((*cell, ORACLE), {**base, "method": ORACLE, **r.oracle_metrics, **zero})
+            seen.setdefault((*cell, ORACLE), {**base, "method": ORACLE, **r.oracle_metrics, **zero,
+                                              UNDEFINED_COLUMN: frozenset(r.undefined.get("oracle", {}))})
         if r.ideal_oracle_metrics:
-            seen.setdefault((*cell, IDEAL_ORACLE), {**base, "method": IDEAL_ORACLE, **r.ideal_oracle_metrics})
+            seen.setdefault((*cell, IDEAL_ORACLE), {**base, "method": IDEAL_ORACLE, **r.ideal_oracle_metrics,
+                                                    UNDEFINED_COLUMN: frozenset(r.undefined.get("ideal_oracle", {}))})
     return list(seen.values())
 
 
@@ -323,8 +367,8 @@ def _judge(rows: list[Row], columns: Sequence[str], headline: str | None, layout
             methods = {r.method: lower_better(r.values[headline])
                        for r in rows if r.role == "method" and r.values.get(headline)}
             versus = compare(methods, lower_better(original.values[headline]))
-    return [dataclasses.replace(r, best=frozenset(best[r.method]), rank=rank.get(r.method),
-                                versus_best=to_best.get(r.method), versus_original=versus.get(r.method)) for r in rows]
+    return [replace(r, best=frozenset(best[r.method]), rank=rank.get(r.method), versus_best=to_best.get(r.method),
+                    versus_original=versus.get(r.method)) for r in rows]
 
 
 def _row(method: str, runs: pd.DataFrame, columns: Sequence[str]) -> Row:
@@ -339,7 +383,12 @@ def _row(method: str, runs: pd.DataFrame, columns: Sequence[str]) -> Row:
         stats[col] = Stat.of(present[col])
         values[col] = {int(s): float(v) for s, v in zip(present["seed"], present[col], strict=True)}
     collapsed = int(ok["collapsed"].fillna(False).astype(bool).sum()) if "collapsed" in ok else 0
-    return Row(method, _role(method), stats, len(ok), len(runs), values=values, collapsed=collapsed)
+    marks = {name: [m for m in ok[name] if isinstance(m, frozenset)] if name in ok else []
+             for name in (UNDEFINED_COLUMN, SHORT_COLUMN)}
+    undefined = {col: n for col in columns if (n := sum(col in m for m in marks[UNDEFINED_COLUMN]))}
+    short = frozenset(col for m in marks[SHORT_COLUMN] for col in m)
+    return Row(method, _role(method), stats, len(ok), len(runs), values=values, undefined=undefined, short=short,
+               collapsed=collapsed)
 
 
 def summarize(records: Sequence[ResultRecord], columns: Sequence[str] | None = None) -> list[Table]:
@@ -392,7 +441,7 @@ def format_text(tables: Sequence[Table]) -> str:
         ranked = table.headline is not None
         frame = pd.DataFrame(
             [{**({"rank": "—" if r.rank is None else str(r.rank)} if ranked else {}), "method": r.method,
-              **{c: r.stats[c].text() for c in table.columns}, "ok": r.seeds,
+              **{c: r.text(c) for c in table.columns}, "ok": r.seeds,
               **({"vs original": r.verdict} if ranked else {})}
              for r in table.rows]
         )

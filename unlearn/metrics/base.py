@@ -228,8 +228,35 @@ def evaluate(evaluation: Evaluation, names: Sequence[str]) -> Scores:
     return Scores(values, info)
 
 
+def undefined_keys(scores: Scores) -> dict[str, str]:
+    """Key -> reason for each key a metric left out of `scores` as undefined (its info's "undefined" says why)."""
+    out: dict[str, str] = {}
+    for name, info in scores.info.items():
+        reason = info.get("undefined") if isinstance(info, Mapping) else None
+        if isinstance(reason, str) and METRICS.knows(name):
+            out.update({k: reason for k in METRICS.get(name).produces if k not in scores.values})
+    return out
+
+
 def gaps(values: Mapping[str, float], oracle: Mapping[str, float], keys: Sequence[str]) -> dict[str, float]:
-    """|value − oracle value| for each key, and their mean as 'Avg. Gap' (SalUn's definition)."""
-    out = {k: abs(values[k] - oracle[k]) for k in keys}
-    out["Avg. Gap"] = sum(out.values()) / len(keys)
+    """|value − oracle value| for each key, and their mean as 'Avg. Gap' (SalUn's definition).
+
+    A key undefined for the model or the oracle (absent from its values: see `undefined_keys`) has no gap and
+    Avg. Gap is the mean over the others (`gaps_left_out` says which and why); no Avg. Gap when none is left.
+    """
+    defined = [k for k in keys if k in values and k in oracle]
+    out = {k: abs(values[k] - oracle[k]) for k in defined}
+    if defined:
+        out["Avg. Gap"] = sum(out.values()) / len(defined)
+    return out
+
+
+def gaps_left_out(keys: Sequence[str], model: Mapping[str, str], oracle: Mapping[str, str]) -> dict[str, str]:
+    """The gap keys Avg. Gap leaves out, with whom each is undefined for, given the model's and the oracle's
+    undefined keys (key -> reason, which the record keeps in `undefined`)."""
+    out = {}
+    for k in keys:
+        who = [name for name, found in (("method", model), ("oracle", oracle)) if k in found]
+        if who:
+            out[k] = f"undefined for the {' and the '.join(who)}"
     return out

@@ -13,10 +13,17 @@ predicted non-member (higher = more forgotten). MIA-LR-Entropy trains on all of 
 versus test and reports the % of D_f predicted member (higher = more remembered): it is
 not comparable with the efficacies. For class-wise forgetting the test split holds the
 remaining classes only (the same split as TA) for every attack here.
+
+A degenerate attack is undefined, not 0 or 100 (`degenerate`): when its feature takes one value on
+the shadow set, or when its classifier cannot separate shadow members from non-members beyond
+chance in seeded stratified cross-validation (one-sided binomial test), its call on D_f is
+tie-breaking. Its key is then left out of the values and its info says why under "undefined";
+where the attack is defined its number is the reference's, unchanged.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -107,16 +114,83 @@ def attack_features(out: SplitOutputs, kind: str) -> np.ndarray:
     raise ValueError(f"unknown attack feature {kind!r}; known: {sorted(FEATURES)}")
 
 
-def svc_mia_efficacy(members: np.ndarray, non_members: np.ndarray, targets: np.ndarray) -> float:
-    """Fit SVC(C=3, gamma='auto', rbf) on member (1) vs non-member (0) features; % of targets called non-member."""
+def _design(members: np.ndarray, non_members: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Shadow features as rows (members first) and their labels: 1 = member, 0 = non-member."""
     x = np.concatenate([members, non_members]).reshape(len(members) + len(non_members), -1)
-    y = np.concatenate([np.ones(len(members)), np.zeros(len(non_members))])
+    return x, np.concatenate([np.ones(len(members)), np.zeros(len(non_members))])
+
+
+def _svc() -> Any:
     from sklearn.svm import SVC  # scikit-learn loads when an attack runs, not with the metric registry
 
-    clf = SVC(C=3, gamma="auto", kernel="rbf")
-    clf.fit(x, y)
-    predicted_member = clf.predict(np.asarray(targets).reshape(len(targets), -1))
+    return SVC(C=3, gamma="auto", kernel="rbf")
+
+
+def svc_mia_efficacy(members: np.ndarray, non_members: np.ndarray, targets: np.ndarray) -> float:
+    """Fit SVC(C=3, gamma='auto', rbf) on member (1) vs non-member (0) features; % of targets called non-member."""
+    x, y = _design(members, non_members)
+    predicted_member = _svc().fit(x, y).predict(np.asarray(targets).reshape(len(targets), -1))
     return 100.0 * float(1.0 - predicted_member.mean())
+
+
+def svc_fit_predict(x: np.ndarray, y: np.ndarray, targets: np.ndarray) -> np.ndarray:
+    """The SVC attack's calls (1 = member) on `targets` after fitting on (x, y): `degenerate`'s classifier."""
+    return _svc().fit(x, y).predict(targets)
+
+
+# -- degenerate attacks ---------------------------------------------------------------------------
+
+FOLDS = 5
+"""Stratified folds of the separability test (fewer when a shadow class has fewer samples)."""
+FOLD_SEED = 0
+"""The folds' shuffle seed: fixed, so the test is a function of the model's outputs alone."""
+ALPHA = 0.05
+"""Level of the one-sided binomial test of the cross-validated shadow accuracy against chance."""
+
+
+def one_value(members: np.ndarray, non_members: np.ndarray) -> str | None:
+    """Why an attack has nothing to learn when its feature takes one value on the shadow set, else None."""
+    x, _ = _design(members, non_members)
+    if len(x) and not bool(np.all(x == x[0])):
+        return None
+    value = "no samples" if len(x) == 0 else np.array2string(x[0], precision=4, threshold=4, edgeitems=1)
+    return f"one feature value on the shadow set ({value[:40]}): the classifier has nothing to learn"
+
+
+def degenerate(
+    members: np.ndarray, non_members: np.ndarray, fit_predict: Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]
+) -> tuple[str | None, dict[str, Any]]:
+    """Why the attack `fit_predict` (fit on x, y; calls on targets) is undefined on this shadow set, or None; and
+    what the test found, for the info.
+
+    (a) The feature takes one value on the shadow set: nothing to learn, the call on D_f is the classifier's tie
+    break. (b) The classifier does not separate the shadow set beyond chance: it is fitted and scored in
+    `FOLDS`-fold stratified cross-validation (shuffled with `FOLD_SEED`), and the number of held-out shadow
+    samples it calls right is tested against chance (the larger shadow class's share; 50 % for the equal-sized
+    shadow sets here) with a one-sided binomial test (scipy.stats.binomtest); p > `ALPHA` is undefined.
+    """
+    one = one_value(members, non_members)
+    if one is not None:
+        return one, {}
+    x, y = _design(members, non_members)
+    folds = min(FOLDS, len(members), len(non_members))
+    if folds < 2:
+        return "fewer than two shadow members or non-members: the separability test needs two folds", {}
+    from scipy.stats import binomtest
+    from sklearn.model_selection import StratifiedKFold
+
+    right = 0
+    for train, held in StratifiedKFold(folds, shuffle=True, random_state=FOLD_SEED).split(x, y):
+        right += int((fit_predict(x[train], y[train], x[held]) == y[held]).sum())
+    chance = max(len(members), len(non_members)) / len(x)
+    p = float(binomtest(right, len(x), chance, alternative="greater").pvalue)
+    found = {"shadow_cv_accuracy": 100.0 * right / len(x), "shadow_cv_p": p,
+             "separability_test": f"{folds}-fold stratified CV (seed {FOLD_SEED}), one-sided binomial test vs "
+                                  f"chance {100 * chance:.1f} %, alpha {ALPHA:g}"}
+    if p > ALPHA:
+        return (f"shadow set not separable beyond chance: {folds}-fold CV accuracy {found['shadow_cv_accuracy']:.1f} % "
+                f"vs {100 * chance:.1f} %, one-sided binomial p = {p:.3g} > {ALPHA:g}"), found
+    return None, found
 
 
 LR_C = 2.0
@@ -132,8 +206,7 @@ def lr_member_rate(members: np.ndarray, non_members: np.ndarray, targets: np.nda
     halved: binary `C=2` reproduces the reference's `C=1` fit exactly (tests check
     this against a direct fit of the two-row model); binary `C=1` would not.
     """
-    x = np.concatenate([members, non_members]).reshape(len(members) + len(non_members), -1)
-    y = np.concatenate([np.ones(len(members)), np.zeros(len(non_members))])
+    x, y = _design(members, non_members)
     from sklearn.linear_model import LogisticRegression
 
     clf = LogisticRegression(C=LR_C, class_weight="balanced", solver="lbfgs")
@@ -195,13 +268,29 @@ def _targets(ev: Evaluation) -> dict[str, Any]:
 
 
 def _svc_attack(ev: Evaluation, kind: str, key: str, non_member_split: str = "test") -> Scores:
-    """The SVC attack on one feature: % of D_f called non-member, with the shadow data it used."""
+    """The SVC attack on one feature: % of D_f called non-member (undefined when `degenerate`), with its shadow data."""
     members, non_members, info = _shadow(ev, non_member_split)
-    value = svc_mia_efficacy(
-        attack_features(members, kind), attack_features(non_members, kind), attack_features(ev["forget"], kind)
-    )
+    shadow = attack_features(members, kind), attack_features(non_members, kind)
     info.update(classifier=SVC_DESCRIPTION, feature=f"{kind}: {FEATURES[kind]}", score="% of targets non-member")
-    return Scores({key: value}, info)
+    return _unless_degenerate(key, info, shadow, svc_fit_predict,
+                              lambda: svc_mia_efficacy(*shadow, attack_features(ev["forget"], kind)))
+
+
+def _unless_degenerate(key: str, info: dict[str, Any], shadow: tuple[np.ndarray, np.ndarray],
+                       fit_predict: Callable[..., np.ndarray], value: Callable[[], float]) -> Scores:
+    """`key` = value() when the attack is not `degenerate` on `shadow`; else no value and info["undefined"] says why."""
+    reason, found = degenerate(*shadow, fit_predict)
+    info.update(found)
+    if reason is not None:
+        info["undefined"] = reason
+        return Scores({}, info)
+    return Scores({key: value()}, info)
+
+
+def loss_fit_predict(x: np.ndarray, y: np.ndarray, targets: np.ndarray) -> np.ndarray:
+    """The loss-threshold attack's calls (1 = member iff loss <= τ, τ from `loss_threshold` on (x, y))."""
+    tau, _ = loss_threshold(x[y == 1, 0], x[y == 0, 0])
+    return (targets[:, 0] <= tau).astype(float)
 
 
 # -- the metrics ---------------------------------------------------------------------------------------
@@ -289,11 +378,13 @@ def mia_lr_entropy(ev: Evaluation) -> Scores:
     we fit the equivalent binary model, see `lr_member_rate`. For class-wise forgetting
     the test split holds the remaining classes; SSD's full-class script passes the
     whole test set, forgotten class included.
+
+    Undefined when the entropy takes one value on the shadow data ((a) of `degenerate`). The separability test
+    (b) is not applied: the shadow classes are of unequal size and the model is class-balanced, so its accuracy
+    is not a test against a fixed chance level; the score is a member rate, not a tie-broken efficacy.
     """
     retain, test, forget = ev["retain"], ev["test"], ev["forget"]
-    value = lr_member_rate(
-        attack_features(retain, "entropy"), attack_features(test, "entropy"), attack_features(forget, "entropy")
-    )
+    shadow = attack_features(retain, "entropy"), attack_features(test, "entropy")
     info = {
         "shadow_members": f"retain (all {len(retain)} samples of D_r)",
         "shadow_non_members": f"test ({len(test)}{_remaining_note(ev, 'test')})",
@@ -304,6 +395,11 @@ def mia_lr_entropy(ev: Evaluation) -> Scores:
         "feature": f"entropy: {FEATURES['entropy']}",
         "score": "% of targets member",
     }
+    reason = one_value(*shadow)  # (a) of `degenerate` only: see the docstring
+    if reason is not None:
+        info["undefined"] = reason
+        return Scores({}, info)
+    value = lr_member_rate(*shadow, attack_features(forget, "entropy"))
     return Scores({"MIA-LR-Entropy": value}, info)
 
 
@@ -314,11 +410,12 @@ def mia_loss(ev: Evaluation) -> Scores:
     A sample is called a member iff its cross-entropy loss is <= τ, where τ maximises the
     balanced accuracy on MIA-Efficacy's shadow data (members = first |test| of D_r,
     non-members = test); candidates and tie-breaking are those of `loss_threshold`.
-    τ and the shadow balanced accuracy (%) are recorded in the info.
+    τ and the shadow balanced accuracy (%) are recorded in the info. Undefined when `degenerate` (the threshold
+    rule fitted and scored in cross-validation on the shadow data).
     """
     members, non_members, info = _shadow(ev, "test")
-    tau, balanced = loss_threshold(attack_features(members, "loss"), attack_features(non_members, "loss"))
-    value = 100.0 * float((attack_features(ev["forget"], "loss") > tau).mean())
+    shadow = attack_features(members, "loss"), attack_features(non_members, "loss")
+    tau, balanced = loss_threshold(*shadow)
     info.update(
         classifier="threshold: member iff loss <= threshold, chosen for the best shadow balanced accuracy",
         feature=f"loss: {FEATURES['loss']}",
@@ -326,4 +423,5 @@ def mia_loss(ev: Evaluation) -> Scores:
         shadow_balanced_accuracy=balanced,
         score="% of targets non-member",
     )
-    return Scores({"MIA-Loss": value}, info)
+    return _unless_degenerate("MIA-Loss", info, shadow, loss_fit_predict,
+                              lambda: 100.0 * float((attack_features(ev["forget"], "loss") > tau).mean()))
