@@ -15,7 +15,9 @@ class. It prints, mean ± std over seeds:
 - the cost of building a set afresh, as a multiple of training the original model once
   (both timed by the script);
 - how far the upper step moves the weights: members of the set replaced over the upper
-  iterations for upper_lr 1e-2 (the reference's nominal value) up to 1e4 (the default);
+  iterations for upper_lr 1e-2 (the reference's nominal value) up to 1e4;
+- whether each set's selection settled: the steps that changed it, the stable tail, the
+  iteration whose set was kept (the best upper objective) and the convergence verdict;
 - the oracle's forget accuracy (100 − UA) on each set: a worst-case set is one the rest of
   the data explains, so even the oracle classifies it;
 - each method's Avg. Gap to the oracle on each set, and whether it is larger on the
@@ -37,6 +39,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 import torch  # noqa: E402
 import yaml  # noqa: E402
 
+from unlearn.cli.forget_sets import convergence_line  # noqa: E402
 from unlearn.forget import ForgetSpec  # noqa: E402
 from unlearn.harness import Grid, Workspace, load_kind, plan_grid  # noqa: E402
 from unlearn.results import ORACLE  # noqa: E402
@@ -94,16 +97,22 @@ def main() -> None:
         for name in ("worst-case", "easiest", "worst-case class"):
             scratch.models.load_or_train_original(seeds[0])  # (loaded from the cache, not timed)
             began = time.perf_counter()
-            manifest = scratch.manifest(ForgetSpec.parse(sets[name]), seeds[0])
+            manifest = scratch.models.build_manifest(ForgetSpec.parse(sets[name]), seeds[0])
             seconds = time.perf_counter() - began
             print(f"  {name:<18} {seconds:.2f} s = {seconds / training:.2f} x  ({manifest.provenance['epochs_trained']} "
                   f"signSGD epochs + {manifest.provenance['settings']['upper_iters']} loss passes; the recipe trains "
                   f"{spec.train.epochs} epochs)")
 
+        print("\nDid the selection settle? (the manifests' convergence reports)")
+        for name in ("worst-case", "easiest", "worst-case class"):
+            for seed in seeds:
+                report = runner.models.build_manifest(ForgetSpec.parse(sets[name]), seed).provenance["convergence"]
+                print(f"  {name:<18} seed {seed}: {convergence_line(report)}")
+
         print(f"\nDoes the upper step move the weights? (seed {seeds[0]}: set members replaced per upper iteration)")
         for scale in SCALES:
-            manifest = scratch.manifest(ForgetSpec.parse(f"worst-case:{f}:upper_lr={scale:g}"), seeds[0])
-            changed = [row["changed"] for row in manifest.provenance["trajectory"]]
+            manifest = scratch.models.build_manifest(ForgetSpec.parse(f"worst-case:{f}:upper_lr={scale:g}"), seeds[0])
+            changed = [row["changed"] for row in manifest.provenance["trajectory"][1:]]
             print(f"  upper_lr {scale:>8g}: {sum(changed):>4} in total  {changed}")
 
         records = runner.run().records

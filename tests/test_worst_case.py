@@ -60,9 +60,9 @@ def test_the_nominal_upper_step_never_moves_the_set_and_the_default_does(origina
     init = np.sort(np.random.default_rng(derive_seed(0, "bilevel-init")).choice(len(digits_kind.train), 126,
                                                                                replace=False))
     nominal = run_select(original, digits_kind, upper_lr=1e-2)
-    assert np.array_equal(nominal.chosen, init) and all(t["changed"] == 0 for t in nominal.trajectory)
+    assert np.array_equal(nominal.chosen, init) and all(t["changed"] == 0 for t in nominal.trajectory[1:])
     default = run_select(original, digits_kind)
-    assert default.trajectory[0]["changed"] > 5
+    assert default.trajectory[1]["changed"] > 5
     loss = per_sample_loss(original, digits_kind.train).numpy()
     easiest = run_select(original, digits_kind, objective="easiest")
     # the hardest set ends where the loss is lowest, the easiest where it is highest
@@ -80,15 +80,23 @@ def test_worst_case_manifest_records_provenance_and_is_reused(tmp_path, digits_s
     from unlearn.harness import Classification, Workspace
 
     workspace = Workspace.at(tmp_path, cache_dir=shared_cache)
-    runner = make_grid(digits_spec, digits_kind, workspace, ["retrain"], [WORST], [0])
-    forget = ForgetSpec.parse(WORST)
+    text = f"{WORST}:upper_iters=4"
+    runner = make_grid(digits_spec, digits_kind, workspace, ["retrain"], [text], [0])
+    forget = ForgetSpec.parse(text)
     m = runner.models.build_manifest(forget, 0)
     path = manifest_path(workspace.forget_dir, "digits", forget, 0, "digits")
     assert path.is_file() and read_manifest(path) == m and m.benchmark == "digits" and m.size == 126
     prov = m.provenance
     assert prov["original_model"] == runner.models.cache.key_hash(digits_kind.original_key(0))
-    assert len(prov["trajectory"]) == BilevelSettings().upper_iters and prov["settings"]["upper_lr"] == 1e4
-    assert prov["epochs_trained"] == 20 and prov["seconds"] > 0
+    iters = 4
+    assert len(prov["trajectory"]) == iters and prov["settings"]["upper_lr"] == 1e4
+    assert prov["epochs_trained"] == 2 * iters and prov["seconds"] > 0
+    # the convergence report: the kept set is the best iterate's, and every step's overlap is recorded
+    report, rows = prov["convergence"], prov["trajectory"]
+    best = min(rows, key=lambda row: row["objective"])
+    assert report["best_iteration"] == best["iteration"] and report["steps"] == iters - 1
+    assert report["steps_changed"] == sum(row["changed"] > 0 for row in rows[1:])
+    assert all(0 <= row["jaccard"] <= 1 for row in rows[1:]) and isinstance(report["converged"], bool)
 
     monkeypatch.setattr(worst_case_module, "select", lambda *a, **k: pytest.fail("rebuilt a stored set"))
     assert runner.models.build_manifest(forget, 0) == m
@@ -109,6 +117,35 @@ def test_class_variant_forgets_whole_classes(tmp_path, digits_spec, digits_kind,
     m = runner.models.build_manifest(ForgetSpec.parse("worst-case-class:1:upper_iters=2"), 0)
     (label,) = m.forgotten_classes
     assert m.indices == np.flatnonzero(digits_kind.dataset.train.y.numpy() == label).tolist()
+    rows, report = m.provenance["trajectory"], m.provenance["convergence"]
+    assert rows[report["best_iteration"] - 1]["selection"] == [label]  # each iterate's class is listed
+
+
+def test_the_same_seed_builds_the_same_manifest_and_an_older_builders_is_refused(tmp_path, digits_spec, digits_kind,
+                                                                               shared_cache, capsys):
+    from unlearn.forget.manifest import ForgetManifest
+    from unlearn.harness import Workspace
+
+    text = "worst-case-class:1:upper_iters=3"
+    built = []
+    for name in ("a", "b"):
+        runner = make_grid(digits_spec, digits_kind, Workspace.at(tmp_path / name, cache_dir=shared_cache),
+                           ["retrain"], [text], [0])
+        built.append(runner.models.build_manifest(ForgetSpec.parse(text), 0))
+    a, b = (m.model_dump(exclude={"checksum"}) for m in built)
+    assert a["provenance"].pop("seconds") > 0 and b["provenance"].pop("seconds") > 0
+    assert a == b  # everything but the time taken
+
+    path = manifest_path(tmp_path / "b/data/forget-sets", "digits", ForgetSpec.parse(text), 0, "digits")
+    fields = built[1].model_dump(exclude={"checksum"})
+    path.write_text(ForgetManifest.sealed(**{**fields, "builder_version": 1}).to_json())
+    with pytest.raises(UserError, match="version 1 of the worst-case-class builder"):
+        runner.models.build_manifest(ForgetSpec.parse(text), 0)
+
+    assert main(["forget-set", "show", str(manifest_path(tmp_path / "a/data/forget-sets", "digits",
+                                                          ForgetSpec.parse(text), 0, "digits"))]) == 0
+    out = capsys.readouterr().out
+    assert "converged" in out and f"the set is iteration {built[0].provenance['convergence']['best_iteration']}'s" in out
 
 
 @pytest.mark.parametrize("text, message", [

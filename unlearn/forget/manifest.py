@@ -140,6 +140,9 @@ def load_or_build(
             return f"{where} was built from different {dataset.name} data"
         if manifest.spec != spec.text or manifest.seed != want_seed:
             return f"{where} holds {manifest.spec} seed {manifest.seed}, not {spec.text} seed {want_seed}"
+        if manifest.builder_version != builder.version:
+            return (f"{where} was built by version {manifest.builder_version} of the {spec.kind} builder, which selects "
+                    f"differently from the current version {builder.version}")
         if original_key is not None and manifest.provenance.get("original_model") != original_key:
             return f"{where} was selected with a different original model of {benchmark} (its model or recipe changed)"
         return None

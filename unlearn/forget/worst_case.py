@@ -58,6 +58,11 @@ class WorstCaseForget(ForgetBuilder):
 
     kind_name = "worst-case"
     size_key = "fraction"
+    name_members = False
+    """Whether each upper iteration's selection is listed in the trajectory (classes: yes; samples: their overlap
+    with the previous iterate's only)."""
+    version = 2
+    """2: the set is the iterate with the best upper objective, not the last; convergence is reported."""
 
     def _parse_size(self, text: str, where: str) -> float:
         return parse_fraction(text, f"{where}: forget fraction")
@@ -98,11 +103,13 @@ class WorstCaseForget(ForgetBuilder):
                 return models.new_model(seed, "worst-case-lower")
         groups = self.groups(context.dataset)
         began = time.perf_counter()
-        selection = select(start, data, groups, self.budget(params, context.dataset), settings, seed, context.progress)
+        selection = select(start, data, groups, self.budget(params, context.dataset), settings, seed, context.progress,
+                           name_members=self.name_members)
         provenance = {
             "builder": f"bi-level selection ({self.kind_name})",
             "settings": settings.model_dump(),
             "trajectory": selection.trajectory,
+            "convergence": selection.convergence,
             "epochs_trained": settings.upper_iters * settings.lower_epochs,
             "seconds": round(time.perf_counter() - began, 3),
         }
@@ -115,13 +122,19 @@ class WorstCaseForget(ForgetBuilder):
 @BUILDERS.register("worst-case-class")
 class WorstCaseClassForget(WorstCaseForget):
     """worst-case-class:K[:key=value...] — the K classes hardest to forget; weights over classes, per-class loss
-    as the upper gradient and, as in the reference, one lower epoch per upper iteration."""
+    as the upper gradient and, as in the reference, one lower epoch per upper iteration.
+
+    Unlike the reference, the upper step is 1e2, not 1e4. At 1e4 every step moves the whole weight to the class
+    of lowest loss under the model that unlearned the current one, never the current one (unlearning raised its
+    loss), so the pick cycles: it changed in 24-28 of 29 steps on digits, seeds 0-2. At 1e2 the weights move a
+    part of the way each step and the pick settled within 30 iterations on digits and mnist1d, seeds 0-2."""
 
     syntax = "worst-case-class:K[:key=value...] (K classes, fewer than the dataset has)"
-    defaults = {"lower_epochs": 1}
+    defaults = {"lower_epochs": 1, "upper_lr": 1e2}
     size_key = "classes"
 
     kind_name = "worst-case-class"
+    name_members = True
 
     def _parse_size(self, text: str, where: str) -> int:
         try:
