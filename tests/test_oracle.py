@@ -4,6 +4,7 @@ oracle refused before it scores anything."""
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import pytest
 import torch
@@ -24,6 +25,16 @@ def test_the_default_recipe_keeps_its_hashes_and_original_changes_them():
     assert same.key() == plain.key() and same.model_dump() == plain.model_dump()
     assert matched.key() == {**plain.key(), "oracle_steps": "original"}
     assert "oracle_steps" not in load_benchmark("digits").model_key()["train"]
+
+
+def test_matched_steps_and_model_banks_are_refused_together(tmp_path):
+    from unlearn.errors import UserError
+    from unlearn.spec import read_spec
+
+    banks = tmp_path / "banks.yaml"
+    banks.write_text(Path(tiny_spec(tmp_path, oracle_steps="original")).read_text() + "evaluation: {bank: {size: 3}}\n")
+    with pytest.raises(UserError, match="oracle_steps: original is not implemented for model banks"):
+        read_spec(banks)
 
 
 def steps_and_rates(kind, data: TensorData) -> list[float]:
@@ -88,7 +99,7 @@ def run(tmp_path, spec: str, forget: str, capsys) -> tuple[int, str]:
 def test_an_undertrained_oracle_is_refused_before_any_cell_is_scored(tmp_path, capsys):
     code, err = run(tmp_path, tiny_spec(tmp_path), "random:0.9", capsys)
     assert code == 2 and err.startswith("unlearn: error: the oracle of random:0.9, seed 0 is undertrained: its RA is")
-    assert "oracle_steps: original" in err
+    assert err.endswith("set `oracle_steps: original` under the spec's `train:`")
     assert files_under(tmp_path / "work" / "data" / "runs") == []
     code, err = run(tmp_path, tiny_spec(tmp_path, oracle_steps="original"), "random:0.9", capsys)
     assert code == 0, err

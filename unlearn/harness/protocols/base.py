@@ -80,10 +80,11 @@ class Protocol:
             if original is None or oracle is None or oracle >= original - ORACLE_TOLERANCE:
                 continue
             where = ", ".join(part for part in (group.forget.text, f"seed {group.seed}", label) if part)
+            fix = ("set `oracle_steps: original` under the spec's `train:`" if self.kind.spec.train.oracle_steps == "epochs"
+                   else "train longer (the spec's `train: epochs`)")
             raise UserError(
                 f"the oracle of {where} is undertrained: its {metric} is {oracle:.1f} against the original model's "
-                f"{original:.1f}, more than {ORACLE_TOLERANCE:g} points below; train it to the original's standard "
-                "(e.g. `oracle_steps: original` under the spec's `train:`)"
+                f"{original:.1f}, more than {ORACLE_TOLERANCE:g} points below; train it to the original's standard: {fix}"
             )
 
     def outcome(self, cell: Cell, group: CellGroup) -> Outcome:
