@@ -283,7 +283,7 @@ def oracle_recipe(recipe: Recipe, samples: int, reference: int | None) -> tuple[
     number of steps, epochs x ceil(reference / batch_size): the epochs are scaled up to cover them (the last one
     cut short at the limit), and so is the schedule, whose cosine then spans the scaled epochs and whose multistep
     milestones move by the same factor. Otherwise the recipe is unchanged (the same epochs, fewer steps)."""
-    if recipe.oracle_steps == "epochs" or reference is None or samples >= reference:
+    if recipe.oracle_steps == "epochs" or reference is None or not 0 < samples < reference:
         return recipe, None
     steps = recipe.epochs * math.ceil(reference / recipe.batch_size)
     epochs = math.ceil(steps / math.ceil(samples / recipe.batch_size))
