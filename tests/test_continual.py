@@ -9,10 +9,13 @@ from conftest import files_under, make_grid, spy_oracle_training
 
 import unlearn.methods.random_label as random_label_module
 from unlearn.cli import main
+from unlearn.data.tensors import TensorData
 from unlearn.errors import UserError
 from unlearn.forget import BuildContext, ForgetSpec
 from unlearn.forget.continual import few_shot
 from unlearn.harness import Workspace
+from unlearn.metrics import METRICS
+from unlearn.metrics.base import Evaluation
 
 SEQUENCE = "continual:0+1/2+3:shots=4"
 
@@ -131,3 +134,26 @@ def test_one_checkpoint_cannot_be_scored_against_a_sequence(tmp_path, capsys):
                  str(tmp_path / "m.safetensors"), "--workdir", str(tmp_path), "--no-progress"])
     err = capsys.readouterr().err
     assert code == 2 and "sequence of tasks" in err and len(err.strip().splitlines()) == 1
+
+
+class Lookup(torch.nn.Module):
+    """Predicts `table[x]` for an input holding the integer x."""
+
+    def __init__(self, table: list[int]):
+        super().__init__()
+        self.table = torch.tensor(table)
+        self.anchor = torch.nn.Parameter(torch.zeros(()))
+
+    def forward(self, x):
+        return torch.nn.functional.one_hot(self.table[x[:, 0].long()], 3).float() + 0 * self.anchor
+
+
+def test_h_is_never_negative_when_a_task_raises_its_classes_accuracy():
+    task = TensorData.of(torch.tensor([[0.0], [1.0]]), torch.tensor([0, 1]))
+    remaining = TensorData.of(torch.tensor([[2.0]]), torch.tensor([2]))
+    splits = {"test_task": task, "test_remaining": remaining}
+    start = Evaluation(Lookup([0, 2, 2]), splits)  # Acc_f 50 at the task's start
+    after = Evaluation(Lookup([0, 1, 2]), splits, resources={"task-start": lambda: start})  # Acc_f 100, Acc_r 100
+    scores = METRICS.get("continual").fn(after)
+    assert (scores["Acc_f"], scores["Acc_r"]) == (100.0, 100.0)
+    assert scores["Drop"] == 0.0 and scores["H"] == 0.0  # unfloored: Drop -50 and H -200

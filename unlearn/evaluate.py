@@ -115,7 +115,7 @@ def evaluate_checkpoint(
     # checked before the cell's manifest is built, so a refused checkpoint writes nothing
     protocol, forget_spec, manifest = _cell(spec, workspace, device, forget, seed, progress, loaded)
     model = loaded(protocol.kind)  # a corrective cell's kind: the same architecture on manipulated data
-    group = protocol.prepare(forget_spec, manifest, seed)
+    group = protocol.ready(forget_spec, manifest, seed)
     scoring = protocol.scoring
     try:
         scores = scoring.score(scoring.evaluation(model, group, None))

@@ -37,9 +37,11 @@ MAX_THREADS = 1024
 on `set_num_threads(100000)`; 1024 was checked to run, and is more than any single machine's hardware threads."""
 
 
-LATER_FIELDS: dict[str, Any] = {"optimizer": "sgd", "max_grad_norm": None, "milestones": [], "gamma": 0.1}
+LATER_FIELDS: dict[str, Any] = {
+    "optimizer": "sgd", "max_grad_norm": None, "milestones": [], "gamma": 0.1, "oracle_steps": "epochs",
+}
 """Recipe fields added after models were cached, with their defaults: left out of model keys at those defaults."""
-SERIALISED_LATER = ("milestones", "gamma")
+SERIALISED_LATER = ("milestones", "gamma", "oracle_steps")
 """Of those, the ones added after result records first held whole recipes (generation judges): left out of every
 serialised recipe at their defaults, so that those records' config hashes do not change either."""
 
@@ -63,6 +65,13 @@ class Recipe(BaseModel):
     """SGD with `momentum`; or Adam (β 0.9, 0.999; `momentum` unused), as diffusion models are trained."""
     max_grad_norm: PositiveFloat | None = None
     """Clip the gradient's global norm before each step (DDPM: 1.0); None: no clipping."""
+    oracle_steps: Literal["epochs", "original"] = "epochs"
+    """How the oracle (`retrain`) scales this recipe to the retain set D_r, which is smaller than the original's
+    training set D: `epochs`, the same number of epochs (the reference's; fewer optimiser steps, |D_r|/|D| of the
+    original's); `original`, the same number of optimiser steps as the original (the epochs scaled up by about
+    |D|/|D_r|, the last one cut at the original's step count), with the learning-rate schedule spanning those
+    scaled epochs (cosine over all of them, multistep milestones scaled alike), so that the oracle's schedule
+    covers its whole training as the original's does (`unlearn.train.oracle_recipe`)."""
 
     @model_validator(mode="after")
     def _milestones(self) -> Recipe:
@@ -298,6 +307,13 @@ class BenchmarkSpec(BaseModel):
                 raise ValueError("a generation benchmark needs evaluation.generation.judge with a train recipe or a checkpoint")
             if self.evaluation.bank.size:
                 raise ValueError("model banks (evaluation.bank) serve classification benchmarks only")
+        return self
+
+    @model_validator(mode="after")
+    def _oracle_banks(self) -> BenchmarkSpec:
+        if self.train.oracle_steps != "epochs" and self.evaluation.bank.size:
+            raise ValueError("train.oracle_steps: original is not implemented for model banks (evaluation.bank), whose "
+                             "retrained members and shadows train with the recipe's epochs; use one or the other")
         return self
 
     @property

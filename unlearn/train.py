@@ -7,6 +7,7 @@ epochs), plus optional hooks around the optimiser step; `fit` does the rest.
 from __future__ import annotations
 
 import contextlib
+import math
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
@@ -274,12 +275,32 @@ def clip_gradients(max_norm: float | None) -> StepHook | None:
     return lambda model, _optimizer: torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm)
 
 
+def oracle_recipe(recipe: Recipe, samples: int, reference: int | None) -> tuple[Recipe, int | None]:
+    """The recipe a model trains with on `samples` samples, and its optimiser-step limit (None: none), when the
+    original model trained on `reference` samples (None: these are the original's).
+
+    Under `oracle_steps: original` a smaller training set (an oracle's D_r) trains for exactly the original's
+    number of steps, epochs x ceil(reference / batch_size): the epochs are scaled up to cover them (the last one
+    cut short at the limit), and so is the schedule, whose cosine then spans the scaled epochs and whose multistep
+    milestones move by the same factor. Otherwise the recipe is unchanged (the same epochs, fewer steps)."""
+    if recipe.oracle_steps == "epochs" or reference is None or not 0 < samples < reference:
+        return recipe, None
+    steps = recipe.epochs * math.ceil(reference / recipe.batch_size)
+    epochs = math.ceil(steps / math.ceil(samples / recipe.batch_size))
+    factor = epochs / recipe.epochs  # >= 1, so distinct milestones stay distinct and below `epochs`
+    milestones = [round(m * factor) for m in recipe.milestones]
+    return recipe.model_copy(update={"epochs": epochs, "milestones": milestones}), steps
+
+
 def train_with_recipe(
     model: nn.Module, data: TensorData, recipe: Recipe, seed: int, progress: str | None = None,
-    loss: LossFn = cross_entropy,
+    loss: LossFn = cross_entropy, reference: int | None = None,
 ) -> nn.Module:
     """Train `model` on `data` with a benchmark recipe: the original model and the oracle both come from here.
-    `loss` is the model's training objective (cross-entropy for classifiers; the DDPM loss for generators)."""
+    `loss` is the model's training objective (cross-entropy for classifiers; the DDPM loss for generators);
+    `reference` the number of samples the original model trains on, which sets an oracle's step count under
+    `oracle_steps: original` (`oracle_recipe`)."""
+    recipe, max_steps = oracle_recipe(recipe, len(data), reference)
     optimizer, scheduler = recipe_optimizer(model.parameters(), recipe)
     phase = Phase(data, loss, recipe.batch_size, augment=AUGMENTATIONS[recipe.augment])
     fit(
@@ -290,6 +311,7 @@ def train_with_recipe(
         scheduler=scheduler,
         generator=seeded_generator(seed, "train-batches"),
         before_step=clip_gradients(recipe.max_grad_norm),
+        max_steps=max_steps,
         progress=progress,
     )
     return model

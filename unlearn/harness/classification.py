@@ -35,6 +35,8 @@ BANKS = ("oracle-bank", "method-bank", "shadows")
 class Classification(Kind):
     """A classification benchmark on a device (see the module docstring)."""
 
+    retain_metric = "RA"
+
     @classmethod
     def provides(cls, spec: BenchmarkSpec, runs_methods: bool = True) -> set[str]:
         """The splits, the original and the oracle, and the banks when `evaluation.bank.size` >= 3 (method banks and

@@ -78,9 +78,10 @@ class Grid:
         return self._bound[key]
 
     def prepare_group(self, forget: ForgetSpec, manifest: ForgetManifest, seed: int) -> tuple[Protocol, CellGroup]:
-        """Set the group of (forget set, seed) up: its protocol and its prepared group."""
+        """Set the group of (forget set, seed) up: its protocol and its prepared group, whose oracles passed their check
+        (`Protocol.ready`; an undertrained one stops the run with a UserError before any cell of the group runs)."""
         protocol = self.protocol_for(forget, seed)
-        return protocol, protocol.prepare(forget, manifest, seed)
+        return protocol, protocol.ready(forget, manifest, seed)
 
     # -- cells -------------------------------------------------------------------------------------
 

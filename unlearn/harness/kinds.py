@@ -43,6 +43,9 @@ class Kind:
 
     forgets: ClassVar[tuple[str, ...] | None] = None
     """The forget-set kinds (`ForgetSpec.kind`) this kind accepts; None: all."""
+    retain_metric: ClassVar[str | None] = None
+    """The metric key of the retain set's accuracy, which an oracle must keep within a few points of the original
+    model's (`Protocol.check_oracles`); None: not checked (the kind has no such training-retain accuracy)."""
 
     def __init__(self, spec: BenchmarkSpec, dataset: Dataset, device: torch.device,
                  extra_splits: dict[str, TensorData] | None = None):
@@ -100,10 +103,11 @@ class Kind:
         return self.blueprint.build(seed, *tags, device=self.device)
 
     def train_recipe(self, model: nn.Module, data: TensorData, seed: int, progress: str | None = None) -> nn.Module:
-        """Train `model` on `data` as the original model of `seed` is trained (the oracle's training)."""
+        """Train `model` on `data` as the original model of `seed` is trained on `train` (the oracle's training; under
+        `oracle_steps: original`, for as many optimiser steps)."""
         from unlearn.train import train_with_recipe
 
-        return train_with_recipe(model, data, self.spec.train, seed, progress)
+        return train_with_recipe(model, data, self.spec.train, seed, progress, reference=len(self.train))
 
     def original_key(self, seed: int) -> dict[str, Any]:
         """Everything that determines the original model of `seed`."""

@@ -65,6 +65,7 @@ class Language(Kind):
     """A language benchmark on a device (see the module docstring)."""
 
     forgets = ("task",)
+    retain_metric = None  # its metrics score held-out items only: no accuracy on the training retain set to check
     dataset: LanguageDataset
 
     @classmethod

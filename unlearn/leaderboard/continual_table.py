@@ -27,8 +27,8 @@ EXPLAIN = (
     "Acc_f@t: test accuracy (%) on the classes task t forgets, after task t (the oracle's is 0).",
     "Acc_r@t: test accuracy on the classes no task has forgotten yet, after task t.",
     "H@t: the harmonic mean of Acc_r@t and the drop in accuracy on task t's classes during task t "
-    "(the model task t started from, minus Acc_f@t); higher is better, doing nothing scores 0, and a task that "
-    "raised Acc_f scores below 0.",
+    "(the model task t started from, minus Acc_f@t, floored at 0); higher is better, and a task that did nothing or "
+    "raised Acc_f scores 0.",
     "Each task starts from the previous task's output; the records also hold Acc_o@t, the accuracy on the classes "
     "earlier tasks forgot (docs/continual.md).",
 )

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, ClassVar
+
+from unlearn.errors import UserError
 
 if TYPE_CHECKING:
     from unlearn.forget import ForgetManifest, ForgetSpec
@@ -10,6 +13,11 @@ if TYPE_CHECKING:
     from unlearn.harness.models import Models
     from unlearn.harness.plan import MethodChoice
     from unlearn.harness.scoring import Scoring
+
+ORACLE_TOLERANCE = 3.0
+"""How many points an oracle's retain accuracy (`Kind.retain_metric`) may fall below the original model's before its
+group is refused: an oracle trained on D_r fits D_r as well as the original fits it (on the committed classification
+records the two differ by at most 1.2 points), so a larger shortfall is an undertrained oracle, not noise."""
 
 
 class Protocol:
@@ -47,9 +55,37 @@ class Protocol:
         """The data-access track the method runs under in this cell (recorded with its result)."""
         return method.instance().track.value
 
+    def ready(self, forget: ForgetSpec, manifest: ForgetManifest, seed: int) -> CellGroup:
+        """The prepared group (`prepare`) once its oracles pass `check_oracles`: what every cell is scored against."""
+        group = self.prepare(forget, manifest, seed)
+        self.check_oracles(group)
+        return group
+
     def prepare(self, forget: ForgetSpec, manifest: ForgetManifest, seed: int) -> CellGroup:
         """Load or train the group's original model and oracle and score both."""
         raise NotImplementedError
+
+    def stages(self, group: CellGroup) -> Iterator[tuple[str, CellGroup]]:
+        """The prepared group's (label, group) pairs, each with an original and an oracle scored (label: "" for one)."""
+        yield "", group
+
+    def check_oracles(self, group: CellGroup) -> None:
+        """Raise UserError, before any cell is scored, when an oracle's retain accuracy falls more than
+        `ORACLE_TOLERANCE` points below the original model's (kinds without `retain_metric` are not checked)."""
+        metric = self.kind.retain_metric
+        if metric is None:
+            return
+        for label, stage in self.stages(group):
+            original, oracle = stage.original_metrics.get(metric), stage.oracle_metrics.get(metric)
+            if original is None or oracle is None or oracle >= original - ORACLE_TOLERANCE:
+                continue
+            where = ", ".join(part for part in (group.forget.text, f"seed {group.seed}", label) if part)
+            fix = ("set `oracle_steps: original` under the spec's `train:`" if self.kind.spec.train.oracle_steps == "epochs"
+                   else "train longer (the spec's `train: epochs`)")
+            raise UserError(
+                f"the oracle of {where} is undertrained: its {metric} is {oracle:.1f} against the original model's "
+                f"{original:.1f}, more than {ORACLE_TOLERANCE:g} points below; train it to the original's standard: {fix}"
+            )
 
     def outcome(self, cell: Cell, group: CellGroup) -> Outcome:
         """Run the cell's method on the group's original model and score its output."""

@@ -20,6 +20,7 @@ A cell of a continual forget set (`continual:3x2`, `continual:3x2:shots=4`; see
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -113,6 +114,11 @@ class Continual(Protocol):
             last.oracle_scores.values.update(task_values(step.group.oracle_scores, t))
         last.steps = steps
         return last
+
+    def stages(self, group: CellGroup) -> Iterator[tuple[str, CellGroup]]:
+        """Every task's group, labelled "task t"."""
+        for t, step in enumerate(group.steps, 1):
+            yield f"task {t}", step.group
 
     def task_evaluation(
         self, model: nn.Module, group: CellGroup, choice: MethodChoice | None, start: nn.Module
