@@ -18,12 +18,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import pandas as pd
 
 from unlearn.errors import UserError
+from unlearn.leaderboard.leads import MARK, Lead, leads
 from unlearn.leaderboard.stats import ALPHA, Comparison, Scores, Stat, compare, ranking, ranks
 from unlearn.results import ORACLE, ResultRecord
 
@@ -52,7 +53,8 @@ class Row:
     `values` holds each column's value per seed that finished; `best` the columns where the method ranks
     first (bold); `rank` its rank on the table's headline column; `versus_best` and `versus_original` its
     paired comparisons there with the best method and with the original model (None for reference rows, for
-    the best method itself, and where there is no headline).
+    the best method itself, and where there is no headline); `leads` the quality columns where it beats the oracle
+    by more than the interval (`unlearn.leaderboard.leads`).
     """
 
     method: str
@@ -65,6 +67,16 @@ class Row:
     rank: int | None = None
     versus_best: Comparison | None = None
     versus_original: Comparison | None = None
+    leads: tuple[Lead, ...] = ()
+
+    def leads_on(self, column: str) -> bool:
+        """Whether the row beats the oracle in `column` by more than the interval (its cells carry MARK)."""
+        return any(lead.column == column for lead in self.leads)
+
+    def shown(self, column: str) -> str:
+        """The column's statistic as text, followed by MARK where the row beats the oracle there."""
+        text = self.stats[column].text()
+        return f"{text} {MARK}" if self.leads_on(column) else text
 
     @property
     def verdict(self) -> str:
@@ -111,7 +123,13 @@ class Table:
             out.append("One seed: no interval and no test; rank and bold follow the means as shown.")
         elif counts and min(counts) <= 1:
             out.append("A method with one finished seed has no interval and is compared by its mean as shown.")
+        out += [lead.note(r.method) for r in self.rows for lead in r.leads]
         return out
+
+
+def gap_keys(records: Sequence[ResultRecord]) -> list[str]:
+    """The gap metrics of the records, in the order their benchmarks list them."""
+    return list(dict.fromkeys(k for r in records for k in r.config.get("gap_metrics", [])))
 
 
 def default_columns(records: Sequence[ResultRecord]) -> list[str]:
@@ -119,7 +137,7 @@ def default_columns(records: Sequence[ResultRecord]) -> list[str]:
     further report metrics (probe recovery, relearning, other attacks), the attacks Robust Gap adds where not
     listed yet, the forget sets' own metrics (corrective sets: Manip-Acc, ASR), then run time. A table leaves out
     Robust Gap, its attacks and the forget sets' own metrics where none of its rows has them."""
-    keys = dict.fromkeys(k for r in records for k in r.config.get("gap_metrics", []))
+    keys = dict.fromkeys(gap_keys(records))
     extra = dict.fromkeys(k for r in records for k in r.config.get("report_metrics", []) if k not in keys)
     depth = [k for k in DEPTH_METRICS if k not in keys and k not in extra]
     own = dict.fromkeys(k for r in records for k in forget_set_keys(r.forget.spec)
@@ -326,6 +344,15 @@ def _row(method: str, runs: pd.DataFrame, columns: Sequence[str]) -> Row:
     return Row(method, _role(method), stats, len(ok), len(runs), values=values)
 
 
+def _with_leads(rows: list[Row], keys: Sequence[str]) -> list[Row]:
+    """The rows, methods' and the original's with their leads over the oracle on quality gap metrics."""
+    oracle = next((r for r in rows if r.role == "oracle"), None)
+    if oracle is None:
+        return rows
+    return [replace(r, leads=leads(r.values, oracle.values, keys)) if r.role in ("method", "original") else r
+            for r in rows]
+
+
 def summarize(records: Sequence[ResultRecord], columns: Sequence[str] | None = None) -> list[Table]:
     """One Table per (benchmark, forget set), in order of first appearance.
 
@@ -349,7 +376,7 @@ def summarize(records: Sequence[ResultRecord], columns: Sequence[str] | None = N
         rows = [_row(method, part[part["method"] == method], columns) for method in dict.fromkeys(part["method"])]
         shown = tuple(c for c in columns if c not in optional or any(row.stats[c].mean is not None for row in rows))
         headline = layout.headline(shown)
-        rows = _judge(rows, shown, headline, layout)
+        rows = _with_leads(_judge(rows, shown, headline, layout), [k for k in gap_keys(mine) if k in shown])
         sign = -1.0 if headline is not None and layout.direction(headline) > 0 else 1.0
 
         def order(row: Row, headline: str | None = headline, sign: float = sign) -> tuple:
@@ -376,7 +403,7 @@ def format_text(tables: Sequence[Table]) -> str:
         ranked = table.headline is not None
         frame = pd.DataFrame(
             [{**({"rank": "—" if r.rank is None else str(r.rank)} if ranked else {}), "method": r.method,
-              **{c: r.stats[c].text() for c in table.columns}, "ok": f"{r.ok}/{r.runs}",
+              **{c: r.shown(c) for c in table.columns}, "ok": f"{r.ok}/{r.runs}",
               **({"vs original": r.verdict} if ranked else {})}
              for r in table.rows]
         )
