@@ -9,7 +9,10 @@
   at least one sample generated for c; the mean over the classes (per class as `Coverage@<c>`).
 
 FD and Acc-r do not see a generator that draws each class's most typical image again and again: the judge calls
-every sample right, and the features' mean stays near the data's. These two do. Coverage of a sample of the data
+every sample right, and the features' mean stays near the data's. Div-r does. Coverage-r sees a full collapse, but
+it also rises with fidelity: samples packed into the dense core of a class fall inside many real balls, so a
+narrowed generator can cover more than a blurry but diverse one (docs/metrics.md gives SFD's figures on
+digits-ddpm). Read the two together. Coverage of a sample of the data
 itself is below 100 and depends on the sample sizes: with N real and M generated images of a class drawn from the
 same distribution its expectation is 1 − C(N − 1, k) / C(N − 1 + M, k) (Naeem et al.); each record keeps that
 figure for its sizes as `coverage_of_data`. The samples and judge features are those the `generation` metric
