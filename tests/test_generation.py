@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 from pathlib import Path
 
+import numpy as np
 import plugin_methods
 import pytest
 import torch
@@ -18,6 +19,7 @@ from unlearn.forget import ForgetSpec
 from unlearn.harness import Models, Workspace, load_kind
 from unlearn.leaderboard.build import render
 from unlearn.metrics import Evaluation, evaluate
+from unlearn.metrics.diversity import coverage, coverage_of_data, mean_pairwise_distance
 from unlearn.metrics.generation import GenerationCell, Judge, frechet_distance, shell_conditions
 from unlearn.models import Blueprint
 from unlearn.results import read_record
@@ -150,14 +152,16 @@ def judge(digits_kind) -> Judge:
     return Judge(train_with_recipe(model, ds.train, recipe, 0).eval().requires_grad_(False), "test-judge")
 
 
-def generation_scores(model, judge, digits_kind, forgotten=(3,), **settings_update):
+def generation_scores(model, judge, digits_kind, forgotten=(3,), metrics=("generation", "generality"),
+                      **settings_update):
     spec = read_spec(Path(__file__).parents[1] / "benchmarks" / "digits-ddpm.yaml")
     update = {"samples_per_class": 40, "near_samples": 10, **settings_update}
     settings = spec.evaluation.generation.model_copy(update=update)
     real = digits_kind.dataset.train.where(~torch.isin(digits_kind.dataset.train.y, torch.tensor(forgotten)))
     cell = GenerationCell(judge, forgotten, 10, real)
-    ev = Evaluation(model, {}, 512, {"judge": lambda: cell}, 0, {"generation": settings})
-    return evaluate(ev, ["generation", "generality"]).values
+    ev = Evaluation(model, {}, 512, {"judge": lambda: cell}, 0,
+                    {"generation": settings, "diversity": spec.evaluation.diversity})
+    return evaluate(ev, list(metrics)).values
 
 
 def test_metrics_score_real_images_as_recognised_and_a_swapped_class_as_forgotten(digits_kind, judge):
@@ -171,6 +175,62 @@ def test_metrics_score_real_images_as_recognised_and_a_swapped_class_as_forgotte
     one_class = generation_scores(PerfectGenerator(test, {c: 0 for c in range(10)}), judge, digits_kind)
     assert faithful["FD"] < 0.2 * one_class["FD"]
     assert faithful["UA-near"] < 50 and swapped["UA-near"] > faithful["UA-near"]
+
+
+class DistinctGenerator(PerfectGenerator):
+    """Images of the class asked for, each at most once while they last; with `collapse`, the class's first image
+    every time (mode collapse: one image per class)."""
+
+    def __init__(self, data: TensorData, collapse: bool = False):
+        super().__init__(data)
+        self.collapse = collapse
+        self.drawn: dict[int, int] = {}
+
+    def sample(self, condition, steps, guidance, gen, eta=0.0):
+        out = []
+        for c in condition.tolist():
+            pool = self.data.x[self.data.y == c]
+            i = 0 if self.collapse else self.drawn.get(c, 0)
+            self.drawn[c] = i + 1
+            out.append(pool[i % len(pool)])
+        return torch.stack(out)
+
+
+def test_diversity_is_near_one_for_held_out_real_images_and_low_for_one_image_per_class(digits_kind, judge):
+    """The judge calls a collapsed generator's samples right (Acc-r), so only the diversity metric sees it."""
+    ds = digits_kind.dataset
+    held_out = ds.val.concat(ds.test)  # about 54 unseen images per class, 40 drawn without replacement
+    real = generation_scores(DistinctGenerator(held_out), judge, digits_kind, metrics=["generation", "diversity"])
+    collapsed = generation_scores(DistinctGenerator(held_out, collapse=True), judge, digits_kind,
+                                  metrics=["generation", "diversity"])
+    assert collapsed["Acc-r"] > 80
+    assert 0.85 < real["Div-r"] < 1.15 and collapsed["Div-r"] == 0.0
+    assert {f"Div@{c}" for c in range(10) if c != 3} <= set(real) and "Div@3" not in real
+    counts = [int((ds.train.y == c).sum()) for c in range(10) if c != 3]
+    expected = 100 * float(np.mean([coverage_of_data(n, 40, 5) for n in counts]))  # about 76 % at these sizes
+    assert abs(real["Coverage-r"] - expected) < 12 and collapsed["Coverage-r"] < 10
+
+
+def test_diversity_of_hand_built_features_tracks_their_spread():
+    gen = torch.Generator().manual_seed(0)
+    real, same = torch.randn(300, 8, generator=gen), torch.randn(300, 8, generator=gen)
+    assert mean_pairwise_distance(same) / mean_pairwise_distance(real) == pytest.approx(1.0, abs=0.05)
+    assert coverage(real, same, 5) == pytest.approx(coverage_of_data(300, 300, 5), abs=0.04)  # about 0.97
+    narrow = 0.3 * torch.randn(300, 8, generator=gen)
+    assert mean_pairwise_distance(narrow) / mean_pairwise_distance(real) == pytest.approx(0.3, abs=0.05)
+    assert coverage(real, narrow, 5) < coverage(real, same, 5) - 0.25  # the tails of the data go uncovered
+    assert coverage(real, real[:1].expand(300, -1), 5) < 0.05  # one point covers only its neighbours' balls
+    assert coverage_of_data(10, 1, 3) == pytest.approx(1 - 84 / 120)  # 1 − C(9, 3) / C(10, 3)
+
+
+def test_the_diversity_metric_is_opt_in_and_leaves_existing_cell_configs_alone():
+    from unlearn.harness.scoring import Scoring
+
+    spec = read_spec(Path(__file__).parents[1] / "benchmarks" / "digits-ddpm.yaml")
+    settings = Scoring.evaluation_settings.func(type("S", (), {"spec": spec})())
+    assert set(settings) == {"generation"} and spec.evaluation.diversity.k == 5
+    spec = spec.model_copy(update={"metrics": [*spec.metrics, "diversity"]})
+    assert Scoring.evaluation_settings.func(type("S", (), {"spec": spec})())["diversity"] == {"k": 5}
 
 
 def test_shell_conditions_lie_at_the_cosine_and_norm_asked_for_and_follow_the_seed():

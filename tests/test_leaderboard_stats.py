@@ -172,3 +172,31 @@ def test_collapse_is_the_retain_score_below_half_the_originals(metrics, original
     from unlearn.collapse import collapse
 
     assert (collapse(metrics, original) is not None) is collapsed
+
+
+def test_a_lead_over_the_oracle_on_a_quality_metric_is_marked_and_its_gap_said():
+    """Avg. Gap charges |TA − oracle|, so a method better than the oracle on TA pays for it: the cell is marked and a
+    note says by how much, while the numbers stay SalUn's. UA beyond the oracle's is no lead (over-forgetting)."""
+    oracle = {"UA": 90.0, "TA": 90.0}
+    seeds = {"retrain": [oracle] * 3,
+             "sharp": [{"UA": 90.0, "TA": t} for t in (95.0, 96.0, 95.5)],  # ahead by 5.5 ± 1.24
+             "noisy": [{"UA": 90.0, "TA": t} for t in (99.0, 85.0, 92.0)],  # ahead on average, inside its interval
+             "eager": [{"UA": u, "TA": 90.0} for u in (99.0, 98.0, 99.5)]}  # beyond the oracle on UA
+    records = [record(m, s, scores, oracle, {"UA": 0.0, "TA": 92.0}, gap_metrics=("UA", "TA"))
+               for m, runs in seeds.items() for s, scores in enumerate(runs)]
+    (table,) = summarize(records)
+    (lead,) = table.row("sharp").leads
+    assert (lead.column, lead.lead, lead.gap) == ("TA", pytest.approx(5.5), pytest.approx(5.5))
+    assert lead.half == pytest.approx(scipy_stats.t.ppf(0.975, 2) * 0.5 / 3 ** 0.5)
+    assert lead.share == pytest.approx(table.row("sharp").stats["Avg. Gap"].mean)  # its whole Avg. Gap is this lead
+    assert table.row("noisy").leads == () and table.row("eager").leads == () and table.row("retrain").leads == ()
+    assert table.row("original").leads[0].lead == pytest.approx(2.0)  # doing nothing keeps the original's TA
+    assert table.row("sharp").stats["Avg. Gap"].mean == pytest.approx(5.5 / 2)  # the number is unchanged
+    note = ("‡ sharp beats the oracle on TA by 5.50 (paired 95 % interval ± 1.24): Avg. Gap counts this as a gap of "
+            "5.50, adding 2.75 to its Avg. Gap.")
+    markdown = markdown_table(table)
+    assert note in table.notes() and note in format_text([table]) and note in markdown
+    row = next(line for line in markdown.splitlines() if line.startswith("| ") and "| sharp |" in line)
+    assert row.count("‡") == 1 and "5.50 ‡" not in row and "95.50 ± 1.24 ‡" in row
+    csv = pd.read_csv(io.StringIO(csv_text([table])), keep_default_na=False).set_index("method")
+    assert csv.loc["sharp", "beats oracle"] == "TA" and csv.loc["noisy", "beats oracle"] == ""

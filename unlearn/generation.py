@@ -124,7 +124,9 @@ class Generation(Classification):
         return self.dataset
 
     def settings(self) -> dict[str, Any]:
-        return {"generation": self.spec.evaluation.generation, "memorization": self.spec.evaluation.memorization}
+        evaluation = self.spec.evaluation
+        return {"generation": evaluation.generation, "memorization": evaluation.memorization,
+                "diversity": evaluation.diversity}
 
     def resources(self, group: CellGroup, choice: MethodChoice | None, models: Models) -> dict[str, Callable[[], Any]]:
         """The judge, with the cell's forgotten classes and real images (retained images of the real classes), and

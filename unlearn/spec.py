@@ -239,6 +239,16 @@ class MemorizationSettings(BaseModel):
     pixel difference (L2 distance / sqrt(pixels), images in [0, 1]). Calibrated per benchmark (docs/generation.md)."""
 
 
+class DiversitySettings(BaseModel):
+    """How the diversity of a generator's remaining-class samples is judged (`unlearn.metrics.diversity`)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+    k: int = Field(5, ge=1, le=50)
+    """Neighbours of Coverage: a real sample is covered when a generated one lies within the distance to its k-th
+    nearest real neighbour (Naeem et al. recommend 5)."""
+
+
 class EvaluationSettings(BaseModel):
     """Settings of the evaluations beyond one forward pass: probes, relearning, model banks, generation."""
 
@@ -249,6 +259,7 @@ class EvaluationSettings(BaseModel):
     bank: BankSettings = BankSettings()
     generation: GenerationSettings = GenerationSettings()
     memorization: MemorizationSettings = MemorizationSettings()
+    diversity: DiversitySettings = DiversitySettings()
 
 
 class BenchmarkSpec(BaseModel):

@@ -12,10 +12,10 @@ from unlearn.leaderboard.tables import (
     Row,
     Table,
     default_columns,
-    format_text,
     records_frame,
     summarize,
 )
+from unlearn.leaderboard.text import format_text
 
 __all__ = [
     "AVG_GAP", "ORACLE", "ORIGINAL", "ROBUST_GAP", "RUN_TIME", "Row", "Stat", "Table",

@@ -18,6 +18,7 @@ PROBE = f"{METRICS_DOC}#probe-recovery-probe"
 RELEARN = f"{METRICS_DOC}#relearn-attack-relearn"
 BANKS = f"{METRICS_DOC}#per-example-scores-on-banks-of-models"
 GENERATION = "docs/generation.md#metrics-unlearnmetricsgenerationpy"
+DIVERSITY = f"{METRICS_DOC}#diversity-of-generated-samples-diversity-div-r-coverage-r"
 MEMORIZATION = "docs/generation.md#memorisation-planted-images"
 CONTINUAL = "docs/continual.md#metrics-after-every-task"
 LANGUAGE = "docs/language.md#the-protocol"
@@ -77,6 +78,12 @@ COLUMNS: dict[str, dict[str, tuple[str, str | None]]] = {
         "Acc-r": ("the judge's accuracy on samples of the remaining classes, %", GENERATION),
         "FD": ("Fréchet distance between judge features of generated and real remaining-class images", GENERATION),
         "Samples/s": ("sampling throughput with the benchmark's pinned sampler settings", GENERATION),
+    },
+    "diversity": {
+        "Div-r": ("mean pairwise distance of the judge features of each remaining class's samples over the real images'; "
+                  "1 = as diverse as the data, 0 = one image per class", DIVERSITY),
+        "Coverage-r": ("% of each remaining class's real images with a sample inside their k-nearest-neighbour ball of "
+                       "judge features (Naeem et al.'s coverage; k = 5 unless the spec says)", DIVERSITY),
     },
     "generality": {
         "UA-near": ("UA on conditions between the forgotten class's label embedding and each remaining class's",

@@ -19,6 +19,7 @@ import markdown as md
 import pandas as pd
 
 from unlearn.leaderboard import glossary
+from unlearn.leaderboard.leads import MARK, QUALITY_KEYS
 from unlearn.leaderboard.plots import bar_column
 from unlearn.leaderboard.references import Reference
 from unlearn.leaderboard.stats import ALPHA
@@ -37,6 +38,7 @@ def legend() -> str:
     """How to read every table of the page; the bold rule is written from the columns' directions in tables.py."""
     lower = ", ".join(LOWER_IS_BETTER)
     higher = ", ".join(HIGHER_IS_BETTER)
+    quality = ", ".join(QUALITY_KEYS)
     return f"""\
 Each table is one benchmark and forget set. Rows are methods; each cell is the mean over seeds ± the
 half-width of its 95 % confidence interval (Student t with n − 1 degrees of freedom; the standard
@@ -59,7 +61,9 @@ the seeds cannot tell a method from the best, not that it is as good: with three
 only large, steady differences, so read the intervals too. Rows follow the rank, then the mean.
 **Bold** marks, per column, the best method and every method not significantly different from it,
 testing per-seed scores: the lowest value in {lower}; the highest in {higher}; in every other column
-the value closest to the oracle's. **vs original** compares each method with the original model, doing
+the value closest to the oracle's. {MARK} marks a mean better than the oracle's on a quality metric ({quality}) by
+more than the 95 % interval of the paired differences: Avg. Gap still counts that lead as a gap, and the note under
+the table says how much. **vs original** compares each method with the original model, doing
 nothing, on the ranking column: ≈ original means the seeds cannot tell the method from doing nothing at
 all. Seeds counts the seeds that finished out of those run; failed seeds are left out of the means."""
 
@@ -280,6 +284,7 @@ def csv_text(tables: Sequence[Table]) -> str:
             entry["seeds run"] = row.runs
             entry["seeds collapsed"] = row.collapsed
             entry["best"] = ";".join(c for c in table.columns if c in row.best)
+            entry["beats oracle"] = ";".join(lead.column for lead in row.leads)
             rows.append(entry)
     buffer = io.StringIO()
     frame = pd.DataFrame(rows)

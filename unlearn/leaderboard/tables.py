@@ -25,7 +25,8 @@ import pandas as pd
 
 from unlearn.collapse import COLLAPSE_FRACTION
 from unlearn.errors import UserError
-from unlearn.leaderboard.stats import ALPHA, Comparison, Scores, Stat, compare, ranking, ranks
+from unlearn.leaderboard.leads import MARK, Lead, leads
+from unlearn.leaderboard.stats import Comparison, Scores, Stat, compare, ranking, ranks
 from unlearn.results import ORACLE, ResultRecord
 
 ORIGINAL = "original"
@@ -62,7 +63,8 @@ class Row:
     `values` holds each column's value per seed that finished; `best` the columns where the method ranks
     first (bold); `rank` its rank on the table's headline column; `versus_best` and `versus_original` its
     paired comparisons there with the best method and with the original model (None for reference rows, for
-    the best method itself, and where there is no headline).
+    the best method itself, and where there is no headline); `leads` the quality columns where it beats the oracle
+    by more than the interval (`unlearn.leaderboard.leads`).
     """
 
     method: str
@@ -77,24 +79,31 @@ class Row:
     versus_original: Comparison | None = None
     collapsed: int = 0
     """Seeds among those that finished whose run collapsed (unlearn.collapse); they stay in the statistics."""
+    undefined: Mapping[str, int] = field(default_factory=dict)
+    """Per column, the number of finished seeds where the metric is undefined (left out of its statistics)."""
+    short: frozenset[str] = frozenset()
+    """The gap columns (Avg. Gap, Robust Gap) that some seed averages over fewer keys."""
+    leads: tuple[Lead, ...] = ()
 
     @property
     def seeds(self) -> str:
         """The Seeds cell: finished out of run, and how many of those collapsed."""
         return f"{self.ok}/{self.runs}" + (f", {self.collapsed} collapsed" if self.collapsed else "")
-    undefined: Mapping[str, int] = field(default_factory=dict)
-    """Per column, the number of finished seeds where the metric is undefined (left out of its statistics)."""
-    short: frozenset[str] = frozenset()
-    """The gap columns (Avg. Gap, Robust Gap) that some seed averages over fewer keys."""
+
+    def leads_on(self, column: str) -> bool:
+        """Whether the row beats the oracle in `column` by more than the interval (its cells carry MARK)."""
+        return any(lead.column == column for lead in self.leads)
 
     def text(self, column: str) -> str:
         """The cell of `column`: 'm ± h'; 'n.d.' where undefined on every seed; '(n = k)' after the statistics of
-        k seeds where others are undefined; '†' after a gap averaged over fewer keys on some seed."""
+        k seeds where others are undefined; FEWER_KEYS after a gap averaged over fewer keys on some seed; MARK where
+        the row beats the oracle there (leads.py)."""
         stat, undefined = self.stats[column], self.undefined.get(column, 0)
         shown = UNDEFINED if stat.mean is None and undefined else stat.text()
         if stat.mean is not None and undefined:
             shown += f" (n = {stat.n})"
-        return shown + (f" {FEWER_KEYS}" if column in self.short else "")
+        shown += f" {FEWER_KEYS}" if column in self.short else ""
+        return f"{shown} {MARK}" if self.leads_on(column) else shown
 
     @property
     def verdict(self) -> str:
@@ -150,7 +159,13 @@ class Table:
             out.append("One seed: no interval and no test; rank and bold follow the means as shown.")
         elif counts and min(counts) <= 1:
             out.append("A method with one finished seed has no interval and is compared by its mean as shown.")
+        out += [lead.note(r.method) for r in self.rows for lead in r.leads]
         return out
+
+
+def gap_keys(records: Sequence[ResultRecord]) -> list[str]:
+    """The gap metrics of the records, in the order their benchmarks list them."""
+    return list(dict.fromkeys(k for r in records for k in r.config.get("gap_metrics", [])))
 
 
 def default_columns(records: Sequence[ResultRecord]) -> list[str]:
@@ -158,7 +173,7 @@ def default_columns(records: Sequence[ResultRecord]) -> list[str]:
     further report metrics (probe recovery, relearning, other attacks), the attacks Robust Gap adds where not
     listed yet, the forget sets' own metrics (corrective sets: Manip-Acc, ASR), then run time. A table leaves out
     Robust Gap, its attacks and the forget sets' own metrics where none of its rows has them."""
-    keys = dict.fromkeys(k for r in records for k in r.config.get("gap_metrics", []))
+    keys = dict.fromkeys(gap_keys(records))
     extra = dict.fromkeys(k for r in records for k in r.config.get("report_metrics", []) if k not in keys)
     depth = [k for k in DEPTH_METRICS if k not in keys and k not in extra]
     own = dict.fromkeys(k for r in records for k in forget_set_keys(r.forget.spec)
@@ -391,6 +406,15 @@ def _row(method: str, runs: pd.DataFrame, columns: Sequence[str]) -> Row:
                collapsed=collapsed)
 
 
+def _with_leads(rows: list[Row], keys: Sequence[str]) -> list[Row]:
+    """The rows, methods' and the original's with their leads over the oracle on quality gap metrics."""
+    oracle = next((r for r in rows if r.role == "oracle"), None)
+    if oracle is None:
+        return rows
+    return [replace(r, leads=leads(r.values, oracle.values, keys)) if r.role in ("method", "original") else r
+            for r in rows]
+
+
 def summarize(records: Sequence[ResultRecord], columns: Sequence[str] | None = None) -> list[Table]:
     """One Table per (benchmark, forget set), in order of first appearance.
 
@@ -414,7 +438,7 @@ def summarize(records: Sequence[ResultRecord], columns: Sequence[str] | None = N
         rows = [_row(method, part[part["method"] == method], columns) for method in dict.fromkeys(part["method"])]
         shown = tuple(c for c in columns if c not in optional or any(row.stats[c].mean is not None for row in rows))
         headline = layout.headline(shown)
-        rows = _judge(rows, shown, headline, layout)
+        rows = _with_leads(_judge(rows, shown, headline, layout), [k for k in gap_keys(mine) if k in shown])
         sign = -1.0 if headline is not None and layout.direction(headline) > 0 else 1.0
 
         def order(row: Row, headline: str | None = headline, sign: float = sign) -> tuple:
@@ -426,29 +450,3 @@ def summarize(records: Sequence[ResultRecord], columns: Sequence[str] | None = N
         rows.sort(key=order)
         tables.append(Table(str(benchmark), str(forget), shown, tuple(rows), headline, name))
     return tables
-
-
-def caption(table: Table) -> str:
-    """The one-line caption of a table in the terminal."""
-    units = " (UA = 100 − forget accuracy, %)" if "UA" in table.columns else ""
-    return f"{table.benchmark} · forget {table.forget} · mean ± 95 % CI half-width over seeds{units}"
-
-
-def format_text(tables: Sequence[Table]) -> str:
-    """Plain-text rendering for the terminal, each table under a one-line caption and over its notes."""
-    blocks = []
-    for table in tables:
-        ranked = table.headline is not None
-        frame = pd.DataFrame(
-            [{**({"rank": "—" if r.rank is None else str(r.rank)} if ranked else {}), "method": r.method,
-              **{c: r.text(c) for c in table.columns}, "ok": r.seeds,
-              **({"vs original": r.verdict} if ranked else {})}
-             for r in table.rows]
-        )
-        notes = table.notes()
-        if ranked:
-            notes.append(f"rank 1: not significantly different from the best on {table.headline} (paired t test "
-                         f"over seeds, Holm, α = {ALPHA:g}); {LIKE_ORIGINAL}: not significantly different from the "
-                         "original model (doing nothing)")
-        blocks.append("\n".join([caption(table), frame.to_string(index=False), *notes]))
-    return "\n\n".join(blocks)

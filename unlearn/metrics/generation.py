@@ -134,6 +134,29 @@ def samples(evaluation: Evaluation) -> Samples:
     return evaluation.memoized("generation-samples", make)
 
 
+def judged(evaluation: Evaluation) -> dict[int, tuple[Tensor, Tensor]]:
+    """The judge's (probabilities, features) on the model's samples of every class it knows, once per evaluation
+    (shared by `generation` and `diversity`)."""
+
+    def make() -> dict[int, tuple[Tensor, Tensor]]:
+        cell: GenerationCell = evaluation.need("judge")
+        made = samples(evaluation)
+        classes = sorted({*cell.judged_forgotten, *cell.remaining})
+        return {c: cell.judge.outputs(made.images[c], evaluation.batch_size) for c in classes}
+
+    return evaluation.memoized("generation-judged", make)
+
+
+def real_features(evaluation: Evaluation) -> Tensor:
+    """The judge's features of the real remaining-class images (`GenerationCell.real`), once per evaluation."""
+
+    def make() -> Tensor:
+        cell: GenerationCell = evaluation.need("judge")
+        return cell.judge.outputs(cell.real.x, evaluation.batch_size)[1]
+
+    return evaluation.memoized("generation-real-features", make)
+
+
 def entropy(probs: Tensor) -> Tensor:
     """Per-row entropy in nats."""
     return -(probs * probs.clamp_min(1e-12).log()).sum(dim=1)
@@ -178,11 +201,11 @@ def generation(evaluation: Evaluation) -> Scores:
     UA, P-f and Entropy-f are left out when no forgotten class is one the judge knows (planted conditions)."""
     cell: GenerationCell = evaluation.need("judge")
     made = samples(evaluation)
-    batch = evaluation.batch_size
+    outputs = judged(evaluation)
     out: dict[str, float] = {}
     forgotten_hits, p_f, ent = [], [], []
     for c in cell.judged_forgotten:
-        probs, _ = cell.judge.outputs(made.images[c], batch)
+        probs, _ = outputs[c]
         forgotten_hits.append((probs.argmax(1) == c).float().mean())
         p_f.append(probs[:, c].mean())
         ent.append(entropy(probs).mean())
@@ -192,14 +215,13 @@ def generation(evaluation: Evaluation) -> Scores:
         out["Entropy-f"] = float(torch.stack(ent).mean())
     features, accs = [], []
     for c in cell.remaining:
-        probs, feats = cell.judge.outputs(made.images[c], batch)
+        probs, feats = outputs[c]
         acc = 100.0 * float((probs.argmax(1) == c).float().mean())
         out[f"Acc@{c}"] = acc
         accs.append(acc)
         features.append(feats)
     out["Acc-r"] = float(np.mean(accs))
-    _, real_features = cell.judge.outputs(cell.real.x, batch)
-    out["FD"] = frechet_distance(torch.cat(features), real_features)
+    out["FD"] = frechet_distance(torch.cat(features), real_features(evaluation))
     out["Samples/s"] = made.count / made.seconds if made.seconds > 0 else float("nan")
     return Scores(out, settings_info(evaluation, made))
 
