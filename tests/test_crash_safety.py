@@ -50,7 +50,8 @@ def quick(tmp_path_factory: pytest.TempPathFactory) -> Quick:
     data = yaml.safe_load((FIXTURE_SPECS / "digits.yaml").read_text(encoding="utf-8"))
     data.update(name="digits-quick", description="digits trained for 3 epochs, SalUn metrics (crash-safety tests)",
                 metrics=["accuracy", "mia-efficacy"], report_metrics=[])
-    data["train"]["epochs"] = 3
+    data["train"].update(epochs=3, oracle_steps="original")  # 3 epochs: the oracle needs the original's steps to pass
+    # the oracle check (refused more than 3 points of RA below the original's)
     root = tmp_path_factory.mktemp("quick-digits")
     (root / "digits-quick.yaml").write_text(yaml.safe_dump(data), encoding="utf-8")
     return Quick(root / "digits-quick.yaml", root / "cache")
