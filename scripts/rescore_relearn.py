@@ -60,13 +60,12 @@ def main() -> int:
     found = collect(args.results)
     oracles = {(r.benchmark, r.forget.spec, r.seed): r for r in found.records if r.method == ORACLE}
     out: dict[tuple, tuple[str, ResultRecord]] = {}
+    changed = 0
     for path, r in zip(found.paths, found.records, strict=True):
         if r.status == "ok" and "relearn" in r.metric_info:
-            out[(r.benchmark, r.forget.spec, r.method, r.seed)] = (path, rescored(r, oracles[(r.benchmark,
-                                                                                              r.forget.spec, r.seed)]))
-    changed = sum(o.metrics["Relearn-Steps"] != r.metrics["Relearn-Steps"]
-                  for (_, o), r in zip(out.values(), [x for x in found.records if x.status == "ok"
-                                                       and "relearn" in x.metric_info], strict=True))
+            new = rescored(r, oracles[(r.benchmark, r.forget.spec, r.seed)])
+            out[(r.benchmark, r.forget.spec, r.method, r.seed)] = (path, new)
+            changed += new.metrics["Relearn-Steps"] != r.metrics["Relearn-Steps"]
     print(f"{len(out)} records with relearn scores; Relearn-Steps changes on {changed}")
     if args.check:
         new = {(r.benchmark, r.forget.spec, r.method, r.seed): r for r in collect(args.check).records}

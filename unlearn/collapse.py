@@ -23,6 +23,10 @@ COLLAPSE_FRACTION = 0.5
 """A run is collapsed when its retain score is below this fraction of the original model's."""
 RETAIN_KEYS = ("RA", "Acc-r")
 """The retain scores, in order of preference."""
+COLLAPSED_NOTE = (f"collapsed: a seed whose retain score (RA, or Acc-r for a generator) fell below "
+                  f"{COLLAPSE_FRACTION:.0%} of the original model's; collapsed seeds stay in the means and tests "
+                  "(dropping them would reward failing) and are counted in Seeds.")
+"""The note under a table with collapsed seeds."""
 
 
 def collapse(metrics: Mapping[str, float], original: Mapping[str, float]) -> str | None:

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 import pandas as pd
 
-from unlearn.collapse import COLLAPSE_FRACTION
+from unlearn.collapse import COLLAPSED_NOTE
 from unlearn.errors import UserError
 from unlearn.leaderboard.leads import MARK, Lead, leads
 from unlearn.leaderboard.stats import Comparison, Scores, Stat, compare, ranking, ranks
@@ -44,9 +44,6 @@ HIGHER_IS_BETTER = ("Samples/s",)
 HEADLINES = (ROBUST_GAP, AVG_GAP)
 """The columns a table ranks by, the first it has."""
 NOT_TESTED = "—"
-COLLAPSED_NOTE = (f"collapsed: a seed whose retain score (RA, or Acc-r for a generator) fell below "
-                  f"{COLLAPSE_FRACTION:.0%} of the original model's; collapsed seeds stay in the means and tests "
-                  "(dropping them would reward failing) and are counted in Seeds.")
 LIKE_ORIGINAL = "≈ original"
 UNDEFINED = "n.d."
 """A cell whose metric is undefined on every seed (a degenerate membership attack, docs/metrics.md)."""
